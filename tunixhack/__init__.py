@@ -1,0 +1,1 @@
+"""TunixHack: verified reasoning traces from a local teacher, and Tunix post-training."""

@@ -1,0 +1,89 @@
+"""The Recipe contract: a dataset script says what to ask, how to read the reply and how to check it.
+
+A recipe is pure: no clients, files, retries or prints. `run(recipe)` (tunixhack.cli) does the rest.
+
+    class GSM8K(Recipe):
+        name, dataset, config, split, category = "gsm8k", "openai/gsm8k", "main", "train", "math"
+        columns = ("question", "answer")
+        def prompt(self, row): return row["question"]
+        def reference(self, row): return gold_answer(row["answer"])
+        def verify(self, record): return verify_math(record["answer"], record["reference"])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+from .errors import Reject
+from .teachers.base import Reply
+
+__all__ = ["Recipe", "Reject"]
+
+
+class Recipe:
+    name: str = "recipe"            # id prefix and default output name: data/<name>.jsonl
+    dataset: str = ""               # default Hugging Face dataset id
+    config: str | None = None       # default dataset config
+    split: str = "train"            # default split
+    splits: tuple[str, ...] = ()    # the splits the default dataset has (checked before loading)
+    category: str = "general"
+    version: str = "1"              # bump when prompt or parse change: it is part of the fingerprint
+    columns: tuple[str, ...] = ()   # columns a source must have
+    id_column: str | None = None    # the dataset's own row id, if it has one; else the row index
+
+    # --- options -------------------------------------------------------------------------------
+    def add_arguments(self, parser) -> None:
+        """Add recipe-specific flags to the common ones."""
+
+    def configure(self, args) -> None:
+        """Read the recipe-specific flags (called once, before any row)."""
+        self.args = args
+
+    # --- per row: pure functions ---------------------------------------------------------------
+    def prompt(self, row: dict) -> str:
+        """The question as the student will see it."""
+        raise NotImplementedError
+
+    def teacher_prompt(self, row: dict) -> str:
+        """What the teacher is asked; by default the student prompt. Never include the gold answer."""
+        return self.prompt(row)
+
+    def reference(self, row: dict) -> str | None:
+        """The dataset's gold answer, kept in the row and never sent to the teacher."""
+        return None
+
+    def row_category(self, row: dict) -> str:
+        return self.category
+
+    def extra(self, row: dict) -> dict:
+        """Extra fields stored with the row (e.g. shuffled options and their seed, code tests)."""
+        return {}
+
+    def parse(self, row: dict, reply: Reply) -> dict:
+        """Turn a reply into the row's fields ({"reasoning", "answer", ...}); raise Reject(reason) if unusable."""
+        return {"reasoning": reply.reasoning, "answer": reply.content}
+
+    def verify(self, record: dict) -> bool | None:
+        """True / False against the reference, or None when there is nothing to check."""
+        return None
+
+    # --- identity ------------------------------------------------------------------------------
+    def row_id(self, split: str, row: dict, index: int) -> str:
+        native = row.get(self.id_column) if self.id_column else None
+        return f"{self.name}/{split}/{index if native is None else native}"
+
+    def template_text(self) -> str:
+        """Every prompt constant of the recipe's module (UPPER_CASE strings): changing one changes the fingerprint."""
+        module = sys.modules[type(self).__module__]
+        constants = {k: v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
+        return json.dumps(constants, sort_keys=True)
+
+    def fingerprint(self, **parts) -> str:
+        blob = json.dumps(
+            {"recipe": self.name, "version": self.version, "template": self.template_text(), **parts},
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
