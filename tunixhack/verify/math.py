@@ -1,0 +1,112 @@
+"""Math answers: extract the final answer from a reply and compare it with the gold through math-verify.
+
+Plain numbers (nearly all of GSM8K) are compared directly; anything else goes to math-verify, whose own
+time limit uses signal.alarm and so only works on the main thread. Here the comparison runs in a worker
+thread with our own limit, so it works from the runner's thread pool and from reward functions alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from fractions import Fraction
+
+TIME_LIMIT = 5.0  # seconds for one math-verify comparison; past that the answer counts as uncheckable
+
+BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+HASHES = re.compile(r"####\s*([^\n]+)")
+ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE)
+NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?|-?\.\d+")
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last \\boxed{...}, braces balanced."""
+    starts = [m.end() for m in BOXED.finditer(text)]
+    for start in reversed(starts):
+        depth = 1
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                return text[start:i].strip()
+    return None
+
+
+def extract_answer(text: str | None) -> str | None:
+    """The final answer of a reply: \\boxed{}, then '#### x', then 'the answer is x', then the last number."""
+    if not text:
+        return None
+    boxed = last_boxed(text)
+    if boxed:
+        return boxed
+    for pattern in (HASHES, ANSWER_IS):
+        found = pattern.findall(text)
+        if found:
+            return found[-1].strip().rstrip(".").strip()
+    numbers = NUMBER.findall(text)
+    return numbers[-1] if numbers else None
+
+
+def gsm8k_gold(solution: str) -> str:
+    """GSM8K's final answer: the text after '####', thousands separators removed."""
+    return solution.split("####")[-1].strip().replace(",", "")
+
+
+def as_number(text: str) -> Fraction | None:
+    """'1,234', '$5', '12.50', '-3', '3/4', '45%' and '\\text{...}' units are numbers; other text is not."""
+    cleaned = re.sub(r"\\text\{[^}]*\}|\\[,!;]|\\\$|[$%\s]|\\%", "", text).replace(",", "").rstrip(".")
+    cleaned = re.sub(r"^\\?\(|\\?\)$", "", cleaned)
+    if not PLAIN_NUMBER.fullmatch(cleaned):
+        return None
+    try:
+        return Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def math_equal(pred: str, gold: str, time_limit: float = TIME_LIMIT) -> bool | None:
+    """True when pred and gold are the same value; None when the comparison ran out of time."""
+    a, b = as_number(pred), as_number(gold)
+    if a is not None and b is not None:
+        return a == b
+    return _with_time_limit(_math_verify_equal, time_limit, pred, gold)
+
+
+def verify_math(text: str | None, gold: str | None) -> bool | None:
+    """Check a reply against a gold answer. None when there is no gold; False when the reply has no answer."""
+    if gold is None or str(gold).strip() == "":
+        return None
+    pred = extract_answer(text)
+    if pred is None:
+        return False
+    return math_equal(pred, str(gold))
+
+
+def _math_verify_equal(pred: str, gold: str) -> bool:
+    from math_verify import parse, verify
+
+    # It warns on every call that its signal-based timeout is off: ours replaces it.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    # Wrapping both in \boxed{} makes math-verify read them as final answers, LaTeX or plain.
+    gold_parsed = parse(f"\\boxed{{{gold}}}", parsing_timeout=None)
+    pred_parsed = parse(f"\\boxed{{{pred}}}", parsing_timeout=None)
+    if not gold_parsed or not pred_parsed:
+        return pred.strip() == gold.strip()
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _with_time_limit(fn, seconds: float, *args):
+    """Run fn in a daemon thread; None if it does not finish in time (the thread is left to end alone)."""
+    result: list = []
+
+    def target():
+        try:
+            result.append(fn(*args))
+        except Exception:  # a parse failure means the answer cannot be read: not equal
+            result.append(False)
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    return result[0] if result else None
