@@ -1,0 +1,191 @@
+"""A real local HTTP server speaking the OpenAI chat-completions API, answering Qwen3-style from a Script.
+
+    with OpenAIFake(script) as fake:          # in-process, on a free port
+        fake.url                               # "http://127.0.0.1:PORT/v1"
+        fake.requests                          # every chat request body received (JSON), in arrival order
+
+    python -m tests.fakes.openai_server --script FILE.json [--port N] [--slots S]
+        prints "listening on http://127.0.0.1:PORT/v1" (for subprocess tests and bench/)
+
+`slots` bounds how many replies are generated at once, like a server's parallel slots: requests beyond it
+wait in the server. `reasoning_field` picks where the thinking goes: reasoning_content (LM Studio,
+llama.cpp, DeepSeek), reasoning (vLLM, Ollama, OpenRouter), think_tags (<think> in content) or
+lone_close (the template opened <think>: content holds only the closing tag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import select
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from .script import Rule, Script, split_chunks
+
+HANG_LIMIT = 120.0  # seconds a hanging request waits for its client to give up
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "FakeHTTPServer"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        if self.path.rstrip("/").endswith("/models"):
+            models = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.server.script.models]
+            return self._json(200, {"object": "list", "data": models})
+        self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            return self._json(404, {"error": {"message": f"no route {self.path}"}})
+        fake = self.server
+        with fake.lock:
+            fake.requests.append(body)
+        if body.get("model") not in fake.script.models:
+            return self._json(404, {"error": {"message": f"model '{body.get('model')}' not found", "type": "not_found"}})
+        rule, misbehave = fake.script.pick(body.get("messages", []))
+        with fake.slots:
+            with fake.lock:
+                fake.in_flight += 1
+                fake.peak = max(fake.peak, fake.in_flight)
+            try:
+                self._answer(body, rule, misbehave)
+            finally:
+                with fake.lock:
+                    fake.in_flight -= 1
+
+    def _answer(self, body: dict, rule: Rule, misbehave: bool):
+        fake = self.server
+        if rule.hang:
+            return self._hang()
+        time.sleep(fake.script.delay(rule))
+        if misbehave and not rule.drop:
+            return self._json(rule.status, {"error": {"message": f"scripted failure {rule.status}", "type": "server_error"}})
+        reasoning, content, finish = self._texts(rule)
+        usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
+                 "completion_tokens": len((reasoning + " " + content).split())}
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": content}
+            if reasoning:
+                message[fake.reasoning_field] = reasoning
+            return self._json(200, {"id": "fake", "object": "chat.completion", "model": body["model"],
+                                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                                    "usage": usage})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        pieces = [{fake.reasoning_field: p} for p in split_chunks(reasoning, rule.chunks)]
+        pieces += [{"content": p} for p in split_chunks(content, rule.chunks)]
+        try:
+            for i, delta in enumerate(pieces):
+                if misbehave and rule.drop and i == len(pieces) // 2:
+                    self.connection.shutdown(socket.SHUT_RDWR)  # cut mid-reply
+                    return
+                self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, body)
+            self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}, body)
+            if (body.get("stream_options") or {}).get("include_usage"):
+                self._event({"choices": [], "usage": usage}, body)
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            with fake.lock:
+                fake.cancelled += 1
+
+    def _texts(self, rule: Rule) -> tuple[str, str, str]:
+        """(reasoning field text, content text, finish) in the configured server style."""
+        style = self.server.reasoning_field
+        if rule.unclosed:
+            if style == "think_tags":
+                return "", f"<think>\n{rule.reasoning}", "length"
+            return rule.reasoning, "", "length"
+        if style == "think_tags":
+            return "", f"<think>\n{rule.reasoning}\n</think>\n\n{rule.content}", "stop"
+        if style == "lone_close":
+            return "", f"{rule.reasoning}\n</think>\n\n{rule.content}", "stop"
+        return rule.reasoning, rule.content, "stop"
+
+    def _event(self, payload: dict, body: dict):
+        chunk = {"id": "fake", "object": "chat.completion.chunk", "model": body["model"], **payload}
+        self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        self.wfile.flush()
+
+    def _hang(self):
+        """Answer nothing until the client gives up (closes its connection)."""
+        deadline = time.monotonic() + HANG_LIMIT
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                with self.server.lock:
+                    self.server.cancelled += 1
+                break
+        self.close_connection = True
+
+    def _json(self, status: int, payload: dict):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class FakeHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, script: Script, port: int = 0, slots: int = 64, reasoning_field: str = "reasoning_content"):
+        super().__init__(("127.0.0.1", port), Handler)
+        self.script = script
+        self.slots = threading.BoundedSemaphore(slots)
+        self.reasoning_field = reasoning_field
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+        self.in_flight = self.peak = self.cancelled = 0
+
+
+class OpenAIFake:
+    def __init__(self, script: Script | dict, slots: int = 64, reasoning_field: str = "reasoning_content"):
+        self.script = script if isinstance(script, Script) else Script.from_dict(script)
+        self.server = FakeHTTPServer(self.script, slots=slots, reasoning_field=reasoning_field)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    @property
+    def requests(self) -> list[dict]:
+        return self.server.requests
+
+    def __enter__(self) -> "OpenAIFake":
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--script", required=True)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--slots", type=int, default=64)
+    p.add_argument("--reasoning-field", default="reasoning_content")
+    args = p.parse_args()
+    server = FakeHTTPServer(Script.load(args.script), args.port, args.slots, args.reasoning_field)
+    print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

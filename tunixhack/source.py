@@ -1,0 +1,53 @@
+"""Read a recipe's input rows: a Hugging Face dataset id, or a local .jsonl/.json/.parquet/.csv file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import UserError
+
+LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def is_local(source: str) -> bool:
+    return Path(source).suffix.lower() in LOCAL_FORMATS or Path(source).exists()
+
+
+def load_rows(source: str, config: str | None, split: str, columns: tuple[str, ...] = (),
+              splits: tuple[str, ...] = ()) -> list[dict]:
+    """All rows of the split, as dicts. A local file is read whole as the split."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    if is_local(source):
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"source file not found: {source}")
+        builder = LOCAL_FORMATS.get(path.suffix.lower())
+        if builder is None:
+            raise UserError(f"source file must be {'|'.join(LOCAL_FORMATS)}, got {path.suffix or path.name!r}")
+        try:
+            data = datasets.load_dataset(builder, data_files=str(path), split="train")
+        except Exception as e:  # pyarrow and datasets raise many types for a malformed file
+            raise UserError(f"cannot read {source}: {first_line(e)}") from None
+    else:
+        if splits and split not in splits:
+            raise UserError(f"split must be {'|'.join(splits)}, got {split!r}")
+        try:
+            data = datasets.load_dataset(source, config, split=split)
+        except ValueError as e:
+            raise UserError(f"cannot load split {split!r} of {source}: {first_line(e)}") from None
+        except Exception as e:
+            raise UserError(f"cannot load dataset {source!r} (config {config!r}): {first_line(e)}") from None
+    missing = [c for c in columns if c not in data.column_names]
+    if missing:
+        raise UserError(
+            f"{source} lacks column {', '.join(repr(c) for c in missing)}; it has {', '.join(data.column_names)}; "
+            f"this recipe needs {', '.join(columns)}"
+        )
+    return data.to_list()
+
+
+def first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"

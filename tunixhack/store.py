@@ -1,0 +1,131 @@
+"""Append-only, crash-safe output: the main file, the rejects, the errors, and the run summary.
+
+Each finished row is written and flushed at once, and fsynced at least once a second, so a crash loses
+at most the row being written. A `kill -9` can leave a torn last line: the next run cuts it off before
+appending. Nothing already written is ever rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FSYNC_EVERY = 1.0  # seconds
+
+
+def sibling(out: Path, kind: str) -> Path:
+    """data/gsm8k.jsonl -> data/gsm8k.rejects.jsonl (kind 'rejects'), data/gsm8k.summary.json (kind 'summary')."""
+    suffix = ".json" if kind == "summary" else ".jsonl"
+    return out.with_name(f"{out.name.removesuffix('.jsonl')}.{kind}{suffix}")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every complete row of a JSONL file (a torn last line is skipped, not repaired)."""
+    rows = []
+    if not path.exists():
+        return rows
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.endswith("\n"):
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    return rows
+
+
+def cut_torn_tail(path: Path) -> bool:
+    """Drop a last line that a crash left without its newline. Returns True if something was cut."""
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with path.open("rb+") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 1))
+        if f.read(1) == b"\n":
+            return False
+        # Walk back to the last newline; everything after it is the torn line.
+        pos, chunk = size, 1 << 16
+        while pos > 0:
+            start = max(0, pos - chunk)
+            f.seek(start)
+            block = f.read(pos - start)
+            nl = block.rfind(b"\n")
+            if nl >= 0:
+                f.truncate(start + nl + 1)
+                return True
+            pos = start
+        f.truncate(0)
+        return True
+
+
+@dataclass
+class Existing:
+    """What earlier runs left: which ids are finished, under which fingerprints, and which failed."""
+
+    done: set[str] = field(default_factory=set)
+    accepted: int = 0
+    rejected: int = 0
+    fingerprints: Counter = field(default_factory=Counter)
+    failed: set[str] = field(default_factory=set)   # ids in the errors file not finished since
+    torn: list[str] = field(default_factory=list)   # files whose torn last line was cut
+
+
+class TraceStore:
+    def __init__(self, out: Path):
+        self.paths = {"main": out, "rejects": sibling(out, "rejects"), "errors": sibling(out, "errors")}
+        self.summary_path = sibling(out, "summary")
+        self._files: dict = {}
+        self._last_sync = time.monotonic()
+
+    def load(self) -> Existing:
+        existing = Existing()
+        for kind, path in self.paths.items():
+            if cut_torn_tail(path):
+                existing.torn.append(str(path))
+            for row in read_jsonl(path):
+                if kind == "errors":
+                    existing.failed.add(row.get("id"))
+                    continue
+                existing.done.add(row.get("id"))
+                existing.fingerprints[row.get("fingerprint")] += 1
+                if kind == "main":
+                    existing.accepted += 1
+                else:
+                    existing.rejected += 1
+        existing.failed -= existing.done
+        return existing
+
+    def write(self, kind: str, row: dict) -> None:
+        f = self._files.get(kind)
+        if f is None:
+            path = self.paths[kind]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = self._files[kind] = path.open("a", encoding="utf-8")
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        f.flush()
+        if time.monotonic() - self._last_sync >= FSYNC_EVERY:
+            self.sync()
+
+    def sync(self) -> None:
+        for f in self._files.values():
+            f.flush()
+            os.fsync(f.fileno())
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        self.sync()
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+
+    def write_summary(self, summary: dict) -> None:
+        path = self.summary_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a crash leaves the old summary or the new one, never half
