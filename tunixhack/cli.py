@@ -46,6 +46,9 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     g = p.add_argument_group("teacher")
     g.add_argument("--teacher", action="append", metavar="SPEC", help=f"{TEACHER_FORMS} (repeat to spread load; default lmstudio)")
     g.add_argument("--model", default="qwen3-14b", help="model key on the server (default qwen3-14b)")
+    g.add_argument("--judge", metavar="SPEC", help="optional LLM judge (same forms as --teacher) for rows with nothing to verify")
+    g.add_argument("--judge-model", help="model for the judge (default: --model)")
+    g.add_argument("--min-score", type=int, default=6, help="with --judge: reject answers scored below this, 1-10 (default 6)")
     g.add_argument("--style", choices=("native", "written"), default="native",
                    help="native: the teacher's own thinking is the reasoning; written: it writes <reasoning>/<answer> itself")
     g = p.add_argument_group("input")
@@ -143,9 +146,17 @@ async def _main(recipe: Recipe, args) -> int:
         store.write("rejects", record)
     teachers = [make_teacher(spec, args.model) for spec in (args.teacher or ["lmstudio"])]
     router = Router(teachers, retries=args.retries, backoff=args.backoff, warn=tqdm.write)
+    judge = None
+    if args.judge:
+        from .judge import Judge
+
+        judge_router = Router([make_teacher(args.judge, args.judge_model or args.model)], retries=args.retries,
+                              backoff=args.backoff, warn=tqdm.write)
+        judge = Judge(judge_router, min_score=args.min_score)
+        teachers += [e.teacher for e in judge_router.endpoints]
     generation = Generation(recipe, router, store, sampling=sampling, style=args.style, attempts=args.attempts,
                             concurrency=args.concurrency, verify_workers=args.verify_workers,
-                            fingerprint=fingerprint, source=source)
+                            fingerprint=fingerprint, source=source, judge=judge)
     started = time.monotonic()
     code, stopped = 0, None
     main_task = asyncio.current_task()
