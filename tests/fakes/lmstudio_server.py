@@ -65,7 +65,7 @@ class LMStudioFake:
         self.port = port
         self.predictions: list[dict] = []  # {"model", "messages", "config"} for each predict request
         self.cancels: list[str] = []       # prompts of the predictions the client cancelled
-        self.namespaces: set[str] = set()  # websocket paths clients opened, e.g. "/llm"
+        self.connections: list[str] = []   # the path of every websocket opened, e.g. "/llm"
         self.in_flight = 0
         self.peak_in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,7 +108,7 @@ class LMStudioFake:
         return None  # anything else goes on to the websocket handshake
 
     async def _session(self, ws: ServerConnection) -> None:
-        self.namespaces.add(ws.request.path)
+        self.connections.append(ws.request.path)
         tasks: set[asyncio.Task] = set()
         cancels: dict[int, asyncio.Event] = {}
         try:
