@@ -98,6 +98,7 @@ def select_rows(recipe: Recipe, args) -> list[tuple[str, dict]]:
     rows = load_rows(args.source, args.config, args.split, recipe.columns,
                      recipe.splits if args.source == recipe.dataset else ())
     keyed = [(recipe.row_id(args.split, row, i), row) for i, row in enumerate(rows)]
+    keyed = [(key, row) for key, row in keyed if recipe.keep(row)]
     if args.shuffle:
         random.Random(args.seed).shuffle(keyed)
     return keyed[: args.limit] if args.limit else keyed

@@ -42,6 +42,10 @@ class Recipe:
         self.args = args
 
     # --- per row: pure functions ---------------------------------------------------------------
+    def keep(self, row: dict) -> bool:
+        """Whether to use this row (e.g. a --category filter). Applied after ids are given, so ids stay stable."""
+        return True
+
     def prompt(self, row: dict) -> str:
         """The question as the student will see it."""
         raise NotImplementedError
