@@ -5,6 +5,7 @@ import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,6 +96,7 @@ def test_concurrent_completes_share_one_connection_and_overlap(fake):
 
 def test_timeout_cancels_the_prediction_on_the_server(fake):
     async def body(t):
+        await t.check()  # connected, so the time limit falls on the prediction itself
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(t.complete(user("stuck forever"), Sampling()), 0.5)
         return await t.complete(user("Natalia"), Sampling())  # the client still works
@@ -142,16 +144,15 @@ def test_unreachable_server_is_a_user_error_naming_the_host():
 def test_fake_runs_as_a_subprocess(tmp_path):
     script = tmp_path / "script.json"
     script.write_text(json.dumps({"models": [MODEL], "rules": [{"match": "Natalia", "content": "72"}]}))
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "tests.fakes.lmstudio_server", "--script", str(script)],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        line = proc.stdout.readline().strip()
-        assert line.startswith("listening on 127.0.0.1:")
-        host = line.removeprefix("listening on ")
-        reply = run(LMStudioTeacher(host, MODEL), lambda t: t.complete(user("Natalia"), Sampling()))
-        assert reply.content == "72"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
+    ) as proc:
+        try:
+            line = proc.stdout.readline().strip()
+            assert line.startswith("listening on 127.0.0.1:")
+            host = line.removeprefix("listening on ")
+            reply = run(LMStudioTeacher(host, MODEL), lambda t: t.complete(user("Natalia"), Sampling()))
+            assert reply.content == "72"
+        finally:
+            proc.terminate()

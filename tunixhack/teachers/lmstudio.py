@@ -91,6 +91,8 @@ class LMStudioTeacher:
                 await stop_prediction(stream, task)
                 raise
         except SDK_ERRORS as exc:
+            if isinstance(exc, lms.LMStudioServerError):  # e.g. the model was evicted: get or load it again
+                self._llm = None
             raise await self._failure(exc, client) from None
 
         reasoning, answer = joined(parts["reasoning"]), joined(parts["none"])
