@@ -1,0 +1,48 @@
+"""Run the project's scripts the way users do: as subprocesses, with a clean environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def script_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "LMSTUDIO", "HF_TOKEN"))}
+    # No network here: the Hub must answer at once that it is offline rather than time out.
+    env.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}, **extra)
+    return env
+
+
+def run_script(script: str, *args, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=script_env(), cwd=popen.pop("cwd", ROOT), **popen)
+
+
+def start_script(script: str, *args, **popen) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=script_env(), cwd=ROOT, **popen)
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def sibling(out: Path, kind: str) -> Path:
+    return out.with_name(out.name.removesuffix(".jsonl") + f".{kind}.jsonl")
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The error a user sees: exit 2 and one line on stderr, no traceback."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 or lines[-1].startswith("error:"), result.stderr
+    return lines[-1]
