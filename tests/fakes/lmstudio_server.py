@@ -182,8 +182,9 @@ class LMStudioFake:
         try:
             fragments = self._fragments(rule)
             stop = "maxPredictedTokensReached" if rule.unclosed else "eosFound"
-            if not await self._pause(self.script.delay(rule), cancelled) and rule.hang:
-                await cancelled.wait()
+            cancelled_early = await self._pause(self.script.delay(rule), cancelled)
+            if rule.hang and not cancelled_early:
+                await cancelled.wait()  # a stuck server: nothing until the client cancels
             if misbehave and not rule.drop:
                 return await fail({"title": f"fake LM Studio failure (status {rule.status})",
                                    "cause": "scripted by the test"})
