@@ -1,0 +1,155 @@
+"""crap.py: the cross-dataset command line over the trace files in data/ (one JSON row per line, DESIGN.md).
+
+    python crap.py stats [FILES...]                      rows, verification, rejects, lengths, teacher speed
+    python crap.py mix [FILES...] --out data/mix --seed 0 the training mix: sft.jsonl, rl.jsonl, eval.jsonl, mix.json
+    python crap.py push PATH --repo USER/NAME            publish as a Hub dataset (parquet + card)
+    python crap.py convert FILES...                      the original project's CSV outputs -> trace files
+
+FILES are trace files or folders of them (default: data/); each file's rejects are read from
+<stem>.rejects.jsonl beside it. The work is done in tunixhack/; this file only reads flags.
+Exit codes: 0 done, 2 bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tunixhack.errors import UserError
+
+
+def cmd_stats(args) -> None:
+    from tunixhack.stats import write_report
+    from tunixhack.tokens import token_counter
+    from tunixhack.traces import trace_files
+
+    files = trace_files(args.files)
+    text, pngs = write_report(files, token_counter(args.tokenizer), Path(args.out))
+    print(text)
+    print(f"wrote {args.out} and {len(pngs)} histogram(s): {', '.join(str(p) for p in pngs)}", file=sys.stderr)
+
+
+def cmd_mix(args) -> None:
+    from tunixhack.decontam import parse_eval_files
+    from tunixhack.mix import build_mix, load_config, make_recipe, parse_quotas, summary_table
+    from tunixhack.tokens import token_counter
+    from tunixhack.traces import trace_files
+
+    overrides = {"seed": args.seed, "quotas": parse_quotas(args.quota) or None, "sft_share": args.sft_share,
+                 "eval_share": args.eval_share, "max_tokens": args.max_tokens, "ngram": args.ngram,
+                 "near_dup_threshold": args.near_dup_threshold,
+                 "decontaminate": False if args.no_decontam else None}
+    recipe = make_recipe(load_config(args.config), overrides)
+    eval_files = parse_eval_files(args.eval_set)
+    files = trace_files(args.files)
+    out = Path(args.out)
+    summary = build_mix(files, recipe, token_counter(args.tokenizer), eval_files, out, args.overwrite)
+    print(summary_table(summary))
+    removed = ", ".join(f"{k} {v}" for k, v in summary["removed"].items()) or "nothing"
+    print(f"\nremoved: {removed} (each one in {out / 'removed.jsonl'}); lengths in {summary['length_unit']}")
+    print("wrote " + ", ".join(f"{o['file']} ({o['rows']})" for o in summary["outputs"].values())
+          + f" and mix.json in {out}")
+
+
+def cmd_push(args) -> None:
+    from tunixhack.hub import push, stage
+
+    path = Path(args.path)
+    folder = Path(args.staging or Path("data") / "hub" / args.repo.replace("/", "__"))
+    staged = stage(path, args.repo, folder)
+    splits = ", ".join(f"{k} {v}" for k, v in staged["splits"].items())
+    if args.dry_run:
+        print(f"dry run: the folder that would be uploaded to {args.repo} is {folder} ({splits}); nothing sent")
+        return
+    url = push(folder, args.repo, args.private, args.collection)
+    print(f"pushed {splits} to {url}" + (f" and added it to collection {args.collection}" if args.collection else ""))
+
+
+def cmd_convert(args) -> None:
+    from tunixhack.convert import convert_file
+    from tunixhack.traces import write_jsonl
+
+    out_dir = Path(args.out_dir)
+    plans = []
+    for name in args.files:
+        path = Path(name)
+        out = out_dir / f"{path.stem}.jsonl"
+        rejects = out_dir / f"{path.stem}.rejects.jsonl"
+        for target in (out, rejects):
+            if target.exists():  # never overwrite what is there: it may be someone's only copy
+                raise UserError(f"{target} already exists; remove it or give another --out-dir")
+        plans.append((path, out, rejects))
+    for path, out, rejects in plans:
+        rows, bad = convert_file(path, args.dataset, args.category)
+        write_jsonl(out, rows)
+        if bad:
+            write_jsonl(rejects, bad)
+        print(f"{path}: {len(rows)} rows -> {out}" + (f", {len(bad)} rejects -> {rejects}" if bad else ""))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crap.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stats", help="per file and category statistics, data/stats.md and PNG histograms")
+    s.add_argument("files", nargs="*", help="trace files or folders (default: data/)")
+    s.add_argument("--out", default="data/stats.md", help="markdown report; PNGs go beside it")
+    s.add_argument("--tokenizer", help="SentencePiece .model or HF tokenizer folder: lengths in tokens, not words")
+    s.set_defaults(run=cmd_stats)
+
+    m = sub.add_parser("mix", help="the seeded training mix: sft.jsonl, rl.jsonl, eval.jsonl, mix.json")
+    m.add_argument("files", nargs="*", help="trace files or folders (default: data/)")
+    m.add_argument("--out", default="data/mix", help="output folder")
+    m.add_argument("--overwrite", action="store_true", help="replace a mix already in --out")
+    m.add_argument("--config", help="JSON or TOML file with the recipe (seed, quotas, shares...); flags win")
+    # the recipe; unset flags fall back to --config, then to the defaults shown
+    m.add_argument("--seed", type=int, help="default 0")
+    m.add_argument("--quota", action="append", metavar="CATEGORY=N",
+                   help="at most N rows of a category (repeatable); a category without one keeps all its rows")
+    m.add_argument("--sft-share", type=float, help="share of each category for SFT, the rest for GRPO (default 0.2)")
+    m.add_argument("--eval-share", type=float, help="share of each category held out in eval.jsonl (default 0.05)")
+    m.add_argument("--max-tokens", type=int, help="budget for prompt + completion (default 2048)")
+    m.add_argument("--tokenizer", help="the student's tokenizer (SentencePiece .model or HF folder); else words")
+    m.add_argument("--near-dup-threshold", type=float, help="MinHash Jaccard for near-duplicate prompts (0.8)")
+    # decontamination against the evaluation sets
+    m.add_argument("--ngram", type=int, help="n-gram length for decontamination (default 13)")
+    m.add_argument("--eval-set", action="append", metavar="KEY=PATH",
+                   help="local copy of an evaluation set: gsm8k-test, mbpp-test, sciq-validation, sciq-test "
+                        "(repeatable; the others load from the Hub)")
+    m.add_argument("--no-decontam", action="store_true", help="skip decontamination (recorded in mix.json)")
+    m.set_defaults(run=cmd_mix)
+
+    u = sub.add_parser("push", help="upload trace files or a mix as a Hub dataset with a dataset card")
+    u.add_argument("path", help="a mix folder, a folder of trace files (a split each) or one trace file")
+    u.add_argument("--repo", required=True, help="USER/NAME")
+    u.add_argument("--private", action="store_true", help="create the repository private")
+    u.add_argument("--collection", metavar="SLUG", help="add the dataset to this collection (owner/title-id)")
+    u.add_argument("--staging", help="folder to build the upload in (default data/hub/USER__NAME)")
+    u.add_argument("--dry-run", action="store_true", help="build the folder, upload nothing")
+    u.set_defaults(run=cmd_push)
+
+    c = sub.add_parser("convert", help="import the original project's CSV outputs as trace files")
+    c.add_argument("files", nargs="+", help="CSV files")
+    c.add_argument("--out-dir", default="data", help="writes <stem>.jsonl and <stem>.rejects.jsonl here")
+    c.add_argument("--dataset", help="source dataset id (default: guessed from the file name, else unknown)")
+    c.add_argument("--category", help="category for every row (default: the CSV's column, else the file name)")
+    c.set_defaults(run=cmd_convert)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

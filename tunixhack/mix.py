@@ -1,0 +1,190 @@
+"""The training mix: seeded and reproducible, from trace files to sft.jsonl, rl.jsonl, eval.jsonl and mix.json.
+
+Stages, in order (each removal is written to removed.jsonl with its reason):
+  1. failed_verification: rows with verified false (rows that cannot be checked, verified null, stay)
+  2. duplicate / near_duplicate: the same prompt, or a MinHash-similar one (tunixhack.dedup)
+  3. contaminated: an n-gram shared with an evaluation set (tunixhack.decontam)
+  4. too_long: prompt + completion over the training budget, in student tokens (or words)
+  5. quotas per category (a seeded sample), then per category: eval share, then SFT share of the rest
+     (the original project: 20% SFT, 80% GRPO), the rest to RL.
+The same inputs and seed give byte-identical outputs: no clock, no hash order, no unseeded randomness.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tomllib
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .decontam import ROW_FIELDS, SHORT_MIN, build_index, decontaminate
+from .dedup import MINHASH_SEED, NUM_PERM, SHINGLE, deduplicate, removal
+from .errors import UserError
+from .traces import file_fingerprint, read_traces, render_completion, write_json, write_jsonl
+
+OUTPUTS = ("sft.jsonl", "rl.jsonl", "eval.jsonl", "removed.jsonl", "mix.json")
+
+
+@dataclass
+class MixRecipe:
+    seed: int = 0
+    quotas: dict[str, int] = field(default_factory=dict)  # category -> most rows; absent: all; 0: none
+    sft_share: float = 0.2
+    eval_share: float = 0.05
+    max_tokens: int = 2048        # prompt + completion, in the counter's unit
+    ngram: int = 13
+    near_dup_threshold: float = 0.8
+    decontaminate: bool = True
+
+    def check(self) -> None:
+        for name in ("sft_share", "eval_share"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise UserError(f"{name} must be between 0 and 1, got {value}")
+        if self.max_tokens < 1 or self.ngram < 1:
+            raise UserError(f"max_tokens and ngram must be positive, got {self.max_tokens} and {self.ngram}")
+        if not 0 < self.near_dup_threshold <= 1:
+            raise UserError(f"near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}")
+        for category, n in self.quotas.items():
+            if not isinstance(n, int) or n < 0:
+                raise UserError(f"quota for {category!r} must be a whole number >= 0, got {n!r}")
+
+
+def parse_quotas(items: list[str]) -> dict[str, int]:
+    """--quota CATEGORY=N, repeatable."""
+    quotas = {}
+    for item in items or []:
+        category, sep, n = item.partition("=")
+        if not sep or not category or not n.strip().isdigit():
+            raise UserError(f"--quota must be CATEGORY=N with N a whole number, got {item!r}")
+        quotas[category] = int(n)
+    return quotas
+
+
+def load_config(path: str | None) -> dict:
+    """A small JSON or TOML file with MixRecipe's fields, e.g. `seed = 1` and a `[quotas]` table."""
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"mix config not found: {path}")
+    try:
+        data = tomllib.loads(p.read_text()) if p.suffix == ".toml" else json.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"mix config {path} is not valid {'TOML' if p.suffix == '.toml' else 'JSON'}: {e}")
+    known = {f.name for f in fields(MixRecipe)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UserError(f"mix config {path}: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
+    return data
+
+
+def make_recipe(config: dict, overrides: dict) -> MixRecipe:
+    """Defaults, then the config file, then the flags that were given (None: not given)."""
+    values = {**config, **{k: v for k, v in overrides.items() if v is not None}}
+    if "quotas" in config and "quotas" in overrides and overrides["quotas"]:
+        values["quotas"] = {**config["quotas"], **overrides["quotas"]}
+    recipe = MixRecipe(**values)
+    recipe.check()
+    return recipe
+
+
+def build_mix(files: list[Path], recipe: MixRecipe, counter, eval_files: dict[str, str], out: Path,
+              overwrite: bool = False) -> dict:
+    """Run every stage and write the outputs; return mix.json's content."""
+    if (out / "mix.json").exists() and not overwrite:
+        raise UserError(f"{out} already holds a mix; give another --out or --overwrite")
+    rows, inputs = [], []
+    for path in files:
+        file_rows = read_traces(path)
+        rows.extend(file_rows)
+        inputs.append({"path": str(path), "sha256": file_fingerprint(path), "rows": len(file_rows),
+                       "fingerprints": dict(sorted(Counter(str(r.get("fingerprint")) for r in file_rows).items()))})
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for row in rows:
+        counts[row["category"]]["input"] += 1
+    unknown = sorted(set(recipe.quotas) - set(counts))
+    if unknown:
+        raise UserError(f"quota for unknown category {', '.join(unknown)}; the inputs have {', '.join(sorted(counts))}")
+
+    removed = [removal(r, "failed_verification", {}) for r in rows if r["verified"] is False]
+    rows = [r for r in rows if r["verified"] is not False]
+    rows, dups = deduplicate(rows, recipe.near_dup_threshold)
+    removed += dups
+    decontam = {"enabled": recipe.decontaminate}
+    if recipe.decontaminate:
+        index, origins = build_index(recipe.ngram, eval_files)
+        rows, dirty = decontaminate(rows, index)
+        removed += dirty
+        by_set = Counter(r["detail"]["eval_set"] for r in dirty)
+        decontam.update(ngram=recipe.ngram, short_text_min_words=SHORT_MIN, row_fields=list(ROW_FIELDS),
+                        eval_sets={k: {**v, "rows_removed": by_set[k]} for k, v in origins.items()})
+    rows, long_ = length_filter(rows, recipe.max_tokens, counter)
+    removed += long_
+    for r in removed:
+        counts[r["category"]][r["stage"]] += 1
+
+    splits = {"sft": [], "rl": [], "eval": []}
+    by_category = defaultdict(list)
+    for row in rows:
+        by_category[row["category"]].append(row)
+    for category in sorted(by_category):
+        pool = by_category[category]
+        counts[category]["available"] = len(pool)
+        rng = random.Random(f"{recipe.seed}/{category}")  # str seeds hash with sha512: stable across runs
+        drawn = rng.sample(pool, min(len(pool), recipe.quotas.get(category, len(pool))))
+        n_eval = round(len(drawn) * recipe.eval_share)
+        n_sft = round((len(drawn) - n_eval) * recipe.sft_share)
+        parts = {"eval": drawn[:n_eval], "sft": drawn[n_eval : n_eval + n_sft], "rl": drawn[n_eval + n_sft :]}
+        for name, part in parts.items():
+            splits[name].extend(part)
+            counts[category][name] = len(part)
+    if not any(splits.values()):
+        stages = Counter(r["stage"] for r in removed)
+        raise UserError(f"the mix is empty after filtering: {sum(i['rows'] for i in inputs)} rows in, none left "
+                        f"({', '.join(f'{k} {v}' for k, v in sorted(stages.items())) or 'quotas 0'})")
+
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = {}
+    for name, part in splits.items():
+        random.Random(f"{recipe.seed}/shuffle/{name}").shuffle(part)
+        path = out / f"{name}.jsonl"
+        write_jsonl(path, part)
+        outputs[name] = {"file": path.name, "rows": len(part), "sha256": file_fingerprint(path)}
+    write_jsonl(out / "removed.jsonl", removed)
+    summary = {
+        "recipe": asdict(recipe),
+        "length_unit": counter.unit,
+        "inputs": inputs,
+        "counts": {c: dict(counts[c]) for c in sorted(counts)},
+        "removed": dict(sorted(Counter(r["stage"] for r in removed).items())),
+        "deduplication": {"on": "prompt", "shingle_chars": SHINGLE, "num_perm": NUM_PERM, "minhash_seed": MINHASH_SEED,
+                          "threshold": recipe.near_dup_threshold},
+        "decontamination": decontam,
+        "outputs": outputs,
+    }
+    write_json(out / "mix.json", summary)
+    return summary
+
+
+def length_filter(rows: list[dict], budget: int, counter) -> tuple[list[dict], list[dict]]:
+    kept, removed = [], []
+    for row in rows:
+        n = counter.count(row["prompt"]) + counter.count(render_completion(row))
+        if n > budget:
+            removed.append(removal(row, "too_long", {"length": n, "budget": budget, "unit": counter.unit}))
+        else:
+            kept.append(row)
+    return kept, removed
+
+
+def summary_table(summary: dict) -> str:
+    """A plain-text table of counts per category, for the terminal."""
+    columns = ["input", "failed_verification", "duplicate", "near_duplicate", "contaminated", "too_long",
+               "available", "sft", "rl", "eval"]
+    lines = ["category".ljust(20) + "".join(c[:12].rjust(13) for c in columns)]
+    for category, c in summary["counts"].items():
+        lines.append(category[:20].ljust(20) + "".join(str(c.get(k, 0)).rjust(13) for k in columns))
+    return "\n".join(lines)

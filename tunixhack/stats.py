@@ -1,0 +1,153 @@
+"""Per file and category statistics of trace files: rows, verification, rejects, lengths, teacher speed.
+
+Writes a markdown report and one PNG of length histograms per trace file (matplotlib, Agg backend: no
+display needed). Lengths are in the student's tokens with --tokenizer, else in words; the report says which.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .traces import read_rejects, read_traces
+
+PERCENTILES = (10, 50, 90, 99)
+ALL = "(all)"
+
+
+@dataclass
+class Group:
+    """One category of one file (or the whole file, category ALL)."""
+
+    rows: int = 0
+    verified: Counter = field(default_factory=Counter)   # True / False / None -> count
+    rejects: Counter = field(default_factory=Counter)    # reason -> count
+    reasoning: list[int] = field(default_factory=list)
+    answer: list[int] = field(default_factory=list)
+    speeds: list[float] = field(default_factory=list)    # teacher tokens/s, one per request that reported it
+    seconds: float = 0.0                                 # teacher time summed over requests
+
+    def share(self, value) -> float | None:
+        return self.verified[value] / self.rows if self.rows else None
+
+
+@dataclass
+class FileStats:
+    path: Path
+    groups: dict[str, Group]   # category -> Group; ALL is the whole file
+
+
+def file_stats(path: Path, counter) -> FileStats:
+    groups: dict[str, Group] = defaultdict(Group)
+    for row in read_traces(path):
+        for key in (row["category"], ALL):
+            g = groups[key]
+            g.rows += 1
+            g.verified[row["verified"]] += 1
+            g.reasoning.append(counter.count(row["reasoning"]))
+            g.answer.append(counter.count(row["answer"]))
+            usage = row.get("usage") or {}
+            if usage.get("tokens_per_second"):
+                g.speeds.append(float(usage["tokens_per_second"]))
+            g.seconds += float(usage.get("seconds") or 0)
+    for reject in read_rejects(path):
+        reason = reject.get("reason") or "unknown"
+        for key in (reject.get("category") or "unknown", ALL):
+            groups[key].rejects[reason] += 1
+    # ALL last, categories sorted: a stable order makes reports comparable between runs
+    ordered = {k: groups[k] for k in sorted(k for k in groups if k != ALL)}
+    if ALL in groups:
+        ordered[ALL] = groups[ALL]
+    return FileStats(path, ordered)
+
+
+def percentiles(values: list[int]) -> list[str]:
+    if not values:
+        return ["-"] * (len(PERCENTILES) + 1)
+    cuts = np.percentile(values, PERCENTILES)
+    return [f"{c:.0f}" for c in cuts] + [str(max(values))]
+
+
+def pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def duration(seconds: float) -> str:
+    hours, rest = divmod(round(seconds), 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def markdown(stats: list[FileStats], unit: str, images: dict[Path, str]) -> str:
+    lines = ["# Trace statistics", "",
+             f"Lengths are in {unit}. verified/failed/unverifiable: shares of the rows (verified true/false/null); "
+             "kept: rows / (rows + rejects); tokens/s: the teacher's, per request; teacher time: summed over "
+             "requests (with concurrency, more than the wall time).", ""]
+    for fs in stats:
+        lines += [f"## {fs.path}", ""]
+        lines += ["| category | rows | verified | failed | unverifiable | rejects | kept | tokens/s (median) "
+                  "| teacher time |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for cat, g in fs.groups.items():
+            speed = f"{np.median(g.speeds):.1f}" if g.speeds else "-"
+            rejects = sum(g.rejects.values())
+            kept = g.rows / (g.rows + rejects) if g.rows + rejects else None
+            lines.append(f"| {cat} | {g.rows} | {pct(g.share(True))} | {pct(g.share(False))} | "
+                         f"{pct(g.share(None))} | {rejects} | {pct(kept)} | {speed} | {duration(g.seconds) if g.seconds else '-'} |")
+        reasons = [(cat, r, n) for cat, g in fs.groups.items() if cat != ALL for r, n in g.rejects.most_common()]
+        lines += ["", "Rejects by reason:", ""]
+        if reasons:
+            lines += ["| category | reason | rejects |", "|---|---|---:|"]
+            lines += [f"| {cat} | {r} | {n} |" for cat, r, n in reasons]
+        else:
+            lines.append("none (no rejects file, or it is empty)")
+        head = " | ".join(f"p{p}" for p in PERCENTILES)
+        lines += ["", f"Lengths ({unit}):", "", f"| category | field | {head} | max |",
+                  "|---|---|" + "---:|" * (len(PERCENTILES) + 1)]
+        for cat, g in fs.groups.items():
+            for name in ("reasoning", "answer"):
+                lines.append(f"| {cat} | {name} | " + " | ".join(percentiles(getattr(g, name))) + " |")
+        if fs.path in images:
+            lines += ["", f"![lengths of {fs.path.name}]({images[fs.path]})"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def histogram(fs: FileStats, unit: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # headless: no display on servers and CI
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, name in zip(axes, ("reasoning", "answer")):
+        bins = np.histogram_bin_edges(getattr(fs.groups[ALL], name), bins=40) if ALL in fs.groups else 40
+        for cat, g in fs.groups.items():
+            if cat != ALL and getattr(g, name):
+                ax.hist(getattr(g, name), bins=bins, histtype="step", label=f"{cat} ({g.rows})")
+        ax.set_title(f"{fs.path.name}: {name} length")
+        ax.set_xlabel(unit)
+        ax.set_ylabel("rows")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+
+
+def write_report(files: list[Path], counter, out: Path) -> tuple[str, list[Path]]:
+    """Compute, write out (markdown) and one PNG per file next to it; return the markdown and the PNGs."""
+    stats = [file_stats(p, counter) for p in files]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    images: dict[Path, str] = {}
+    pngs: list[Path] = []
+    for fs in stats:
+        png = out.with_name(f"{out.stem}_{fs.path.stem}.png")
+        if png in pngs:  # two inputs with one name, from different folders
+            png = out.with_name(f"{out.stem}_{fs.path.stem}_{len(pngs)}.png")
+        histogram(fs, counter.unit, png)
+        images[fs.path] = png.name  # relative: the report and its images move together
+        pngs.append(png)
+    text = markdown(stats, counter.unit, images)
+    out.write_text(text, encoding="utf-8")
+    return text, pngs
