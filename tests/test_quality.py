@@ -124,7 +124,9 @@ def test_bad_category_or_empty_instruction(category, instruction):
         prompts.instruction_for(category, instruction)
 
 
-def test_template_text_changes_with_any_template(monkeypatch):
-    before = prompts.template_text()
+def test_template_text_changes_with_the_templates_a_category_uses(monkeypatch):
+    before = {c: prompts.template_text(c) for c in (None, "open_qa", "rewriting")}
     monkeypatch.setitem(prompts.GUIDANCE, "open_qa", "Answer in one word.")
-    assert prompts.template_text() != before
+    assert prompts.template_text() != before[None]
+    assert prompts.template_text("open_qa") != before["open_qa"]
+    assert prompts.template_text("rewriting") == before["rewriting"]   # an unrelated edit does not block resume

@@ -7,8 +7,8 @@ passes the checks in tunixhack/quality.py (no preamble, no talk about the task, 
     question_with_context("closed_qa", "Who wrote it?", "Hamlet is a play by ...")   # what the student sees
     instruction_for("closed_qa", "Who wrote it?", "Hamlet is a play by ...")         # what the teacher sees
 
-A recipe that builds its prompts here should put `prompts.template_text()` into its fingerprint (override
-Recipe.template_text) so that editing a template here is noticed on resume.
+A recipe that builds its prompts here should put `template_text(category)` into its fingerprint (override
+Recipe.template_text) so that editing the templates it uses is noticed on resume.
 """
 
 from __future__ import annotations
@@ -88,7 +88,13 @@ def instruction_for(category: str, instruction: str, context: str | None = "") -
     return TEACHER_PROMPT.format(question=question, guidance=GUIDANCE[category], no_preamble=NO_PREAMBLE)
 
 
-def template_text() -> str:
-    """Every template here, as one string: fold it into a recipe's fingerprint."""
-    constants = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (str, dict))}
-    return json.dumps(constants, sort_keys=True)
+def template_text(category: str | None = None) -> str:
+    """The templates one category's prompts are built from (all of them with no category), as one string:
+    fold it into a recipe's fingerprint so that editing a template here is noticed on resume."""
+    if category is None:
+        parts = {k: v for k, v in globals().items() if k.isupper() and isinstance(v, (str, dict))}
+    else:
+        parts = {"guidance": GUIDANCE[check_category(category)], "no_preamble": NO_PREAMBLE,
+                 "label": CONTEXT_LABELS.get(category, DEFAULT_CONTEXT_LABEL),
+                 "question_with_context": QUESTION_WITH_CONTEXT, "teacher_prompt": TEACHER_PROMPT}
+    return json.dumps(parts, sort_keys=True)
