@@ -6,10 +6,13 @@ import re
 
 from .math import last_boxed
 
+# A bare letter must be a capital: "the answer is a mitochondrion" names no option A; "(a)" does.
 LETTER_PATTERNS = [
-    re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*:?\s*\(?\**([A-Z])\b\)?", re.IGNORECASE),
+    re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*:?\s*\(([A-Z])\)", re.IGNORECASE),   # "(d)" is a letter
+    re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*:?\s*\(?\**((?-i:[A-Z]))\b\)?", re.IGNORECASE),
     re.compile(r"^\s*\(?\**([A-Z])\**\)?(?:[.):]|\s*$)"),
 ]
+LETTERED = re.compile(r"^\s*\(?([A-Za-z])[.):]\s*(.+)$", re.DOTALL)   # "B. carbon", "(B) carbon"
 
 
 def normalise(text: str) -> str:
@@ -44,8 +47,14 @@ def extract_choice(text: str | None, options: dict[str, str]) -> str | None:
 
 
 def correct_letter(correct: str, options: dict[str, str]) -> str | None:
-    if correct.upper() in {k.upper() for k in options}:
+    """The letter of the correct option, given as a letter ("B"), its text, or both ("B. carbon")."""
+    correct = correct.strip()
+    letters = {k.upper(): v for k, v in options.items()}
+    if correct.upper() in letters:
         return correct.upper()
+    lettered = LETTERED.match(correct)
+    if lettered and normalise(letters.get(lettered.group(1).upper(), "")) == normalise(lettered.group(2)):
+        return lettered.group(1).upper()
     return next((k.upper() for k, v in options.items() if normalise(v) == normalise(correct)), None)
 
 
