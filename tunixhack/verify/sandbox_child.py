@@ -164,7 +164,7 @@ def make_audit_hook(root: str, max_write_opens: int):
         elif event in PATH_EVENTS:
             path_positions, dir_fd_positions = PATH_EVENTS[event]
             for i in dir_fd_positions:
-                if args[i] is not None and args[i] != -100:  # AT_FDCWD
+                if args[i] not in (None, -1, -100):  # the events show "no dir_fd" as -1; -100 is AT_FDCWD
                     deny(f"{event} with dir_fd")
             for i in path_positions:
                 if isinstance_(args[i], int_) or not inside(args[i]):
