@@ -62,7 +62,8 @@ class Dolly(Recipe):
 
     def template_text(self):
         # The templates live in tunixhack/prompts.py: editing one there must change the fingerprint too.
-        return super().template_text() + prompts.template_text()
+        # All eight categories, whatever --category says, so a filtered run can be resumed without it.
+        return super().template_text() + "".join(prompts.template_text(c) for c in CATEGORIES)
 
     def keep(self, row):
         return self.categories is None or row["category"] in self.categories
