@@ -136,11 +136,11 @@ def length_ratio(text: str, source: str, low: float, high: float) -> None:
 
 
 def check_answer(text: str | None, *, minimum_words: int = 1, minimum_ideas: int | None = None) -> str:
-    """The usual set: not empty, no meta-talk, no repetition loop, long enough, enough ideas if asked."""
+    """The usual set: not empty, no meta-talk, no repetition loop, enough ideas if asked, long enough."""
     text = require_text(text)
     no_meta_talk(text)
     no_repetition(text)
-    min_words(text, minimum_words)
-    if minimum_ideas:
+    if minimum_ideas:  # before the length: "2 ideas" says more about a short list than "9 words"
         min_ideas(text, minimum_ideas)
+    min_words(text, minimum_words)
     return text
