@@ -12,8 +12,10 @@ Each check is a fresh `python -I -S -B` process (tunixhack/verify/sandbox_child.
 a wall-clock timeout and RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new session,
 killed as a group; a fresh private temp dir as cwd, removed afterwards; an environment with none of ours
 (no HF_TOKEN, no API keys); stdout+stderr drained with a cap; an audit hook refusing sockets, processes and
-writes outside its dir. When we run as root (where RLIMIT_NPROC is not enforced) the child runs as a private
-unprivileged uid per parallel slot (65000 + slot), so process counts of concurrent checks never collide.
+writes outside its dir. When we run as root (where RLIMIT_NPROC is not enforced) the harness switches to a
+private unprivileged uid per parallel slot (65000 + slot) before the code runs, so process counts of
+concurrent checks never collide; the interpreter is one that uid can run (sys.executable, else the system
+python of the same version).
 A pass is proved by a random nonce the harness writes only after the last assert.
 
 Reasons (CheckResult.reason): passed, assertion_failed, error, syntax_error, timeout, memory, exited (the
@@ -24,6 +26,7 @@ SandboxError is raised when the sandbox itself could not run a check (not the ca
 from __future__ import annotations
 
 import ast
+import marshal
 import os
 import re
 import secrets
@@ -54,8 +57,8 @@ PROCESSES = 32                  # RLIMIT_NPROC (tasks, threads included) above w
 OPEN_FILES = 256                # RLIMIT_NOFILE
 UID_BASE = 65000                # Debian reserves 65000-65533: private uids, one per parallel slot
 UID_SLOTS = 534
-# Modules an MBPP solution commonly imports: preloaded only in the fallback where the child drops its
-# privileges itself because no interpreter is runnable by the private uid (other imports may then fail).
+# Modules an MBPP solution commonly imports: preloaded (before the uid switch) only in the fallback where
+# no interpreter is runnable by the private uid, e.g. root's pyenv under /root (other imports then fail).
 PRELOAD = ("re", "math", "cmath", "collections", "itertools", "functools", "heapq", "bisect", "string",
            "operator", "copy", "array", "fractions", "decimal", "statistics", "datetime", "calendar",
            "random", "typing", "dataclasses", "enum", "json", "textwrap", "unicodedata", "struct", "traceback")
@@ -149,14 +152,15 @@ def max_parallel() -> int:
 @dataclass(frozen=True)
 class _Plan:
     python: str
-    drop: str        # "spawn": Popen runs the child as the slot's uid; "harness": the child drops itself; "none"
+    drop: bool            # we are root: the harness switches to the slot's private uid before the code runs
+    preload: tuple = ()   # fallback: no interpreter's stdlib is readable by that uid, so load these first
 
 
 @lru_cache(maxsize=1)  # lru_cache is thread-safe enough here: a racing first call probes twice, same answer
 def _plan() -> _Plan:
     """How to start children: as root, find an interpreter the private uid can run (probe once)."""
     if os.geteuid() != 0:
-        return _Plan(sys.executable, "none")
+        return _Plan(sys.executable, False)
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     candidates = dict.fromkeys([sys.executable, getattr(sys, "_base_executable", sys.executable),
                                 os.path.realpath(sys.executable), f"/usr/bin/python{version}",
@@ -174,12 +178,12 @@ def _plan() -> _Plan:
             continue
         setuid_possible = True
         if probe.returncode == 0:
-            return _Plan(python, "spawn")
+            return _Plan(python, True)
     if setuid_possible:
-        return _Plan(sys.executable, "harness")
+        return _Plan(sys.executable, True, PRELOAD)
     warnings.warn("running as root but cannot switch to an unprivileged uid: the code sandbox relies on "
                   "its audit hook and rlimits only (RLIMIT_NPROC is not enforced for root)", stacklevel=2)
-    return _Plan(sys.executable, "none")
+    return _Plan(sys.executable, False)
 
 
 # --- one check ------------------------------------------------------------------------------------------
@@ -193,17 +197,16 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
         uid = UID_BASE + slot
         workdir = tempfile.mkdtemp(prefix="tunixhack-sandbox-")
         try:
-            if plan.drop != "none":
+            if plan.drop:
                 os.chown(workdir, uid, uid)
             nonce = secrets.token_hex(16)
             payload = {
                 "code": code, "setup": setup or "", "imports": list(imports), "tests": list(tests),
                 "nonce": nonce,
-                "drop": [uid, uid] if plan.drop == "harness" else None,
-                "preload": list(PRELOAD) if plan.drop == "harness" else [],
+                "drop": [uid, uid] if plan.drop else None, "preload": list(plan.preload),
                 "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
                            "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "processes": PROCESSES,
-                           "write_opens": WRITE_OPENS, "private_uid": plan.drop != "none"},
+                           "write_opens": WRITE_OPENS, "private_uid": plan.drop},
             }
             return _run_child(plan, uid, workdir, payload, nonce, timeout)
         finally:
@@ -211,17 +214,14 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
 
 
 def _run_child(plan: _Plan, uid: int, workdir: str, payload: dict, nonce: str, timeout: float) -> CheckResult:
-    import json
-
     result_read, result_write = os.pipe()
-    identity = {"user": uid, "group": uid, "extra_groups": []} if plan.drop == "spawn" else {}
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     started = time.monotonic()
     try:
         child = subprocess.Popen(
             [plan.python, "-I", "-S", "-B", "-c", HARNESS, str(result_write)], cwd=workdir, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            pass_fds=(result_write,), start_new_session=True, **identity)
+            pass_fds=(result_write,), start_new_session=True)  # no user=: that would rule out vfork
     except OSError as error:
         os.close(result_read)
         raise SandboxError(f"could not start the sandbox ({plan.python}): {error}") from error
@@ -229,7 +229,7 @@ def _run_child(plan: _Plan, uid: int, workdir: str, payload: dict, nonce: str, t
         os.close(result_write)
     try:
         try:
-            child.stdin.write(json.dumps(payload).encode())
+            child.stdin.write(marshal.dumps(payload))  # same Python minor version: json would cost 10 ms
             child.stdin.close()
         except BrokenPipeError:
             pass  # the harness died before reading: reported below as "no READY"
@@ -316,19 +316,22 @@ def _kill_group(child: subprocess.Popen) -> None:
 
 
 def _remove_tree(path: str) -> None:
-    def unlock(function, failed_path, _exc):
-        # the code may have made a dir unreadable to us (when we are not root): open it up and retry
-        os.chmod(os.path.dirname(failed_path), 0o700)
-        if os.path.isdir(failed_path) and not os.path.islink(failed_path):
-            os.chmod(failed_path, 0o700)
-            shutil.rmtree(failed_path, ignore_errors=True)
-        else:
-            os.unlink(failed_path)
+    if os.geteuid() != 0:
+        # The code may have taken the permissions off its own dirs: give them back. os.walk is top-down and
+        # lazy, so each dir is opened up here before the walk lists it. Root needs none of this.
+        _open_up(path)
+        for root, names, _ in os.walk(path):
+            for name in names:
+                _open_up(os.path.join(root, name))
+    shutil.rmtree(path, ignore_errors=True)
 
-    try:
-        shutil.rmtree(path, onerror=unlock)
-    except OSError:
-        shutil.rmtree(path, ignore_errors=True)
+
+def _open_up(directory: str) -> None:
+    if not os.path.islink(directory):
+        try:
+            os.chmod(directory, 0o700)
+        except OSError:
+            pass
 
 
 # --- the entry points for recipes, rewards and evaluation -----------------------------------------------

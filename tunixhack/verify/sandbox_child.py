@@ -1,6 +1,6 @@
 """The harness that runs inside the sandbox child (stdlib only, run as `python -I -S -B -c <this source> FD`).
 
-It reads one JSON payload from stdin (code, setup, imports, tests, a nonce, the limits), locks itself down,
+It reads one marshalled payload from stdin (code, setup, imports, tests, a nonce, the limits), locks itself down,
 then runs, in order: the test imports, the candidate code, the setup code and each assert, in one fresh
 module namespace. It reports on the result pipe FD:
 
@@ -20,7 +20,7 @@ tripwire, not a security boundary (PEP 578), which is why the parent also runs i
 with rlimits, a private temp dir and an empty environment.
 """
 
-import json
+import marshal
 import os
 import resource
 import stat
@@ -76,7 +76,7 @@ def count_tasks(uid: int) -> int:
 
 
 def drop_privileges(uid: int, gid: int, preload: list) -> None:
-    """Become uid/gid. Used when no interpreter was runnable by uid: modules not preloaded may be unreadable."""
+    """Become uid/gid (started as root). `preload`: modules to load first when uid cannot read the stdlib."""
     for name in preload:
         try:
             __import__(name)
@@ -186,7 +186,7 @@ def main() -> None:
         except OSError:
             pass  # the code closed or replaced the pipe: the parent sees no verdict, which is a failure
 
-    payload = json.loads(sys.stdin.buffer.read())
+    payload = marshal.loads(sys.stdin.buffer.read())
     nonce = payload.pop("nonce")
     if payload.get("drop"):
         uid, gid = payload["drop"]
@@ -194,8 +194,7 @@ def main() -> None:
     set_limits(payload["limits"])
     root = os.path.realpath(os.getcwd())
 
-    import types  # noqa: E402 - bound before the hook so the code cannot shadow it
-    module = types.ModuleType("solution")
+    module = type(sys)("solution")  # a real module: dataclasses and pickle look classes up in sys.modules
     sys.modules["solution"] = module
     for name in list(sys.modules):
         if name.split(".")[0] in DENIED_IMPORTS:
