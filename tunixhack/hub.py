@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from .card import render_card
 from .errors import UserError
-from .traces import is_side_file, read_rejects, read_traces
+from .traces import is_side_file, read_rejects, read_traces, reason_name
 
 MIX_SPLITS = ("sft", "rl", "eval")
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -84,12 +84,12 @@ def stage(path: Path, repo_id: str, folder: Path) -> dict:
     splits = {name: [public_row(r) for r in read_traces(p)] for name, p in sources.items()}
     if not any(splits.values()):
         raise UserError(f"nothing to push: {path} has no rows")
-    rejects = {p.name: Counter(r.get("reason") or "unknown" for r in read_rejects(p)) for p in sources.values()}
+    rejects = {p.name: Counter(reason_name(r) for r in read_rejects(p)) for p in sources.values()}
     if mix:  # the mix's inputs may still be where it read them: their rejects are part of the yield
         for item in mix.get("inputs", []):
             source = Path(item["path"])
             if source.is_file():
-                rejects[source.name] = Counter(r.get("reason") or "unknown" for r in read_rejects(source))
+                rejects[source.name] = Counter(reason_name(r) for r in read_rejects(source))
     rejects = {k: v for k, v in rejects.items() if v}
 
     clear_staging(folder)

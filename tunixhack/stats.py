@@ -12,10 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .traces import read_rejects, read_traces
+from .traces import read_rejects, read_traces, reason_name
 
 PERCENTILES = (10, 50, 90, 99)
 ALL = "(all)"
+NO_CATEGORY = "(no category)"
 
 
 @dataclass
@@ -54,8 +55,8 @@ def file_stats(path: Path, counter) -> FileStats:
                 g.speeds.append(float(usage["tokens_per_second"]))
             g.seconds += float(usage.get("seconds") or 0)
     for reject in read_rejects(path):
-        reason = reject.get("reason") or "unknown"
-        for key in (reject.get("category") or "unknown", ALL):
+        reason = reason_name(reject)
+        for key in (reject.get("category") or NO_CATEGORY, ALL):  # a malformed source row has none
             groups[key].rejects[reason] += 1
     # ALL last, categories sorted: a stable order makes reports comparable between runs
     ordered = {k: groups[k] for k in sorted(k for k in groups if k != ALL)}

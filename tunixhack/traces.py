@@ -93,6 +93,11 @@ def read_rejects(path: Path) -> list[dict]:
     return read_jsonl_strict(rejects) if rejects.exists() else []
 
 
+def reason_name(reject: dict) -> str:
+    """A reject's reason without its detail: 'parse_error: KeyError: x' counts as parse_error."""
+    return (reject.get("reason") or "unknown").split(":")[0].strip()
+
+
 def file_fingerprint(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

@@ -1,0 +1,154 @@
+"""A real local HTTP server answering the few Hugging Face Hub API calls an upload makes.
+
+huggingface_hub reads HF_ENDPOINT, so a subprocess started with HF_ENDPOINT=fake.url talks to this server:
+
+    with HubFake() as fake:
+        fake.url          # "http://127.0.0.1:PORT"
+        fake.calls        # [(method, path, headers, body)], in arrival order; body is JSON, ndjson lines or bytes
+        fake.repos        # repo id -> {"private": bool, "files": {path: bytes}} as committed
+        fake.collections  # slug -> [item ids]
+
+Routes (as huggingface_hub 1.x calls them): POST /api/repos/create, POST /api/validate-yaml,
+POST /api/{type}s/{ns}/{name}/preupload/{rev}, POST /api/{type}s/{ns}/{name}/commit/{rev} (ndjson),
+POST /api/collections/{slug}/items. Preupload answers "regular" for every file, so the commit carries
+the files' bytes (base64) and no LFS or Xet transfer is needed. A request whose bearer token is not in
+`tokens` gets 401, as the Hub answers a bad token.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+REPO_PATH = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)/(preupload|commit)/([^/?]+)")
+COLLECTION_PATH = re.compile(r"^/api/collections/([^/]+/[^/]+)/items$")
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "HubServer"
+
+    def log_message(self, *args):  # quiet
+        pass
+
+    def do_GET(self):
+        self._record(b"")
+        self._json(404, {"error": f"the fake Hub has no route GET {self.path}"})
+
+    def do_POST(self):
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self._record(raw)
+        if self.headers.get("Authorization") not in {f"Bearer {t}" for t in self.server.tokens}:
+            return self._json(401, {"error": "Invalid credentials in Authorization header"})
+        path = self.path.split("?")[0]
+        if path == "/api/repos/create":
+            return self._create(body)
+        if path == "/api/validate-yaml":
+            return self._json(200, {"errors": [], "warnings": []})
+        match = REPO_PATH.match(path)
+        if match:
+            kind, repo_id, action, revision = match.groups()
+            if repo_id not in self.server.repos:
+                return self._json(404, {"error": f"Repository Not Found for url: {self.path}"},
+                                  {"X-Error-Code": "RepoNotFound"})
+            if action == "preupload":
+                files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                         for f in body["files"]]
+                return self._json(200, {"files": files, "commitOid": "0" * 40})
+            return self._commit(kind, repo_id, body)
+        match = COLLECTION_PATH.match(path)
+        if match:
+            return self._collection(match.group(1), body)
+        self._json(404, {"error": f"the fake Hub has no route POST {self.path}"})
+
+    def _create(self, body):
+        repo_id = f"{body.get('organization')}/{body['name']}" if body.get("organization") else body["name"]
+        kind = body.get("type") or "model"
+        prefix = "" if kind == "model" else f"{kind}s/"
+        if repo_id in self.server.repos:
+            return self._json(409, {"error": "You already created this dataset repo", "url": ""})
+        self.server.repos[repo_id] = {"type": kind, "private": body.get("visibility") == "private"
+                                      or body.get("private") is True, "files": {}}
+        self._json(200, {"url": f"{self.server.url}/{prefix}{repo_id}", "name": repo_id})
+
+    def _commit(self, kind, repo_id, lines):
+        header, files = None, {}
+        for line in lines:
+            if line["key"] == "header":
+                header = line["value"]
+            elif line["key"] == "file":
+                value = line["value"]
+                files[value["path"]] = base64.b64decode(value["content"])
+        self.server.repos[repo_id]["files"].update(files)
+        self.server.repos[repo_id].setdefault("commits", []).append(header)
+        prefix = "" if kind == "models" else f"{kind}/"
+        self._json(200, {"commitUrl": f"{self.server.url}/{prefix}{repo_id}/commit/{'1' * 40}",
+                         "commitOid": "1" * 40})
+
+    def _collection(self, slug, body):
+        items = self.server.collections.setdefault(slug, [])
+        items.append(body["item"]["id"])
+        owner, title = slug.split("/")
+        self._json(200, {
+            "slug": slug, "title": title, "owner": {"name": owner}, "lastUpdated": "2025-01-01T00:00:00.000Z",
+            "position": 0, "private": False, "theme": "default", "upvotes": 0, "description": None,
+            "items": [{"_id": f"item{i}", "id": item, "type": "dataset", "position": i}
+                      for i, item in enumerate(items)],
+        })
+
+    def _record(self, raw: bytes):
+        content_type = self.headers.get("Content-Type", "")
+        if "ndjson" in content_type:
+            body = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        elif raw and "json" in content_type:
+            body = json.loads(raw)
+        else:
+            body = raw
+        with self.server.lock:
+            self.server.calls.append((self.command, self.path, dict(self.headers), body))
+        return body
+
+    def _json(self, status: int, data, headers: dict | None = None):
+        payload = json.dumps(data).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+class HubServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, tokens: set[str]):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.tokens = tokens
+        self.lock = threading.Lock()
+        self.calls: list[tuple] = []
+        self.repos: dict[str, dict] = {}
+        self.collections: dict[str, list[str]] = {}
+
+
+class HubFake:
+    def __init__(self, tokens=("hf_fake_token",)):
+        self.server = HubServer(set(tokens))
+        self.url = self.server.url
+        self.calls, self.repos, self.collections = self.server.calls, self.server.repos, self.server.collections
+
+    def __enter__(self) -> "HubFake":
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def paths(self) -> list[str]:
+        return [f"{method} {path.split('?')[0]}" for method, path, _, _ in self.calls]
