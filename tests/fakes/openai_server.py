@@ -81,22 +81,22 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")  # keep-alive, as real servers do
         self.end_headers()
-        self.close_connection = True
         pieces = [{fake.reasoning_field: p} for p in split_chunks(reasoning, rule.chunks)]
         pieces += [{"content": p} for p in split_chunks(content, rule.chunks)]
         try:
             for i, delta in enumerate(pieces):
                 if misbehave and rule.drop and i == len(pieces) // 2:
                     self.connection.shutdown(socket.SHUT_RDWR)  # cut mid-reply
+                    self.close_connection = True
                     return
                 self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, body)
             self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}, body)
             if (body.get("stream_options") or {}).get("include_usage"):
                 self._event({"choices": [], "usage": usage}, body)
-            self.wfile.write(b"data: [DONE]\n\n")
-            self.wfile.flush()
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")  # the empty chunk ends the body
         except (BrokenPipeError, ConnectionResetError):
             with fake.lock:
                 fake.cancelled += 1
@@ -116,7 +116,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _event(self, payload: dict, body: dict):
         chunk = {"id": "fake", "object": "chat.completion.chunk", "model": body["model"], **payload}
-        self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        self._chunk(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+
+    def _chunk(self, data: bytes):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
     def _hang(self):
