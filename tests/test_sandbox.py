@@ -39,6 +39,9 @@ def check(code: str, tests=ADD_TESTS, **kwargs) -> CheckResult:
     ("```python\nx = 1\n```\nRun it with:\n```bash\npython f.py\n```", "x = 1\n"),
     ("def f(a):\n    return a * 2\n", "def f(a):\n    return a * 2\n"),
     ("```python\r\ndef f():\r\n\treturn 1\r\n```", "def f():\r\n\treturn 1\r\n"),
+    ("```python\r\nx = 1\r\n```\r\nand\r\n```python\r\nx = 2\r\n```\r\n", "x = 2\r\n"),
+    ("```python\nprint(f(3))\n```\nOutput:\n```\n8\n```", "print(f(3))\n"),
+    ("```text\nnot code\n```", None),
     ("Cut off mid-reply:\n```python\ndef f():\n    return 1\n", "def f():\n    return 1\n"),
     ("Cut off mid-reply:\n```python\ndef f(:\n", None),
     ("The answer is to loop over the list.", None),
@@ -72,6 +75,11 @@ def test_sanitized_test_imports_run_first():
     tests = ["assert math.isclose(volume_sphere(10), 4188.790204786391, rel_tol=0.001)"]
     assert check(code, tests, imports=["import math"]).passed
     assert check(code, tests).reason == "error"  # NameError without them
+
+
+def test_main_block_does_not_run():
+    code = "def add(a, b):\n    return a + b\n\nif __name__ == '__main__':\n    print(add(int(input()), 1))\n"
+    assert check(code).passed
 
 
 def test_syntax_error_and_missing_function():

@@ -26,6 +26,7 @@ SandboxError is raised when the sandbox itself could not run a check (not the ca
 from __future__ import annotations
 
 import ast
+import errno
 import marshal
 import os
 import re
@@ -63,9 +64,10 @@ PRELOAD = ("re", "math", "cmath", "collections", "itertools", "functools", "heap
            "operator", "copy", "array", "fractions", "decimal", "statistics", "datetime", "calendar",
            "random", "typing", "dataclasses", "enum", "json", "textwrap", "unicodedata", "struct", "traceback")
 HARNESS = (Path(__file__).with_name("sandbox_child.py")).read_text(encoding="utf-8")
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*$", re.MULTILINE | re.DOTALL)
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*\r?$", re.MULTILINE | re.DOTALL)
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*(python3?|py)?[ \t]*\r?\n", re.MULTILINE | re.IGNORECASE)
-_PYTHON_TAGS = {"", "python", "python3", "py"}
+_PYTHON_TAGS = {"python", "python3", "py"}
+_HARNESS_REASONS = {"assertion_failed", "error", "syntax_error", "memory", "exited"}
 
 
 class SandboxError(RuntimeError):
@@ -90,12 +92,15 @@ def _parses(text: str) -> bool:
 
 
 def extract_code(text: str) -> str | None:
-    """The program in a model reply: the last ```python / ```py / bare ``` block; else the text if it parses."""
+    """The program in a model reply: the last ```python / ```py block, else the last bare ``` block (a bare
+    block after a tagged one is usually sample output), else the whole text if it parses as Python."""
     if not text or not text.strip():
         return None
-    blocks = [body for tag, body in _FENCE.findall(text) if tag.lower() in _PYTHON_TAGS and body.strip()]
-    if blocks:
-        return blocks[-1]
+    blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(text) if body.strip()]
+    tagged = [body for tag, body in blocks if tag in _PYTHON_TAGS]
+    bare = [body for tag, body in blocks if not tag]
+    if tagged or bare:
+        return (tagged or bare)[-1]
     if "```" in text:
         # a reply cut off inside its code block: keep the open block if it is a whole program
         opens = list(_OPEN_FENCE.finditer(text))
@@ -171,10 +176,11 @@ def _plan() -> _Plan:
             probe = subprocess.run([python, "-I", "-S", "-B", "-c", "import math, re, collections"],
                                    user=UID_BASE, group=UID_BASE, extra_groups=[], env={}, cwd="/",
                                    capture_output=True, timeout=30)
-        except (PermissionError, FileNotFoundError):
-            setuid_possible = True  # the uid switch worked; exec of this interpreter did not
+        except OSError as error:
+            # EACCES/ENOENT: the uid switch worked, the exec of this interpreter did not; EPERM: no switch
+            setuid_possible |= error.errno in (errno.EACCES, errno.ENOENT)
             continue
-        except (OSError, subprocess.SubprocessError):
+        except subprocess.SubprocessError:
             continue
         setuid_possible = True
         if probe.returncode == 0:
@@ -190,6 +196,10 @@ def _plan() -> _Plan:
 def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] | tuple = (),
               timeout: float = 10.0, *, memory_mb: int = MEMORY_MB) -> CheckResult:
     """Run `code`, then `setup`, then each assert (after `imports`) in a sandbox; passed only if all ran."""
+    if isinstance(tests, str) or isinstance(imports, str):
+        raise TypeError("tests and imports must be lists of strings, not one string")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     if not tests:
         return CheckResult(False, "no_tests_run")
     plan = _plan()
@@ -208,12 +218,12 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
                            "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "processes": PROCESSES,
                            "write_opens": WRITE_OPENS, "private_uid": plan.drop},
             }
-            return _run_child(plan, uid, workdir, payload, nonce, timeout)
+            return _run_child(plan, workdir, payload, nonce, timeout)
         finally:
             _remove_tree(workdir)
 
 
-def _run_child(plan: _Plan, uid: int, workdir: str, payload: dict, nonce: str, timeout: float) -> CheckResult:
+def _run_child(plan: _Plan, workdir: str, payload: dict, nonce: str, timeout: float) -> CheckResult:
     result_read, result_write = os.pipe()
     env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     started = time.monotonic()
@@ -258,7 +268,9 @@ def _reason(lines: list[str], returncode: int, timed_out: bool, flooded: bool) -
         return "output_limit"
     if timed_out or returncode == -signal.SIGXCPU:
         return "timeout"
-    fails = [line.split()[1] for line in lines if line.startswith("FAIL ") and len(line.split()) >= 2]
+    # the code can write FAIL lines too: only the harness's own reasons are taken
+    fails = [line.split()[1] for line in lines if line.startswith("FAIL ") and len(line.split()) >= 2
+             and line.split()[1] in _HARNESS_REASONS]
     if fails:
         return fails[-1]
     if returncode == -signal.SIGKILL:
