@@ -66,7 +66,7 @@ def markdown(groups: dict[str, Lengths], source: str, unit: str, image: str) -> 
              "that have a context.", "", "| category | rows | share | with context |", "|---|---:|---:|---:|"]
     for cat, g in groups.items():
         lines.append(f"| {cat} | {g.rows:,} | {100 * g.rows / total:.1f}% | {g.with_context:,} |")
-    lines += ["", f"| category | field | min | median | p90 | max |", "|---|---|---:|---:|---:|---:|"]
+    lines += ["", "| category | field | min | median | p90 | max |", "|---|---|---:|---:|---:|---:|"]
     for cat, g in groups.items():
         for name in FIELDS:
             lines.append(f"| {cat} | {name} | " + " | ".join(spread(g.lengths[name])) + " |")
