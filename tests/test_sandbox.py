@@ -141,7 +141,7 @@ def test_process_limit_holds_even_without_fork():
 
 
 def test_memory_bomb_is_stopped():
-    result = check("chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 * 1024))\n")
+    result = check("chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 1024 * 1024))\n", memory_mb=256)
     assert (result.passed, result.reason) == (False, "memory")
     assert check("x = bytearray(64 * 1024 ** 3)").reason == "memory"
 
