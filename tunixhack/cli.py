@@ -29,6 +29,11 @@ from .teachers.base import Sampling
 DEFAULTS = Sampling()
 
 
+def warn(message: str) -> None:
+    """A warning on stderr that does not break the progress bar."""
+    tqdm.write(message, file=sys.stderr)
+
+
 def positive(kind=int):
     def parse(text: str):
         try:
@@ -146,13 +151,13 @@ async def _main(recipe: Recipe, args) -> int:
     for record in malformed:
         store.write("rejects", record)
     teachers = [make_teacher(spec, args.model) for spec in (args.teacher or ["lmstudio"])]
-    router = Router(teachers, retries=args.retries, backoff=args.backoff, warn=tqdm.write)
+    router = Router(teachers, retries=args.retries, backoff=args.backoff, warn=warn)
     judge = None
     if args.judge:
         from .judge import Judge
 
         judge_router = Router([make_teacher(args.judge, args.judge_model or args.model)], retries=args.retries,
-                              backoff=args.backoff, warn=tqdm.write)
+                              backoff=args.backoff, warn=warn)
         judge = Judge(judge_router, min_score=args.min_score)
         teachers += [e.teacher for e in judge_router.endpoints]
     generation = Generation(recipe, router, store, sampling=sampling, style=args.style, attempts=args.attempts,

@@ -8,6 +8,7 @@ however large the dataset is.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -114,7 +115,7 @@ class Generation:
             await self._attempts(job)
         except Exception as e:  # a bug must not lose the row silently: it is retried on the next run
             self._error(job, f"internal error: {type(e).__name__}: {e}", 0)
-            tqdm.write(f"warning: {job.id}: {type(e).__name__}: {e}")
+            tqdm.write(f"warning: {job.id}: {type(e).__name__}: {e}", file=sys.stderr)
         finally:
             self.window.release()
             self.bar.update(1)
