@@ -206,20 +206,21 @@ def main() -> None:
     sys.addaudithook(make_audit_hook(root, payload["limits"]["write_opens"]))
     report("READY")
 
-    stage, failure = "solution", None
+    stage, failure, units = "solution", None, []
     try:
-        units = [("solution", compile_(payload["code"], "<solution>", "exec"))]
-    except (SyntaxError, ValueError) as error:
-        units, failure = [], ("syntax_error", error)
-    if failure is None:
-        try:
-            # test imports first (sanitized MBPP), then code, setup (it may use the code's classes), asserts
-            units.insert(0, ("imports", compile_("\n".join(payload["imports"]), "<test_imports>", "exec")))
-            units.append(("setup", compile_(payload["setup"], "<test_setup>", "exec")))
-            units += [(f"test{i + 1}", compile_(test, f"<test {i + 1}>", "exec"))
-                      for i, test in enumerate(payload["tests"])]
-        except (SyntaxError, ValueError) as error:
-            units, failure = [], ("error", error)
+        units.append(("solution", compile_(payload["code"], "<solution>", "exec")))
+        stage = "tests"  # a test that does not compile is the dataset's fault: reason "error"
+        # test imports first (sanitized MBPP), then code, setup (it may use the code's classes), asserts
+        units.insert(0, ("imports", compile_("\n".join(payload["imports"]), "<test_imports>", "exec")))
+        units.append(("setup", compile_(payload["setup"], "<test_setup>", "exec")))
+        units += [(f"test{i + 1}", compile_(test, f"<test {i + 1}>", "exec"))
+                  for i, test in enumerate(payload["tests"])]
+    except (SyntaxError, ValueError) as error:  # ValueError: a NUL byte in the source
+        failure = ("syntax_error" if stage == "solution" else "error", error)
+    except memory_error as error:
+        failure = ("memory", error)
+    except base_exception as error:  # RecursionError on absurdly nested code
+        failure = ("error", error)
     units = tuple(units)
     sources = {f"test{i + 1}": test for i, test in enumerate(payload["tests"])}
     expected = 3 + len(payload["tests"])
