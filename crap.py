@@ -79,9 +79,13 @@ def cmd_convert(args) -> None:
         for target in (out, rejects):
             if target.exists():  # never overwrite what is there: it may be someone's only copy
                 raise UserError(f"{target} already exists; remove it or give another --out-dir")
+        if any(out == planned for _, planned, _ in plans):
+            raise UserError(f"two inputs named {path.name} would both write {out}; convert them one at a time "
+                            "with different --out-dir")
         plans.append((path, out, rejects))
-    for path, out, rejects in plans:
-        rows, bad = convert_file(path, args.dataset, args.category)
+    # Read every file before writing any: a bad file leaves nothing half done.
+    converted = [(path, out, rejects, *convert_file(path, args.dataset, args.category)) for path, out, rejects in plans]
+    for path, out, rejects, rows, bad in converted:
         write_jsonl(out, rows)
         if bad:
             write_jsonl(rejects, bad)

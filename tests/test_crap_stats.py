@@ -85,7 +85,8 @@ def test_stats_in_tokens_with_a_tokenizer(tmp_path):
 
 def test_stats_bad_input(tmp_path):
     out = tmp_path / "stats.md"
-    assert "trace file not found: nope.jsonl" in one_line_error(run_script("crap.py", "stats", "nope.jsonl", "--out", out))
+    missing = run_script("crap.py", "stats", "nope.jsonl", "--out", out)
+    assert "trace file not found: nope.jsonl" in one_line_error(missing)
     error = one_line_error(run_script("crap.py", "stats", TRACES / "bad" / "not_traces.jsonl", "--out", out))
     assert "row 1 is not a trace row: it lacks id, category, prompt, reasoning" in error
     error = one_line_error(run_script("crap.py", "stats", TRACES / "gsm8k.rejects.jsonl", "--out", out))

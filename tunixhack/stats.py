@@ -94,8 +94,9 @@ def markdown(stats: list[FileStats], unit: str, images: dict[Path, str]) -> str:
             speed = f"{np.median(g.speeds):.1f}" if g.speeds else "-"
             rejects = sum(g.rejects.values())
             kept = g.rows / (g.rows + rejects) if g.rows + rejects else None
+            time_ = duration(g.seconds) if g.seconds else "-"
             lines.append(f"| {cat} | {g.rows} | {pct(g.share(True))} | {pct(g.share(False))} | "
-                         f"{pct(g.share(None))} | {rejects} | {pct(kept)} | {speed} | {duration(g.seconds) if g.seconds else '-'} |")
+                         f"{pct(g.share(None))} | {rejects} | {pct(kept)} | {speed} | {time_} |")
         reasons = [(cat, r, n) for cat, g in fs.groups.items() if cat != ALL for r, n in g.rejects.most_common()]
         lines += ["", "Rejects by reason:", ""]
         if reasons:

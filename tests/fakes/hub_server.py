@@ -4,7 +4,8 @@ huggingface_hub reads HF_ENDPOINT, so a subprocess started with HF_ENDPOINT=fake
 
     with HubFake() as fake:
         fake.url          # "http://127.0.0.1:PORT"
-        fake.calls        # [(method, path, headers, body)], in arrival order; body is JSON, ndjson lines or bytes
+        fake.calls        # [(method, path, headers, body)] in arrival order; header names lowercased;
+                          # body: parsed JSON, a list of ndjson lines, or bytes
         fake.repos        # repo id -> {"private": bool, "files": {path: bytes}} as committed
         fake.collections  # slug -> [item ids]
 
@@ -108,7 +109,8 @@ class Handler(BaseHTTPRequestHandler):
         else:
             body = raw
         with self.server.lock:
-            self.server.calls.append((self.command, self.path, dict(self.headers), body))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            self.server.calls.append((self.command, self.path, headers, body))
         return body
 
     def _json(self, status: int, data, headers: dict | None = None):
