@@ -21,7 +21,7 @@ from .prompts import WRITTEN_FORMAT
 from .reasoning import split_tagged
 from .recipe import Recipe
 from .router import Router
-from .store import TraceStore
+from .store import FSYNC_EVERY, TraceStore
 from .teachers.base import Reply, Sampling
 
 STOP_AFTER_FAILED_ROWS = 20  # rows in a row that end in errors before the run stops: the teacher is down
@@ -90,6 +90,7 @@ class Generation:
         self.bar = tqdm(total=total, initial=done_before, unit="row", dynamic_ncols=True, smoothing=0.05)
         self.started = time.monotonic()
         tasks: set[asyncio.Task] = set()
+        syncer = asyncio.create_task(self._sync_every_second())
         try:
             for job in jobs:
                 await self.window.acquire()
@@ -103,12 +104,19 @@ class Generation:
             if self.tally.failed_streak >= STOP_AFTER_FAILED_ROWS:
                 raise TeacherDown(self.tally.last_error)
         finally:
+            syncer.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.verify_pool.shutdown(wait=False, cancel_futures=True)
             self.bar.close()
         return self.tally
+
+    async def _sync_every_second(self) -> None:
+        """A row written just before a quiet spell still reaches the disk within a second."""
+        while True:
+            await asyncio.sleep(FSYNC_EVERY)
+            self.store.sync()
 
     async def _row(self, job: Job) -> None:
         try:
@@ -133,7 +141,11 @@ class Generation:
             self.tally.prompt_tokens += reply.usage.get("prompt_tokens") or 0
             self.tally.completion_tokens += reply.usage.get("completion_tokens") or 0
             record = self._record(job, reply, attempt)
-            reason = await self._check(job, reply, record)
+            try:
+                reason = await self._check(job, reply, record)
+            except TransientError as e:  # the judge's server failed after its retries
+                self._error(job, f"judge: {e}", attempt)
+                return
             if reason is None:
                 self.store.write("main", record)
                 self.tally.accepted += 1

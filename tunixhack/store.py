@@ -81,6 +81,7 @@ class TraceStore:
         self.summary_path = sibling(out, "summary")
         self._files: dict = {}
         self._last_sync = time.monotonic()
+        self._dirty = False
 
     def load(self) -> Existing:
         existing = Existing()
@@ -107,14 +108,17 @@ class TraceStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             f = self._files[kind] = path.open("a", encoding="utf-8")
         f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
+        f.flush()  # in the OS now: a killed process loses nothing; fsync guards against power loss
+        self._dirty = True
         if time.monotonic() - self._last_sync >= FSYNC_EVERY:
             self.sync()
 
     def sync(self) -> None:
-        for f in self._files.values():
-            f.flush()
-            os.fsync(f.fileno())
+        if self._dirty:
+            for f in self._files.values():
+                f.flush()
+                os.fsync(f.fileno())
+            self._dirty = False
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
