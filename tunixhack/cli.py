@@ -93,6 +93,9 @@ def run(recipe: Recipe, argv: list[str] | None = None) -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         code = 2
+    except BrokenPipeError:  # output piped into `head`: the reader has what it wanted
+        sys.stderr.close()
+        code = 0
     except KeyboardInterrupt:
         print("interrupted: every finished row is kept; run the same command again to continue", file=sys.stderr)
         code = 130
@@ -152,7 +155,7 @@ async def _main(recipe: Recipe, args) -> int:
         store.write("rejects", record)
     teachers = [make_teacher(spec, args.model) for spec in (args.teacher or ["lmstudio"])]
     router = Router(teachers, retries=args.retries, backoff=args.backoff, warn=warn)
-    judge = None
+    judge = judge_router = None
     if args.judge:
         from .judge import Judge
 
@@ -179,7 +182,8 @@ async def _main(recipe: Recipe, args) -> int:
     finally:
         store.close()
         await asyncio.gather(*(t.close() for t in teachers), return_exceptions=True)
-        summary = summarise(recipe, args, generation, router, existing, len(keyed), len(malformed), started,
+        endpoints = {**router.stats(), **{f"{k} (judge)": v for k, v in (judge_router.stats() if judge else {}).items()}}
+        summary = summarise(recipe, args, generation, endpoints, existing, len(keyed), len(malformed), started,
                             fingerprint, stopped)
         store.write_summary(summary)
         print_summary(summary, store)
@@ -190,7 +194,7 @@ async def _main(recipe: Recipe, args) -> int:
     return code
 
 
-def summarise(recipe, args, generation, router, existing, rows, malformed, started, fingerprint, stopped) -> dict:
+def summarise(recipe, args, generation, endpoints, existing, rows, malformed, started, fingerprint, stopped) -> dict:
     t = generation.tally
     wall = time.monotonic() - started
     rejected = dict(t.rejected)
@@ -211,7 +215,7 @@ def summarise(recipe, args, generation, router, existing, rows, malformed, start
         "wall_seconds": round(wall, 2),
         "rows_per_second": round((t.finished + t.errors) / wall, 3) if wall else None,
         "tokens_per_second": round(t.completion_tokens / wall, 1) if wall else None,
-        "endpoints": router.stats(),
+        "endpoints": endpoints,
     }
 
 

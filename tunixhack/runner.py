@@ -122,7 +122,7 @@ class Generation:
         try:
             await self._attempts(job)
         except Exception as e:  # a bug must not lose the row silently: it is retried on the next run
-            self._error(job, f"internal error: {type(e).__name__}: {e}", 0)
+            self._error(job, f"{type(e).__name__}: {e}", 0)
             tqdm.write(f"warning: {job.id}: {type(e).__name__}: {e}", file=sys.stderr)
         finally:
             self.window.release()
@@ -178,11 +178,10 @@ class Generation:
                 raise Reject("empty_answer")
         except Reject as r:
             return r.reason + (f": {r.detail}" if r.detail else "")
+        # A check that breaks (the sandbox cannot start, a recipe bug) is not a verdict on the answer: it
+        # propagates, and the row goes to the errors file to be tried again on the next run.
         loop = asyncio.get_running_loop()
-        try:
-            record["verified"] = await loop.run_in_executor(self.verify_pool, self.recipe.verify, record)
-        except Exception as e:
-            return f"verify_error: {type(e).__name__}: {e}"
+        record["verified"] = await loop.run_in_executor(self.verify_pool, self.recipe.verify, record)
         if record["verified"] is False:
             return "verify_failed"
         if record["verified"] is None and self.judge is not None:
