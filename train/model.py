@@ -1,0 +1,289 @@
+"""Gemma3 for training: where the weights come from, the tokenizer, the mesh, LoRA.
+
+`--model` is one of:
+  tiny           a tiny random Gemma3 and a SentencePiece tokenizer trained on the spot, written once as a
+                 Hugging Face folder in the cache (TUNIXHACK_CACHE, default ~/.cache/tunixhack), then
+                 loaded exactly like the real model. For CPU runs and tests.
+  gemma3-1b-it   google/gemma-3-1b-it: the Hugging Face cache or Hub (HF_TOKEN from the environment),
+                 else the Kaggle Flax checkpoint google/gemma-3/flax/gemma3-1b-it (kagglehub).
+  PATH           a Hugging Face folder (config.json, *.safetensors, tokenizer.model) or a Kaggle Flax
+                 checkpoint folder (tokenizer.model and the Orbax checkpoint folder gemma3-1b-it/).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import shutil
+
+import hf
+from tunixhack.errors import UserError
+
+HF_REPO = "google/gemma-3-1b-it"
+KAGGLE_HANDLE = "google/gemma-3/flax/gemma3-1b-it"
+MODEL_FORMS = "tiny | gemma3-1b-it | a Hugging Face folder | a Kaggle Flax checkpoint folder"
+LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj|.*attn_vec_einsum"
+# The tiny model: 2 layers, the real head layout (4 query heads, 1 KV head), a 512-token vocabulary.
+TINY = dict(num_hidden_layers=2, vocab_size=512, hidden_size=64, intermediate_size=128, num_attention_heads=4,
+            head_dim=16, num_key_value_heads=1, sliding_window=32)
+TINY_VERSION = "1"
+# What the tiny tokenizer learns its pieces from; byte fallback covers every other character.
+TINY_CORPUS = [
+    "<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n", "<reasoning>", "</reasoning>", "<answer>",
+    "</answer>", "Think step by step inside the reasoning tags, then give the final answer inside the answer tags.",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
+    "How many clips did Natalia sell altogether in April and May? 48 / 2 = 24 and 48 + 24 = 72.",
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting.",
+    "What is the process by which plants make food from sunlight? Photosynthesis uses light energy.",
+    "The answer is 42. The total is 3 + 4 = 7, so the result is 7 * 6 = 42.",
+    "Write a python function to find the minimum cost path. def min_cost(cost, m, n): return 0",
+    "assert add(2, 3) == 5", "import math", "for i in range(n): total += i", "return sorted(set(items))",
+    "A) mitochondria B) nucleus C) ribosome D) chloroplast", "Options: A, B, C or D. The correct option is C.",
+    "Write a short story about a lighthouse keeper who finds a message in a bottle on a stormy night.",
+    "Brainstorm ten ideas for a science fair project about water, energy, plants and the weather.",
+    "Rewrite the following sentence in a formal tone: we gotta finish this stuff by friday, ok?",
+    "Summarize the paragraph in one sentence. The quick brown fox jumps over the lazy dog.",
+    "First, we compute the cost of each item. Then we add them together. Therefore the answer is",
+    "0 1 2 3 4 5 6 7 8 9 10 100 1000 = + - * / ( ) [ ] { } < > , . ; : ! ? ' \" # $ % & _ \\",
+]
+SPECIAL_PIECES = ["<start_of_turn>", "<end_of_turn>", "<reasoning>", "</reasoning>", "<answer>", "</answer>"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    kind: str   # "hf" or "kaggle"
+    path: str   # the folder
+    name: str   # what the user asked for (recorded in run.json)
+
+
+# --- where the weights are -------------------------------------------------------------------------
+def resolve(spec: str) -> Source:
+    if spec == "tiny":
+        return Source("hf", tiny_folder(), "tiny")
+    if os.path.isdir(spec):
+        kind = folder_kind(spec)
+        if kind is None:
+            raise UserError(f"--model {spec!r} is a folder but neither a Hugging Face model (config.json + "
+                            f"*.safetensors + tokenizer.model) nor a Kaggle Flax checkpoint (tokenizer.model + "
+                            f"an Orbax folder)")
+        return Source(kind, os.path.abspath(spec), os.path.abspath(spec))
+    if spec in ("gemma3-1b-it", HF_REPO):
+        return Source(*_download_gemma(), spec)
+    raise UserError(f"--model must be {MODEL_FORMS}, got {spec!r}")
+
+
+def folder_kind(path: str) -> str | None:
+    has_tok = os.path.exists(os.path.join(path, hf.TOKENIZER))
+    if os.path.exists(os.path.join(path, hf.CONFIG)) and glob.glob(os.path.join(path, "*.safetensors")):
+        return "hf" if has_tok else None
+    return "kaggle" if has_tok and _orbax_dir(path) else None
+
+
+def _orbax_dir(path: str) -> str | None:
+    for name in sorted(os.listdir(path)):
+        sub = os.path.join(path, name)
+        if os.path.isdir(sub) and any(os.path.exists(os.path.join(sub, m)) for m in
+                                      ("_METADATA", "_CHECKPOINT_METADATA", "checkpoint", "manifest.ocdbt")):
+            return sub
+    return None
+
+
+def _download_gemma() -> tuple[str, str]:
+    """The Hugging Face cache, then the Hub, then kagglehub; one clear error when none has the weights."""
+    tried = []
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "tokenizer.model"]
+        for local in (True, False):
+            try:
+                return "hf", snapshot_download(HF_REPO, allow_patterns=patterns, local_files_only=local)
+            except Exception as e:  # noqa: BLE001 - every failure means "not here", reported below
+                tried.append(f"Hugging Face {'cache' if local else 'Hub'}: {type(e).__name__}")
+    except ImportError:
+        tried.append("huggingface_hub not installed")
+    try:
+        import kagglehub
+
+        path = kagglehub.model_download(KAGGLE_HANDLE)
+        if folder_kind(path) == "kaggle":
+            return "kaggle", path
+        tried.append(f"Kaggle: {path} has no Orbax checkpoint")
+    except Exception as e:  # noqa: BLE001
+        tried.append(f"Kaggle: {type(e).__name__}")
+    raise UserError(f"no Gemma3-1B-it weights found ({'; '.join(tried)}): pass --model PATH (a Hugging Face "
+                    f"folder or the Kaggle Flax checkpoint), set HF_TOKEN for the gated {HF_REPO}, or run "
+                    f"on Kaggle with the model attached")
+
+
+# --- the tokenizer -----------------------------------------------------------------------------------
+def load_tokenizer(source: Source):
+    import sentencepiece as spm
+
+    tok = spm.SentencePieceProcessor(model_file=os.path.join(source.path, hf.TOKENIZER))
+    if tok.pad_id() < 0:
+        raise UserError(f"{source.path}/{hf.TOKENIZER} has no pad token; Gemma's has pad id 0")
+    return tok
+
+
+def token_ids(tok) -> dict:
+    end = tok.piece_to_id("<end_of_turn>")
+    if end == tok.unk_id():
+        raise UserError("the tokenizer has no <end_of_turn> piece: not a Gemma chat tokenizer")
+    return {"pad": tok.pad_id(), "bos": tok.bos_id(), "eos": tok.eos_id(), "end_of_turn": end}
+
+
+# --- the mesh ----------------------------------------------------------------------------------------
+def make_mesh(spec: str | None, num_heads: int = 4):
+    """`fsdp,tp`; by default every device, with the largest tp (<= 4) that divides the heads."""
+    import jax
+
+    n = jax.device_count()
+    if spec:
+        try:
+            fsdp, tp = (int(x) for x in spec.split(","))
+        except ValueError:
+            raise UserError(f"--mesh must be FSDP,TP (two integers), got {spec!r}") from None
+    else:
+        tp = next(t for t in (4, 2, 1) if n % t == 0 and num_heads % t == 0)
+        fsdp = n // tp
+    if fsdp < 1 or tp < 1 or fsdp * tp > n:
+        raise UserError(f"--mesh {fsdp},{tp} needs {fsdp * tp} devices, this machine has {n}")
+    if num_heads % tp:
+        raise UserError(f"--mesh tp must divide the {num_heads} attention heads, got tp={tp}")
+    axis_types = (jax.sharding.AxisType.Auto,) * 2
+    return jax.make_mesh((fsdp, tp), ("fsdp", "tp"), axis_types=axis_types, devices=jax.devices()[: fsdp * tp])
+
+
+# --- the model ---------------------------------------------------------------------------------------
+def load_base(source: Source, mesh, dtype: str = "auto"):
+    """(Gemma3 model placed on the mesh, ModelConfig). dtype auto: the checkpoint's own."""
+    from tunix.models.gemma3 import model as gemma3
+
+    if source.kind == "hf":
+        from tunix.models.gemma3 import params_safetensors
+
+        config = hf.read_config(source.path)
+        dtype = config.get("torch_dtype", "bfloat16") if dtype == "auto" else dtype
+        cfg = hf.model_config(config, dtype)
+        model = params_safetensors.create_model_from_safe_tensors(source.path, cfg, mesh, dtype=cfg.param_dtype)
+        return model, cfg
+    import jax.numpy as jnp
+    from tunix.models.gemma3 import params
+
+    dtype = "bfloat16" if dtype == "auto" else dtype
+    cfg = gemma3.ModelConfig.gemma3_1b_it()
+    cfg = dataclasses.replace(cfg, param_dtype=getattr(jnp, dtype))
+    model = params.create_model_from_checkpoint(_orbax_dir(source.path), cfg, mesh=mesh, dtype=cfg.param_dtype)
+    return model, cfg
+
+
+def apply_lora(model, mesh, rank: int, alpha: float, seed: int = 0):
+    """Wrap `model` with qwix LoRA adapters; the adapters share (do not copy) the base weights."""
+    import jax
+    import qwix
+    from flax import nnx
+
+    provider = qwix.LoraProvider(module_path=LORA_MODULES, rank=rank, alpha=float(alpha))
+    lora = qwix.apply_lora_to_model(model, provider, rngs=nnx.Rngs(seed), **model.get_model_input())
+    state = nnx.state(lora)
+    nnx.update(lora, jax.device_put(state, nnx.get_named_sharding(state, mesh)))
+    return lora
+
+
+def merge_lora(lora_model, cfg, mesh, scale: float):
+    """A plain Gemma3 whose weights are base + LoRA delta (scale = alpha / rank), placed on the mesh.
+
+    The delta of an einsum weight is the einsum of its two adapters back into the weight's own axes
+    (qwix keeps the adapter einsum string on the module); of a Linear kernel, lora_a @ lora_b.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from tunix.models.gemma3 import model as gemma3
+
+    state = nnx.to_flat_state(nnx.state(lora_model, nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))))
+    merged = {path: v.get_value() for path, v in state}
+    for path, module in nnx.iter_modules(lora_model):
+        for name in [k[: -len("_lora_a")] for k in vars(module) if k.endswith("_lora_a")]:
+            a, b = getattr(module, name + "_lora_a")[...], getattr(module, name + "_lora_b")[...]
+            weight = merged[(*path, name)]
+            lora_str = getattr(module, name + "_lora_einsum_str", None)
+            if lora_str:
+                _, a_axes, b_axes = lora_str.split("->")[0].split(",")
+                w_axes = module.einsum_str.split("->")[0].split(",")[1]
+                delta = jnp.einsum(f"{a_axes},{b_axes}->{w_axes}", a, b)
+            else:
+                delta = a.reshape(-1, a.shape[-1]) @ b.reshape(b.shape[0], -1)
+            merged[(*path, name)] = (weight + (delta * scale).reshape(weight.shape)).astype(weight.dtype)
+    plain = nnx.eval_shape(lambda: gemma3.Gemma3(cfg, rngs=nnx.Rngs(params=0)))
+    nnx.update(plain, nnx.from_flat_state(merged))
+    state = nnx.state(plain)
+    nnx.update(plain, jax.device_put(state, nnx.get_named_sharding(state, mesh)))
+    return plain
+
+
+def flat_params(model) -> dict:
+    """{path tuple: host numpy array} of the model's plain parameters (LoRA adapters left out)."""
+    import numpy as np
+    from flax import nnx
+
+    state = nnx.state(model, nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam)))
+    return {path: np.asarray(v.get_value()) for path, v in nnx.to_flat_state(state)}
+
+
+# --- the tiny model ----------------------------------------------------------------------------------
+def tiny_folder() -> str:
+    """The tiny model's Hugging Face folder, made once per cache (creating it takes about a second)."""
+    cache = os.environ.get("TUNIXHACK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tunixhack")
+    path = os.path.join(cache, f"tiny-gemma3-v{TINY_VERSION}")
+    if folder_kind(path) == "hf":
+        return path
+    os.makedirs(cache, exist_ok=True)
+    work = f"{path}.build-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    _train_tiny_tokenizer(work)
+    _write_tiny_weights(work)
+    try:
+        os.replace(work, path)
+    except OSError:  # another process finished first: keep its copy
+        shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
+def _train_tiny_tokenizer(folder: str) -> None:
+    """A 512-piece SentencePiece model with Gemma's special ids (pad 0, eos 1, bos 2, unk 3)."""
+    import sentencepiece as spm
+
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(TINY_CORPUS * 4), model_prefix=os.path.join(folder, "tokenizer"),
+        vocab_size=512, model_type="bpe", byte_fallback=True, character_coverage=1.0,
+        pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
+        unk_piece="<unk>", user_defined_symbols=SPECIAL_PIECES, add_dummy_prefix=False,
+        remove_extra_whitespaces=False, normalization_rule_name="identity", split_digits=True, num_threads=1, hard_vocab_limit=False,
+        minloglevel=2)
+    os.remove(os.path.join(folder, "tokenizer.vocab"))
+
+
+def _write_tiny_weights(folder: str) -> None:
+    import numpy as np
+    import sentencepiece as spm
+    from flax import nnx
+    from tunix.models.gemma3 import model as gemma3
+
+    config = dict(TINY, torch_dtype="float32")
+    cfg = hf.model_config(config, "float32")
+    model = gemma3.Gemma3(cfg, rngs=nnx.Rngs(params=0))
+    state = flat_params(model)
+    rng = np.random.default_rng(0)
+    for path in state:  # RMSNorm scales start at 0: randomise them so the norms are exercised too
+        if path[-1] == "scale":
+            state[path] = rng.normal(0, 0.1, state[path].shape).astype(np.float32)
+    tok = spm.SentencePieceProcessor(model_file=os.path.join(folder, hf.TOKENIZER))
+    staging = os.path.join(folder, "weights")
+    hf.write_folder(state, cfg, staging, folder, "float32", token_ids(tok))
+    for name in (hf.WEIGHTS, hf.CONFIG, "generation_config.json", "tokenizer_config.json"):
+        os.replace(os.path.join(staging, name), os.path.join(folder, name))
+    shutil.rmtree(staging)

@@ -1,0 +1,168 @@
+"""GRPO rewards, chosen by name from REWARDS (`--rewards format,math,choice`).
+
+Every reward is `fn(prompts, completions, **columns) -> list[float]`, one value per completion, with its
+range in a comment. The columns are train/data.py's reward_columns, repeated per generation by Tunix
+(numpy strings). A row whose category a reward cannot check gets 0.0, the neutral value: Tunix sums the
+rewards, so a math check never pushes on a poem. Correctness rewards read the <answer> section only
+and use the same checks as the trace filter and eval.py (tunixhack/verify), so the three agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from tunixhack.errors import UserError
+from tunixhack.reasoning import split_tagged
+
+STRICT = re.compile(r"\s*<reasoning>(?P<reasoning>.*?\S.*?)</reasoning>\s*<answer>(?P<answer>.*?\S.*?)</answer>\s*",
+                    re.DOTALL)
+END_TOKENS = re.compile(r"(?:<end_of_turn>|<eos>)+\s*$")
+CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+
+
+def clean(completion) -> str:
+    """The completion without the end-of-turn marker a decoder may leave at the end."""
+    return END_TOKENS.sub("", str(completion))
+
+
+def answer_of(completion) -> str | None:
+    """The text inside <answer>...</answer> (a missing final </answer> is tolerated), or None."""
+    tagged = split_tagged(clean(completion))
+    return tagged[1] if tagged and tagged[1] else None
+
+
+def format_compliant(completion) -> bool:
+    """Exactly `<reasoning>non-empty</reasoning><answer>non-empty</answer>`, nothing around it."""
+    return STRICT.fullmatch(clean(completion)) is not None
+
+
+def decode_json(value):
+    from data import decode_json as decode
+
+    return decode(value)
+
+
+# --- the rewards ---------------------------------------------------------------------------------------
+def format_reward(prompts, completions, **_) -> list[float]:
+    """Range [0, 1]: 1 for the strict format, 0.5 for both tagged sections with other text around, else 0."""
+    return [1.0 if format_compliant(c) else 0.5 if answer_of(c) is not None else 0.0 for c in completions]
+
+
+def math_reward(prompts, completions, category, reference, **_) -> list[float]:
+    """Range [0, 1]: 1 when a math row's <answer> equals the reference (math-verify), else 0."""
+    from tunixhack.verify.math import verify_math
+
+    out = []
+    for completion, cat, ref in zip(completions, category, reference):
+        answer = answer_of(completion) if str(cat) == "math" and str(ref) else None
+        out.append(1.0 if answer is not None and verify_math(answer, str(ref)) else 0.0)
+    return out
+
+
+def choice_reward(prompts, completions, options, reference, **_) -> list[float]:
+    """Range [0, 1]: 1 when a multiple-choice row's <answer> picks the correct option, else 0."""
+    from tunixhack.verify.choice import verify_choice
+
+    out = []
+    for completion, opts, ref in zip(completions, options, reference):
+        opts, answer = decode_json(opts), answer_of(completion)
+        ok = isinstance(opts, dict) and opts and str(ref) and answer is not None
+        out.append(1.0 if ok and verify_choice(answer, str(ref), opts) else 0.0)
+    return out
+
+
+def code_reward(prompts, completions, tests, test_setup, test_imports, **_) -> list[float]:
+    """Range [0, 1]: 1 when the code in a code row's <answer> passes all the row's tests (sandboxed), else 0."""
+    try:
+        from tunixhack.verify.code import verify_code
+    except ImportError:
+        raise UserError("the code reward needs tunixhack/verify/code.py, which is not installed here") from None
+    out = []
+    for completion, row_tests, setup, imports in zip(completions, tests, test_setup, test_imports):
+        row_tests, answer = decode_json(row_tests), answer_of(completion)
+        if not row_tests or answer is None:
+            out.append(0.0)
+            continue
+        blocks = CODE_BLOCK.findall(answer)
+        code = blocks[-1] if blocks else answer
+        passed = verify_code(code, list(row_tests), setup=str(setup or ""), imports=tuple(decode_json(imports) or ()))
+        out.append(1.0 if passed else 0.0)
+    return out
+
+
+def length_reward(prompts, completions, length_budget=768, count=None, **_) -> list[float]:
+    """Range [-1, 0]: 0 up to length_budget tokens, then falling linearly to -1 at twice the budget."""
+    count = count or (lambda text: len(text.split()))
+    return [-min(1.0, max(0, count(clean(c)) - length_budget) / length_budget) for c in completions]
+
+
+def judge_reward(prompts, completions, question, category, judge=None, **_) -> list[float]:
+    """Range [0, 1]: an LLM judge's 1-10 score of the <answer>, as (score - 1) / 9; 0 when unjudged.
+
+    `judge(items) -> scores` takes [(category, question, answer)] and returns a score or None for each
+    (grpo.py builds it from --judge on tunixhack.judge and the same teacher backends as generation).
+    """
+    if judge is None:
+        raise UserError("the judge reward needs --judge SPEC (a teacher server)")
+    answers = [answer_of(c) for c in completions]
+    items = [(str(cat), str(q), a) for cat, q, a in zip(category, question, answers)]
+    todo = [i for i, a in enumerate(answers) if a is not None]
+    scores = judge([items[i] for i in todo]) if todo else []
+    out = [0.0] * len(completions)
+    for i, score in zip(todo, scores):
+        out[i] = 0.0 if score is None else (min(10.0, max(1.0, float(score))) - 1.0) / 9.0
+    return out
+
+
+REWARDS = {"format": format_reward, "math": math_reward, "choice": choice_reward, "code": code_reward,
+           "length": length_reward, "judge": judge_reward}
+
+
+def select(names: str, **settings) -> list:
+    """The reward functions named in `names` (comma separated), with settings bound to those that take them.
+
+    Tunix logs each reward under its function's __name__ (rewards/format_reward, ...), kept here.
+    """
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in REWARDS]
+    if unknown or not chosen:
+        raise UserError(f"--rewards must be a comma-separated subset of {','.join(REWARDS)}, got {names!r}")
+    return [bind(REWARDS[n], settings) for n in dict.fromkeys(chosen)]
+
+
+def bind(fn, settings: dict):
+    import inspect
+
+    own = {k: v for k, v in settings.items() if k in inspect.signature(fn).parameters}
+
+    def reward(prompts, completions, **columns):
+        return fn(prompts, completions, **columns, **own)
+
+    reward.__name__ = reward.__qualname__ = fn.__name__
+    reward.__doc__ = fn.__doc__
+    return reward
+
+
+def judge_client(spec: str, model: str, concurrency: int = 8):
+    """A batch judge over tunixhack.judge.Judge: [(category, question, answer)] -> [score or None]."""
+    try:
+        from tunixhack.judge import Judge
+    except ImportError:
+        raise UserError("--judge needs tunixhack/judge.py, which is not installed here") from None
+    judge = Judge(spec, model)
+
+    async def score_all(items):
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(item):
+            async with gate:
+                try:
+                    score, _reason = await judge.score(*item)
+                    return score
+                except Exception:  # noqa: BLE001 - an unjudged answer is neutral, never a crash mid-training
+                    return None
+
+        return await asyncio.gather(*(one(item) for item in items))
+
+    return lambda items: asyncio.run(score_all(items))
