@@ -3,6 +3,7 @@
     python crap.py stats [FILES...]                      rows, verification, rejects, lengths, teacher speed
     python crap.py mix [FILES...] --out data/mix --seed 0 the training mix: sft.jsonl, rl.jsonl, eval.jsonl, mix.json
     python crap.py push PATH --repo USER/NAME            publish as a Hub dataset (parquet + card)
+    python crap.py compare --teacher A --teacher B --n 100  teacher bake-off over the same seeded prompts
     python crap.py convert FILES...                      the original project's CSV outputs -> trace files
 
 FILES are trace files or folders of them (default: data/); each file's rejects are read from
@@ -64,6 +65,28 @@ def cmd_push(args) -> None:
         return
     url = push(folder, args.repo, args.private, args.collection)
     print(f"pushed {splits} to {url}" + (f" and added it to collection {args.collection}" if args.collection else ""))
+
+
+def cmd_compare(args) -> None:
+    from tunixhack.compare import compare, discover_recipes, pair_teachers, parse_keyed, pick_recipes, shares
+    from tunixhack.compare_report import markdown
+    from tunixhack.tokens import token_counter
+
+    teachers = pair_teachers(args.teacher, args.model)
+    available = discover_recipes()
+    recipes = pick_recipes(args.recipe, available)
+    sources = parse_keyed(args.source, "--source", available)  # naming a recipe not chosen is harmless
+    splits = parse_keyed(args.split, "--split", available)
+    counter = token_counter(args.tokenizer)
+    passthrough = []
+    for flag in ("concurrency", "max_tokens", "timeout", "style"):
+        if getattr(args, flag) is not None:
+            passthrough += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    out = Path(args.out)
+    result = compare(teachers, recipes, shares(args.n, list(recipes)), out, args.seed, counter, sources, splits,
+                     passthrough)
+    print(markdown(result))
+    print(f"wrote {out / 'compare.md'}, {out / 'compare.png'} and {out / 'compare.json'}", file=sys.stderr)
 
 
 def cmd_convert(args) -> None:
@@ -133,6 +156,24 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--staging", help="folder to build the upload in (default data/hub/USER__NAME)")
     u.add_argument("--dry-run", action="store_true", help="build the folder, upload nothing")
     u.set_defaults(run=cmd_push)
+
+    b = sub.add_parser("compare", help="teacher bake-off: the same seeded prompts answered by every teacher")
+    b.add_argument("--teacher", action="append", metavar="SPEC",
+                   help="lmstudio | lmstudio://HOST:PORT | http(s)://HOST:PORT/v1 (give two or more)")
+    b.add_argument("--model", action="append", metavar="NAME",
+                   help="model key: once for every teacher, or once per --teacher in order (default qwen3-14b)")
+    b.add_argument("--n", type=int, default=100, help="prompts in all, spread evenly over the recipes (default 100)")
+    b.add_argument("--seed", type=int, default=0, help="which prompts are drawn (default 0)")
+    b.add_argument("--recipe", action="append", metavar="NAME", help="recipe folder (repeatable; default: all)")
+    b.add_argument("--source", action="append", metavar="RECIPE=ID_OR_PATH", help="a recipe's input (repeatable)")
+    b.add_argument("--split", action="append", metavar="RECIPE=SPLIT", help="a recipe's split (repeatable)")
+    b.add_argument("--out", default="data/compare", help="OUT/<teacher>/<recipe>.jsonl and compare.md/.png/.json")
+    b.add_argument("--tokenizer", help="count lengths in the student's tokens (SentencePiece .model or HF folder)")
+    b.add_argument("--concurrency", type=int, help="passed to every generate.py")
+    b.add_argument("--max-tokens", type=int, help="passed to every generate.py")
+    b.add_argument("--timeout", type=float, help="passed to every generate.py")
+    b.add_argument("--style", choices=("native", "written"), help="passed to every generate.py")
+    b.set_defaults(run=cmd_compare)
 
     c = sub.add_parser("convert", help="import the original project's CSV outputs as trace files")
     c.add_argument("files", nargs="+", help="CSV files")

@@ -87,7 +87,8 @@ def test_push_to_the_fake_hub(tmp_path):
         assert result.returncode == 0, result.stderr
         calls = hub.paths()
         order = ["POST /api/repos/create", "POST /api/datasets/alice/think-mix/preupload/main",
-                 "POST /api/datasets/alice/think-mix/commit/main", "POST /api/collections/alice/reasoning-0123abcd/items"]
+                 "POST /api/datasets/alice/think-mix/commit/main",
+                 "POST /api/collections/alice/reasoning-0123abcd/items"]
         assert [calls.index(c) for c in order] == sorted(calls.index(c) for c in order)
         create = next(body for method, path, _, body in hub.calls if path == "/api/repos/create")
         assert create["name"] == "think-mix" and create["organization"] == "alice" and create["type"] == "dataset"

@@ -78,6 +78,8 @@ def pct(x: float | None) -> str:
 
 def duration(seconds: float) -> str:
     hours, rest = divmod(round(seconds), 3600)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
