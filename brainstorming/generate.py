@@ -13,38 +13,25 @@ optional --judge scores it.
     python brainstorming/generate.py --limit 500 --shuffle
 """
 
-from tunixhack import Recipe, run
-from tunixhack.prompts import instruction_for, question_with_context, template_text
+from tunixhack import run
+from tunixhack.recipe import InstructionRecipe
 from tunixhack.quality import check_answer
 
 MIN_IDEAS = 3    # a brainstorm of one or two ideas is not one
 MIN_WORDS = 10   # a list of short names can be brief
 
 
-class Brainstorming(Recipe):
+class Brainstorming(InstructionRecipe):
     name = "brainstorming"
     dataset = "Wanfq/Explore_Instruct_Brainstorming_10k"
     split = "train"
     splits = ("train",)
     category = "brainstorming"
     version = "1"
-    columns = ("instruction", "input", "output")
-
-    def prompt(self, row):
-        return question_with_context(self.category, row["instruction"], row["input"])
-
-    def teacher_prompt(self, row):
-        return instruction_for(self.category, row["instruction"], row["input"])
-
-    def reference(self, row):
-        return (row["output"] or "").strip() or None
 
     def parse(self, row, reply):
         answer = check_answer(reply.content, minimum_words=MIN_WORDS, minimum_ideas=MIN_IDEAS)
         return {"reasoning": reply.reasoning, "answer": answer}
-
-    def template_text(self):
-        return super().template_text() + template_text(self.category) + f"{MIN_IDEAS}/{MIN_WORDS}"
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ unless the instruction asks to shorten or to expand.
 
 import re
 
-from tunixhack import Recipe, run
-from tunixhack.prompts import instruction_for, question_with_context, template_text
+from tunixhack import run
+from tunixhack.recipe import InstructionRecipe
 from tunixhack.quality import check_answer, differs_from, length_ratio, words
 
 SHORTER = (r"\b(?:shorten|shorter|summari[sz]e|summary|condense|concise|brief|briefly|reduce|trim|cut|tl;?dr"
@@ -26,23 +26,13 @@ MIN_RATIO, MAX_RATIO = 0.2, 5.0
 MIN_INPUT_WORDS = 8   # below this a length ratio says nothing ("hi" -> "Good morning, everyone" is 3x)
 
 
-class Rewriting(Recipe):
+class Rewriting(InstructionRecipe):
     name = "rewriting"
     dataset = "Wanfq/Explore_Instruct_Rewriting_10k"
     split = "train"
     splits = ("train",)
     category = "rewriting"
     version = "1"
-    columns = ("instruction", "input", "output")
-
-    def prompt(self, row):
-        return question_with_context(self.category, row["instruction"], row["input"])
-
-    def teacher_prompt(self, row):
-        return instruction_for(self.category, row["instruction"], row["input"])
-
-    def reference(self, row):
-        return (row["output"] or "").strip() or None
 
     def parse(self, row, reply):
         answer = check_answer(reply.content)
@@ -54,9 +44,6 @@ class Rewriting(Recipe):
             high = float("inf") if re.search(LONGER, row["instruction"], re.IGNORECASE) else MAX_RATIO
             length_ratio(answer, source, low, high)
         return {"reasoning": reply.reasoning, "answer": answer}
-
-    def template_text(self):
-        return super().template_text() + template_text(self.category) + f"{MIN_RATIO}/{MAX_RATIO}/{MIN_INPUT_WORDS}"
 
 
 if __name__ == "__main__":

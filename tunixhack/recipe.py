@@ -16,10 +16,11 @@ import hashlib
 import json
 import sys
 
+from . import prompts
 from .errors import Reject
 from .teachers.base import Reply
 
-__all__ = ["Recipe", "Reject"]
+__all__ = ["InstructionRecipe", "Recipe", "Reject"]
 
 
 class Recipe:
@@ -79,9 +80,11 @@ class Recipe:
         return f"{self.name}/{split}/{index if native is None else native}"
 
     def template_text(self) -> str:
-        """Every prompt constant of the recipe's module (UPPER_CASE strings): changing one changes the fingerprint."""
+        """Every constant of the recipe's module (UPPER_CASE strings and numbers: prompts, thresholds):
+        changing one changes the fingerprint."""
         module = sys.modules[type(self).__module__]
-        constants = {k: v for k, v in vars(module).items() if k.isupper() and isinstance(v, str)}
+        constants = {k: v for k, v in vars(module).items()
+                     if k.isupper() and isinstance(v, (str, int, float)) and not isinstance(v, bool)}
         return json.dumps(constants, sort_keys=True)
 
     def fingerprint(self, **parts) -> str:
@@ -91,3 +94,23 @@ class Recipe:
             default=str,
         )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class InstructionRecipe(Recipe):
+    """Alpaca-style rows {instruction, input, output}: `input` is the text to work on ("" for none), and
+    `output` (another model's answer) is kept as the reference, never sent. Prompts are the category's
+    templates in tunixhack/prompts.py."""
+
+    columns = ("instruction", "input", "output")
+
+    def prompt(self, row):
+        return prompts.question_with_context(self.category, row["instruction"], row["input"])
+
+    def teacher_prompt(self, row):
+        return prompts.instruction_for(self.category, row["instruction"], row["input"])
+
+    def reference(self, row):
+        return (row["output"] or "").strip() or None
+
+    def template_text(self):
+        return super().template_text() + prompts.template_text(self.category)
