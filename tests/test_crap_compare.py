@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import crap
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.script import last_user_text
 from tests.helpers import FIXTURES, ROOT, one_line_error, script_env
@@ -61,6 +62,16 @@ def test_bake_off_over_the_same_prompts(tmp_path):
         assert len(a.requests) == len(b.requests) == 5
         assert json.loads((out / "compare.json").read_text())["prompts"] == figures["prompts"]
 
+    # the engine's own trace files go through the other commands (SciQA kept nothing: only its rejects exist)
+    folder = out / first["label"]
+    assert crap.main(["stats", str(folder), "--out", str(tmp_path / "stats.md")]) == 0
+    assert "| science | 0 | - | - | - | 2 | 0.0% |" in (tmp_path / "stats.md").read_text()
+    assert crap.main(["mix", str(folder), "--out", str(tmp_path / "mix"), "--no-decontam", "--eval-share", "0"]) == 0
+    assert crap.main(["push", str(tmp_path / "mix"), "--repo", "me/bake", "--dry-run",
+                      "--staging", str(tmp_path / "hub")]) == 0
+    assert sorted(p.name for p in (tmp_path / "hub" / "data").iterdir()) == ["rl-00000-of-00001.parquet",
+                                                                             "sft-00000-of-00001.parquet"]
+
 
 def test_another_seed_draws_other_prompts(tmp_path):
     # (the same seed drawing the same prompts is the resume check above: nothing was sent twice)
@@ -75,21 +86,28 @@ def test_another_seed_draws_other_prompts(tmp_path):
     assert drawn[1] != drawn[3]
 
 
-def test_compare_bad_input(tmp_path):
+def test_compare_bad_input(tmp_path, capsys):
     with OpenAIFake(TEACHER_A) as a, OpenAIFake(TEACHER_B) as b:
-        def error(*args):
-            cmd = [sys.executable, str(ROOT / "crap.py"), "compare", "--out", str(tmp_path / "c"), *map(str, args)]
-            return one_line_error(subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                                                 env=script_env(), cwd=ROOT))
+        def error(*args):  # in-process: these fail before any subprocess starts
+            capsys.readouterr()
+            assert crap.main(["compare", "--out", str(tmp_path / "c"), *map(str, args)]) == 2
+            return capsys.readouterr().err
 
         assert "at least two --teacher" in error("--teacher", a.url)
         assert "--recipe must be one of" in error("--teacher", a.url, "--teacher", b.url, "--recipe", "gsm9k")
         assert "one --model for all teachers or one per --teacher" in error(
             "--teacher", a.url, "--teacher", b.url, "--model", "x", "--model", "y", "--model", "z")
         assert "--source must be RECIPE=VALUE" in error("--teacher", a.url, "--teacher", b.url, "--source", "x.jsonl")
+        assert "--n must be at least 1" in error("--teacher", a.url, "--teacher", b.url, "--n", "0")
+
+        def run(*args):  # as users run it
+            cmd = [sys.executable, str(ROOT / "crap.py"), "compare", "--out", str(tmp_path / "c"), *map(str, args)]
+            return one_line_error(subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                                                 env=script_env(), cwd=ROOT))
+
         # a recipe's input is checked (dry run, no calls) before any teacher is asked anything
-        message = error("--teacher", a.url, "--teacher", b.url, "--recipe", "gsm8k", "--source", "gsm8k=missing.jsonl")
+        message = run("--teacher", a.url, "--teacher", b.url, "--recipe", "gsm8k", "--source", "gsm8k=missing.jsonl")
         assert "gsm8k/generate.py: source file not found: missing.jsonl" in message
-        assert "cannot reach the teacher" in error("--teacher", "http://127.0.0.1:9/v1", "--teacher", b.url,
-                                                   "--recipe", "gsm8k", *SOURCES[:2], "--n", "1")
+        assert "cannot reach the teacher" in run("--teacher", "http://127.0.0.1:9/v1", "--teacher", b.url,
+                                                 "--recipe", "gsm8k", *SOURCES[:2], "--n", "1")
         assert a.requests == [] and b.requests == []

@@ -52,8 +52,10 @@ def test_stats_report_and_histograms(tmp_path):
     assert row_of(gsm8k, "math", "verify_failed")[2] == "1"
     assert row_of(gsm8k, "math", "parse_error")[2] == "1"  # the detail after ':' is not part of the reason
     assert row_of(gsm8k, "(no category)", "malformed_row")[2] == "1"
-    # median teacher speed of the 8 rows' tokens_per_second
-    speeds = [json.loads(line)["usage"]["tokens_per_second"] for line in (TRACES / "gsm8k.jsonl").open()]
+    # median teacher speed over every math request, the rejected ones included
+    requests = [json.loads(line) for name in ("gsm8k.jsonl", "gsm8k.rejects.jsonl") for line in (TRACES / name).open()]
+    speeds = [r["usage"]["tokens_per_second"] for r in requests if r.get("category") == "math"]
+    assert len(speeds) == 11
     assert math[7] == f"{np.median(speeds):.1f}"
     dolly = section(text, str(TRACES / "databricks.jsonl"))
     assert row_of(dolly, "open_qa")[1:5] == ["2", "0.0%", "0.0%", "100.0%"]

@@ -79,7 +79,8 @@ class NgramIndex:
     def __init__(self, n: int):
         self.n = n
         self.grams: dict[str, tuple[str, int]] = {}
-        self.short: dict[int, dict[str, tuple[str, int]]] = defaultdict(dict)  # length -> whole short texts
+        self.short: dict[str, tuple[str, int]] = {}             # whole short texts
+        self.short_starts: dict[str, set[int]] = defaultdict(set)  # first word -> lengths of short texts
 
     def add(self, key: str, index: int, text: str) -> None:
         tokens = words(text)
@@ -87,16 +88,22 @@ class NgramIndex:
             for i in range(len(tokens) - self.n + 1):
                 self.grams.setdefault(" ".join(tokens[i : i + self.n]), (key, index))
         elif len(tokens) >= SHORT_MIN:
-            self.short[len(tokens)].setdefault(" ".join(tokens), (key, index))
+            self.short.setdefault(" ".join(tokens), (key, index))
+            self.short_starts[tokens[0]].add(len(tokens))
 
     def find(self, text: str) -> tuple[str, tuple[str, int]] | None:
         """The first shared n-gram (or whole short evaluation text) and its source, or None."""
         tokens = words(text)
-        for size, table in [(self.n, self.grams), *sorted(self.short.items())]:
-            for i in range(len(tokens) - size + 1):
+        for i in range(len(tokens) - self.n + 1):
+            gram = " ".join(tokens[i : i + self.n])
+            if gram in self.grams:
+                return gram, self.grams[gram]
+        for i, first in enumerate(tokens):
+            # only where a short text could start: a dict lookup per word instead of a join per length
+            for size in sorted(self.short_starts.get(first, ())):
                 gram = " ".join(tokens[i : i + size])
-                if gram in table:
-                    return gram, table[gram]
+                if gram in self.short:
+                    return gram, self.short[gram]
         return None
 
 

@@ -100,7 +100,8 @@ def build_mix(files: list[Path], recipe: MixRecipe, counter, eval_files: dict[st
     for path in files:
         file_rows = read_traces(path)
         rows.extend(file_rows)
-        inputs.append({"path": str(path), "sha256": file_fingerprint(path), "rows": len(file_rows),
+        inputs.append({"path": str(path), "sha256": file_fingerprint(path) if path.exists() else None,
+                       "rows": len(file_rows),
                        "fingerprints": dict(sorted(Counter(str(r.get("fingerprint")) for r in file_rows).items()))})
     counts: dict[str, Counter] = defaultdict(Counter)
     for row in rows:

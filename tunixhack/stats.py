@@ -28,8 +28,14 @@ class Group:
     rejects: Counter = field(default_factory=Counter)    # reason -> count
     reasoning: list[int] = field(default_factory=list)
     answer: list[int] = field(default_factory=list)
-    speeds: list[float] = field(default_factory=list)    # teacher tokens/s, one per request that reported it
-    seconds: float = 0.0                                 # teacher time summed over requests
+    speeds: list[float] = field(default_factory=list)    # teacher tokens/s per request (kept or rejected)
+    seconds: float = 0.0                                 # teacher time summed over requests (kept or rejected)
+
+    def add_usage(self, row: dict) -> None:
+        usage = row.get("usage") or {}
+        if usage.get("tokens_per_second"):
+            self.speeds.append(float(usage["tokens_per_second"]))
+        self.seconds += float(usage.get("seconds") or 0)
 
     def share(self, value) -> float | None:
         return self.verified[value] / self.rows if self.rows else None
@@ -50,14 +56,12 @@ def file_stats(path: Path, counter) -> FileStats:
             g.verified[row["verified"]] += 1
             g.reasoning.append(counter.count(row["reasoning"]))
             g.answer.append(counter.count(row["answer"]))
-            usage = row.get("usage") or {}
-            if usage.get("tokens_per_second"):
-                g.speeds.append(float(usage["tokens_per_second"]))
-            g.seconds += float(usage.get("seconds") or 0)
+            g.add_usage(row)
     for reject in read_rejects(path):
         reason = reason_name(reject)
         for key in (reject.get("category") or NO_CATEGORY, ALL):  # a malformed source row has none
             groups[key].rejects[reason] += 1
+            groups[key].add_usage(reject)  # a rejected reply took the teacher's time all the same
     # ALL last, categories sorted: a stable order makes reports comparable between runs
     ordered = {k: groups[k] for k in sorted(k for k in groups if k != ALL)}
     if ALL in groups:
@@ -86,8 +90,8 @@ def duration(seconds: float) -> str:
 def markdown(stats: list[FileStats], unit: str, images: dict[Path, str]) -> str:
     lines = ["# Trace statistics", "",
              f"Lengths are in {unit}. verified/failed/unverifiable: shares of the rows (verified true/false/null); "
-             "kept: rows / (rows + rejects); tokens/s: the teacher's, per request; teacher time: summed over "
-             "requests (with concurrency, more than the wall time).", ""]
+             "kept: rows / (rows + rejects); tokens/s: the teacher's, per request, rejected ones included; "
+             "teacher time: summed over requests (with concurrency, more than the wall time).", ""]
     for fs in stats:
         lines += [f"## {fs.path}", ""]
         lines += ["| category | rows | verified | failed | unverifiable | rejects | kept | tokens/s (median) "
@@ -146,6 +150,8 @@ def write_report(files: list[Path], counter, out: Path) -> tuple[str, list[Path]
     images: dict[Path, str] = {}
     pngs: list[Path] = []
     for fs in stats:
+        if ALL not in fs.groups or not fs.groups[ALL].rows:
+            continue  # nothing kept: no lengths to draw
         png = out.with_name(f"{out.stem}_{fs.path.stem}.png")
         if png in pngs:  # two inputs with one name, from different folders
             png = out.with_name(f"{out.stem}_{fs.path.stem}_{len(pngs)}.png")

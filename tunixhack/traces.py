@@ -40,13 +40,16 @@ def trace_files(args: list[str], default_dir: str = "data") -> list[Path]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            found = sorted(p for p in path.glob("*.jsonl") if not is_side_file(p))
+            # A run where every row was rejected leaves only <stem>.rejects.jsonl: it still counts.
+            found = {p for p in path.glob("*.jsonl") if not is_side_file(p)}
+            found |= {p.with_name(p.name.removesuffix(".rejects.jsonl") + ".jsonl")
+                      for p in path.glob("*.rejects.jsonl")}
             if not found:
                 raise UserError(f"no trace files (*.jsonl) in {arg}")
-            files.extend(found)
-        elif path.is_file():
-            if is_side_file(path):
-                raise UserError(f"{arg} is a side file; give the main trace file, its rejects are read next to it")
+            files.extend(sorted(found))
+        elif is_side_file(path):
+            raise UserError(f"{arg} is a side file; give the main trace file, its rejects are read next to it")
+        elif path.is_file() or sibling(path, "rejects").is_file():
             files.append(path)
         else:
             raise UserError(f"trace file not found: {arg}")
@@ -75,8 +78,8 @@ def read_jsonl_strict(path: Path) -> list[dict]:
 
 
 def read_traces(path: Path) -> list[dict]:
-    """The rows of one trace file, checked for the fields the tools need."""
-    rows = read_jsonl_strict(path)
+    """The rows of one trace file, checked for the fields the tools need (none if only its rejects exist)."""
+    rows = read_jsonl_strict(path) if path.exists() else []
     for number, row in enumerate(rows, 1):
         missing = [f for f in REQUIRED_FIELDS if f not in row]
         if missing:
