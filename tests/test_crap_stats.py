@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import sentencepiece as spm
 
+import crap
 from tests.helpers import FIXTURES, one_line_error, run_script
 
 TRACES = FIXTURES / "traces"
@@ -100,6 +101,14 @@ def test_stats_bad_input(tmp_path):
     error = one_line_error(run_script("crap.py", "stats", TRACES, "--out", out, "--tokenizer", tmp_path))
     assert "has no tokenizer.model" in error
     assert not out.exists()
+
+
+def test_a_row_with_wrong_types_is_named(tmp_path, capsys):
+    row = json.loads((TRACES / "sciq.jsonl").read_text().splitlines()[1])
+    bad = tmp_path / "typed.jsonl"
+    bad.write_text(json.dumps({**row, "verified": "yes", "category": None}) + "\n")
+    assert crap.main(["stats", str(bad), "--out", str(tmp_path / "s.md")]) == 2
+    assert "row 1 ('sciq/train/1') has a bad category, verified" in capsys.readouterr().err
 
 
 def test_torn_last_line_is_skipped_with_a_warning(tmp_path):

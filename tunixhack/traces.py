@@ -87,6 +87,13 @@ def read_traces(path: Path) -> list[dict]:
                 f"{path}: row {number} is not a trace row: it lacks {', '.join(missing)} "
                 f"(a trace row has {', '.join(REQUIRED_FIELDS)}, ...; see DESIGN.md)"
             )
+        wrong = [f for f in ("id", "category", "prompt") if not isinstance(row[f], str) or not row[f]]
+        wrong += [f for f in ("reasoning", "answer") if not isinstance(row[f], (str, type(None)))]
+        if row["verified"] not in (True, False, None):
+            wrong.append("verified")
+        if wrong:
+            raise UserError(f"{path}: row {number} ({row.get('id')!r}) has a bad {', '.join(wrong)}: id, category and "
+                            "prompt are non-empty text, reasoning and answer text, verified true/false/null")
     return rows
 
 
