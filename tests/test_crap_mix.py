@@ -15,6 +15,7 @@ from tunixhack.decontam import EVAL_SETS
 from tunixhack.errors import UserError
 from tunixhack.mix import MixRecipe, build_mix
 from tunixhack.tokens import WordCounter, token_counter
+from tunixhack.traces import render_prompt
 
 TRACES = FIXTURES / "traces"
 EVAL_FILES = {
@@ -138,14 +139,20 @@ def test_config_file_and_flags_over_it(tmp_path):
     assert "unknown key quota" in one_line_error(mix(tmp_path / "x", "--config", bad))
 
 
-def test_length_budget_in_student_tokens(tmp_path):
+def test_length_budget_is_the_trainers(tmp_path):
+    """A row the mix keeps is one the SFT trainer keeps with --max-len equal to the budget, and no other."""
+    from train.data import render_prompt as trainer_prompt, tokenize_sft
+
     sp = train_tokenizer(tmp_path / "tokenizer.model")
-    completion = "<reasoning>{reasoning}</reasoning><answer>{answer}</answer>"
-
-    def tokens(row):
-        return len(sp.encode(row["prompt"])) + len(sp.encode(completion.format(**row)))
-
-    lengths = {r["id"]: tokens(r) for path in INPUTS for r in read_rows(path)}
+    assert trainer_prompt("Why?") == render_prompt("Why?")  # one student prompt format, not two
+    ids = {"pad": 0, "bos": 1, "end_of_turn": 2}
+    lengths = {}
+    for row in (r for path in INPUTS for r in read_rows(path)):
+        low, high = 1, 1 << 16  # the shortest --max-len the trainer accepts the row with (binary search)
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (low, middle) if tokenize_sft([row], sp, ids, middle).counts["kept"] else (middle + 1, high)
+        lengths[row["id"]] = low
     budget = sorted(lengths.values())[len(lengths) // 2]  # about half the rows fit
     out = tmp_path / "mix"
     result = mix(out, "--tokenizer", tmp_path / "tokenizer.model", "--max-tokens", budget)

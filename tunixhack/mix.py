@@ -4,7 +4,7 @@ Stages, in order (each removal is written to removed.jsonl with its reason):
   1. failed_verification: rows with verified false (rows that cannot be checked, verified null, stay)
   2. duplicate / near_duplicate: the same prompt, or a MinHash-similar one (tunixhack.dedup)
   3. contaminated: an n-gram shared with an evaluation set (tunixhack.decontam)
-  4. too_long: prompt + completion over the training budget, in student tokens (or words)
+  4. too_long: the training example (chat prompt + completion) over the budget, in student tokens (or words)
   5. quotas per category (a seeded sample), then per category: eval share, then SFT share of the rest
      (the original project: 20% SFT, 80% GRPO), the rest to RL.
 The same inputs and seed give byte-identical outputs: no clock, no hash order, no unseeded randomness.
@@ -22,7 +22,9 @@ from pathlib import Path
 from .decontam import ROW_FIELDS, SHORT_MIN, build_index, decontaminate
 from .dedup import MINHASH_SEED, NUM_PERM, SHINGLE, deduplicate, removal
 from .errors import UserError
-from .traces import file_fingerprint, read_traces, render_completion, write_json, write_jsonl
+from .tokens import WordCounter
+from .traces import (SPECIAL_TOKENS, file_fingerprint, read_traces, render_completion, render_prompt, write_json,
+                     write_jsonl)
 
 OUTPUTS = ("sft.jsonl", "rl.jsonl", "eval.jsonl", "removed.jsonl", "mix.json")
 
@@ -171,9 +173,12 @@ def build_mix(files: list[Path], recipe: MixRecipe, counter, eval_files: dict[st
 
 
 def length_filter(rows: list[dict], budget: int, counter) -> tuple[list[dict], list[dict]]:
+    """Keep the rows whose whole training example fits: the chat-rendered prompt, the completion and, in
+    tokens, the special tokens around them, exactly as the SFT trainer lays them out."""
+    special = 0 if isinstance(counter, WordCounter) else SPECIAL_TOKENS
     kept, removed = [], []
     for row in rows:
-        n = counter.count(row["prompt"]) + counter.count(render_completion(row))
+        n = counter.count(render_prompt(row["prompt"])) + counter.count(render_completion(row)) + special
         if n > budget:
             removed.append(removal(row, "too_long", {"length": n, "budget": budget, "unit": counter.unit}))
         else:
