@@ -38,7 +38,8 @@ def cmd_mix(args) -> None:
     from tunixhack.traces import trace_files
 
     overrides = {"seed": args.seed, "quotas": parse_quotas(args.quota) or None, "sft_share": args.sft_share,
-                 "eval_share": args.eval_share, "max_tokens": args.max_tokens, "ngram": args.ngram,
+                 "eval_share": args.eval_share, "max_tokens": args.max_tokens,
+                 "max_prompt_tokens": args.max_prompt_tokens, "ngram": args.ngram,
                  "near_dup_threshold": args.near_dup_threshold,
                  "decontaminate": False if args.no_decontam else None}
     recipe = make_recipe(load_config(args.config), overrides)
@@ -137,7 +138,10 @@ def parser() -> argparse.ArgumentParser:
                    help="at most N rows of a category (repeatable); a category without one keeps all its rows")
     m.add_argument("--sft-share", type=float, help="share of each category for SFT, the rest for GRPO (default 0.2)")
     m.add_argument("--eval-share", type=float, help="share of each category held out in eval.jsonl (default 0.05)")
-    m.add_argument("--max-tokens", type=int, help="budget for prompt + completion (default 2048)")
+    m.add_argument("--max-tokens", type=int,
+                   help="budget for a whole example, chat prompt + completion (default 1024: train/sft.py --max-len)")
+    m.add_argument("--max-prompt-tokens", type=int,
+                   help="budget for the chat prompt (default 256: train/grpo.py --max-prompt-len)")
     m.add_argument("--tokenizer", help="the student's tokenizer (SentencePiece .model or HF folder); else words")
     m.add_argument("--near-dup-threshold", type=float, help="MinHash Jaccard for near-duplicate prompts (0.8)")
     # decontamination against the evaluation sets

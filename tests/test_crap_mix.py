@@ -139,30 +139,37 @@ def test_config_file_and_flags_over_it(tmp_path):
     assert "unknown key quota" in one_line_error(mix(tmp_path / "x", "--config", bad))
 
 
-def test_length_budget_is_the_trainers(tmp_path):
-    """A row the mix keeps is one the SFT trainer keeps with --max-len equal to the budget, and no other."""
-    from train.data import render_prompt as trainer_prompt, tokenize_sft
+def test_length_budgets_are_the_trainers(tmp_path):
+    """A row the mix keeps is one the SFT trainer keeps with --max-len equal to --max-tokens, and one GRPO keeps
+    with --max-prompt-len equal to --max-prompt-tokens; and no other."""
+    from train.data import grpo_prompts, render_prompt as trainer_prompt, tokenize_sft
 
     sp = train_tokenizer(tmp_path / "tokenizer.model")
     assert trainer_prompt("Why?") == render_prompt("Why?")  # one student prompt format, not two
     ids = {"pad": 0, "bos": 1, "end_of_turn": 2}
-    lengths = {}
-    for row in (r for path in INPUTS for r in read_rows(path)):
-        low, high = 1, 1 << 16  # the shortest --max-len the trainer accepts the row with (binary search)
+
+    def shortest(accepts) -> int:  # the smallest budget a trainer accepts the row with (binary search)
+        low, high = 1, 1 << 16
         while low < high:
             middle = (low + high) // 2
-            low, high = (low, middle) if tokenize_sft([row], sp, ids, middle).counts["kept"] else (middle + 1, high)
-        lengths[row["id"]] = low
-    budget = sorted(lengths.values())[len(lengths) // 2]  # about half the rows fit
-    out = tmp_path / "mix"
-    result = mix(out, "--tokenizer", tmp_path / "tokenizer.model", "--max-tokens", budget)
-    assert result.returncode == 0, result.stderr
-    too_long = {r["id"]: r["detail"] for r in read_rows(out / "removed.jsonl") if r["stage"] == "too_long"}
-    kept = [r for name in ("sft", "rl", "eval") for r in read_rows(out / f"{name}.jsonl")]
-    assert kept and all(lengths[r["id"]] <= budget for r in kept)
-    assert too_long and all(d["length"] == lengths[i] > budget for i, d in too_long.items())
-    assert all(d["unit"] == f"tokens ({tmp_path / 'tokenizer.model'})" for d in too_long.values())
-    assert json.loads((out / "mix.json").read_text())["length_unit"].startswith("tokens (")
+            low, high = (low, middle) if accepts(middle) else (middle + 1, high)
+        return low
+
+    rows = [r for path in INPUTS for r in read_rows(path) if r["verified"] is not False]
+    whole = {r["id"]: shortest(lambda n: tokenize_sft([r], sp, ids, n).counts["kept"]) for r in rows}
+    prompt = {r["id"]: shortest(lambda n: grpo_prompts([r], sp, n).counts["kept"]) for r in rows}
+    for lengths, flags, key in ((whole, ["--max-prompt-tokens", 1 << 16], "length"),
+                                (prompt, ["--max-tokens", 1 << 16], "prompt_length")):
+        budget = sorted(lengths.values())[len(lengths) // 2]  # about half the rows fit
+        out = tmp_path / key
+        flag = "--max-tokens" if key == "length" else "--max-prompt-tokens"
+        result = mix(out, "--tokenizer", tmp_path / "tokenizer.model", flag, budget, *flags)
+        assert result.returncode == 0, result.stderr
+        too_long = {r["id"]: r["detail"] for r in read_rows(out / "removed.jsonl") if r["stage"] == "too_long"}
+        kept = [r for name in ("sft", "rl", "eval") for r in read_rows(out / f"{name}.jsonl")]
+        assert kept and all(lengths[r["id"]] <= budget for r in kept)
+        assert too_long and all(d[key] == lengths[i] > budget for i, d in too_long.items())
+        assert all(d["unit"] == f"tokens ({tmp_path / 'tokenizer.model'})" for d in too_long.values())
 
 
 def test_decontamination_of_mbpp_and_sciq_and_the_ngram_boundary(tmp_path):

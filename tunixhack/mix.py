@@ -23,8 +23,7 @@ from .decontam import ROW_FIELDS, SHORT_MIN, build_index, decontaminate
 from .dedup import MINHASH_SEED, NUM_PERM, SHINGLE, deduplicate, removal
 from .errors import UserError
 from .tokens import WordCounter
-from .traces import (SPECIAL_TOKENS, file_fingerprint, read_traces, render_completion, render_prompt, write_json,
-                     write_jsonl)
+from .traces import file_fingerprint, read_traces, render_completion, render_prompt, write_json, write_jsonl
 
 OUTPUTS = ("sft.jsonl", "rl.jsonl", "eval.jsonl", "removed.jsonl", "mix.json")
 
@@ -35,7 +34,8 @@ class MixRecipe:
     quotas: dict[str, int] = field(default_factory=dict)  # category -> most rows; absent: all; 0: none
     sft_share: float = 0.2
     eval_share: float = 0.05
-    max_tokens: int = 2048        # prompt + completion, in the counter's unit
+    max_tokens: int = 1024        # whole SFT example (train/sft.py --max-len), in the counter's unit
+    max_prompt_tokens: int = 256  # chat prompt with <bos> (train/grpo.py --max-prompt-len): any row may go to RL
     ngram: int = 13
     near_dup_threshold: float = 0.8
     decontaminate: bool = True
@@ -45,8 +45,9 @@ class MixRecipe:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise UserError(f"{name} must be between 0 and 1, got {value}")
-        if self.max_tokens < 1 or self.ngram < 1:
-            raise UserError(f"max_tokens and ngram must be positive, got {self.max_tokens} and {self.ngram}")
+        for name in ("max_tokens", "max_prompt_tokens", "ngram"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.near_dup_threshold <= 1:
             raise UserError(f"near_dup_threshold must be in (0, 1], got {self.near_dup_threshold}")
         for category, n in self.quotas.items():
@@ -124,7 +125,7 @@ def build_mix(files: list[Path], recipe: MixRecipe, counter, eval_files: dict[st
         by_set = Counter(r["detail"]["eval_set"] for r in dirty)
         decontam.update(ngram=recipe.ngram, short_text_min_words=SHORT_MIN, row_fields=list(ROW_FIELDS),
                         eval_sets={k: {**v, "rows_removed": by_set[k]} for k, v in origins.items()})
-    rows, long_ = length_filter(rows, recipe.max_tokens, counter)
+    rows, long_ = length_filter(rows, recipe.max_tokens, recipe.max_prompt_tokens, counter)
     removed += long_
     for r in removed:
         counts[r["category"]][r["stage"]] += 1
@@ -172,15 +173,19 @@ def build_mix(files: list[Path], recipe: MixRecipe, counter, eval_files: dict[st
     return summary
 
 
-def length_filter(rows: list[dict], budget: int, counter) -> tuple[list[dict], list[dict]]:
-    """Keep the rows whose whole training example fits: the chat-rendered prompt, the completion and, in
-    tokens, the special tokens around them, exactly as the SFT trainer lays them out."""
-    special = 0 if isinstance(counter, WordCounter) else SPECIAL_TOKENS
+def length_filter(rows: list[dict], budget: int, prompt_budget: int, counter) -> tuple[list[dict], list[dict]]:
+    """Keep the rows the trainers keep: the whole SFT example (chat prompt, completion and, in tokens, <bos> and
+    <end_of_turn>) within budget, and the GRPO prompt (chat prompt and <bos>) within prompt_budget."""
+    bos = end_of_turn = 0 if isinstance(counter, WordCounter) else 1  # added as ids, not text
     kept, removed = [], []
     for row in rows:
-        n = counter.count(render_prompt(row["prompt"])) + counter.count(render_completion(row)) + special
-        if n > budget:
-            removed.append(removal(row, "too_long", {"length": n, "budget": budget, "unit": counter.unit}))
+        prompt = bos + counter.count(render_prompt(row["prompt"]))
+        whole = prompt + counter.count(render_completion(row)) + end_of_turn
+        if whole > budget:
+            removed.append(removal(row, "too_long", {"length": whole, "budget": budget, "unit": counter.unit}))
+        elif prompt > prompt_budget:
+            removed.append(removal(row, "too_long", {"prompt_length": prompt, "prompt_budget": prompt_budget,
+                                                     "unit": counter.unit}))
         else:
             kept.append(row)
     return kept, removed

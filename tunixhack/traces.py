@@ -24,7 +24,6 @@ SIDE_FILES = (".rejects.jsonl", ".errors.jsonl")
 FORMAT_INSTRUCTION = ("Think step by step inside <reasoning></reasoning>, then give your final answer inside "
                       "<answer></answer>.")
 PROMPT_TEMPLATE = "<start_of_turn>user\n{prompt}\n\n{instruction}<end_of_turn>\n<start_of_turn>model\n"
-SPECIAL_TOKENS = 2  # <bos> before the prompt and <end_of_turn> after the completion, added as ids
 
 
 def render_prompt(prompt: str) -> str:
