@@ -117,7 +117,7 @@ def last_error(output: str) -> str:
 
 
 def run_all(teachers: list[Teacher], recipes: dict[str, Path], counts: dict[str, int], out: Path, seed: int,
-            sources: dict[str, str], splits: dict[str, str], passthrough: list[str]) -> dict:
+            sources: dict[str, str], splits: dict[str, str], passthrough: list[str]) -> None:
     """Check every recipe's input with --dry-run first (no calls), then run each teacher over each recipe."""
     def command(script: Path, recipe: str, teacher: Teacher, dry: bool) -> list[str]:
         cmd = [sys.executable, str(script), "--teacher", teacher.spec, "--model", teacher.model,
@@ -134,7 +134,6 @@ def run_all(teachers: list[Teacher], recipes: dict[str, Path], counts: dict[str,
                                 cwd=ROOT)
         if result.returncode != 0:
             raise UserError(f"{script.relative_to(ROOT)}: {last_error(result.stderr + result.stdout)}")
-    runs = {}
     for i, teacher in enumerate(teachers, 1):
         for recipe, script in recipes.items():
             if recipe not in counts:
@@ -147,8 +146,6 @@ def run_all(teachers: list[Teacher], recipes: dict[str, Path], counts: dict[str,
             if code not in (0, 1):  # 1: some rows failed after retries; they are counted, not fatal
                 raise UserError(f"{script.relative_to(ROOT)} with teacher {teacher.spec} ({teacher.model}) "
                                 f"exited {code}: {last_error(tail)}")
-            runs[(teacher.label, recipe)] = code
-    return runs
 
 
 def teacher_figures(teacher: Teacher, recipes: list[str], out: Path, counter, checkable: set[str]) -> dict:
