@@ -20,7 +20,11 @@ class WordCounter:
 
 class SentencePieceCounter:
     def __init__(self, model_file: Path, label: str):
-        import sentencepiece
+        try:
+            import sentencepiece
+        except ImportError:
+            raise UserError("--tokenizer needs sentencepiece: pip install sentencepiece (it comes with the [train] "
+                            "extra)") from None
 
         try:
             self.processor = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
