@@ -238,3 +238,22 @@ def test_dry_run_calls_nothing(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Janet" in result.stdout and "\\\\boxed{}" in result.stdout and "#### 18" not in result.stdout
     assert not out.exists()
+
+
+def test_written_style_keeps_the_written_tags_and_the_thinking(tmp_path):
+    script = {"rules": [
+        {"match": "Janet", "reasoning": "native thinking",
+         "content": "<reasoning>16-3-4=9, 9*2=18</reasoning>\n<answer>\\boxed{18}</answer>"},
+        {"match": "robe", "reasoning": "native thinking", "content": "3 bolts, no tags"},
+    ]}
+    out = tmp_path / "gsm8k.jsonl"
+    with OpenAIFake(script) as fake:
+        result = generate(fake, out, "--limit", "2", "--style", "written")
+        system = fake.requests[0]["messages"][0]
+    assert result.returncode == 0, result.stderr
+    assert system["role"] == "system" and "<reasoning>" in system["content"]
+    (row,) = read_rows(out)
+    assert (row["reasoning"], row["answer"], row["thinking"]) == ("16-3-4=9, 9*2=18", "\\boxed{18}", "native thinking")
+    assert row["verified"] is True
+    (reject,) = read_rows(sibling(out, "rejects"))
+    assert reject["reason"] == "missing_tags"
