@@ -122,16 +122,10 @@ def score(row: dict, reply: str) -> tuple[bool | None, bool]:
 
     answer = answer_of(reply) or reply
     if row.get("tests"):
-        try:
-            from tunixhack.verify.code import verify_code
-        except ImportError:
-            ok = None  # the sandbox is not installed here: reported as unchecked, never as wrong
-        else:
-            from rewards import CODE_BLOCK
+        from tunixhack.verify.code import verify_code
 
-            blocks = CODE_BLOCK.findall(answer)
-            ok = verify_code(blocks[-1] if blocks else answer, list(row["tests"]), setup=row.get("test_setup") or "",
-                             imports=tuple(row.get("test_imports") or ()))
+        ok = verify_code(answer, list(row["tests"]), setup=row.get("test_setup") or "",
+                         imports=tuple(row.get("test_imports") or ()))
     elif row.get("options") and row.get("reference"):
         from tunixhack.verify.choice import verify_choice
 

@@ -77,8 +77,14 @@ def main(argv=None) -> None:
             raise UserError(f"--model {args.model} differs from the model {args.init} was trained from "
                             f"({runs.root_model(init)}); leave --model out")
     source = models.resolve(runs.root_model(runs.read_run(args.init)) if args.init else args.model)
+    mesh = models.make_mesh(args.mesh)
+    if (args.batch * args.generations) % mesh.shape["fsdp"]:
+        raise UserError(f"--batch x --generations ({args.batch * args.generations}) must be a multiple of the "
+                        f"mesh's fsdp size {mesh.shape['fsdp']}")
     tok = models.load_tokenizer(source)
     ids = models.token_ids(tok)
+    if "judge" in args.rewards.split(",") and not args.judge:
+        raise UserError("--rewards judge needs --judge SPEC (a teacher server: lmstudio | http://HOST:PORT/v1)")
     judge = rewards.judge_client(args.judge, args.judge_model) if args.judge else None
     reward_fns = rewards.select(args.rewards, length_budget=args.length_budget, judge=judge,
                                 count=lambda text: len(tok.encode(text)))
@@ -96,10 +102,6 @@ def main(argv=None) -> None:
                                                 "weight_decay", "clip", "steps", "save_every")}}
     out = runs.prepare_out(args.out, config, args.force)
 
-    mesh = models.make_mesh(args.mesh)
-    if (args.batch * args.generations) % mesh.shape["fsdp"]:
-        raise UserError(f"--batch x --generations ({args.batch * args.generations}) must be a multiple of the "
-                        f"mesh's fsdp size {mesh.shape['fsdp']}")
     if args.init:
         policy, cfg, _, _ = runs.load_run(args.init, mesh, merged=True)
     else:

@@ -27,7 +27,7 @@ LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj|.*attn_
 # The tiny model: 2 layers, the real head layout (4 query heads, 1 KV head), a 512-token vocabulary.
 TINY = dict(num_hidden_layers=2, vocab_size=512, hidden_size=64, intermediate_size=128, num_attention_heads=4,
             head_dim=16, num_key_value_heads=1, sliding_window=32)
-TINY_VERSION = "1"
+TINY_VERSION = "2"
 # What the tiny tokenizer learns its pieces from; byte fallback covers every other character.
 TINY_CORPUS = [
     "<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n", "<reasoning>", "</reasoning>", "<answer>",
@@ -148,10 +148,10 @@ def make_mesh(spec: str | None, num_heads: int = 4):
     else:
         tp = next(t for t in (4, 2, 1) if n % t == 0 and num_heads % t == 0)
         fsdp = n // tp
-    if fsdp < 1 or tp < 1 or fsdp * tp > n:
+    if fsdp < 1 or tp < 1 or num_heads % tp:
+        raise UserError(f"--mesh FSDP,TP: both >= 1 and tp must divide the {num_heads} attention heads, got {fsdp},{tp}")
+    if fsdp * tp > n:
         raise UserError(f"--mesh {fsdp},{tp} needs {fsdp * tp} devices, this machine has {n}")
-    if num_heads % tp:
-        raise UserError(f"--mesh tp must divide the {num_heads} attention heads, got tp={tp}")
     axis_types = (jax.sharding.AxisType.Auto,) * 2
     return jax.make_mesh((fsdp, tp), ("fsdp", "tp"), axis_types=axis_types, devices=jax.devices()[: fsdp * tp])
 
@@ -278,9 +278,10 @@ def _write_tiny_weights(folder: str) -> None:
     model = gemma3.Gemma3(cfg, rngs=nnx.Rngs(params=0))
     state = flat_params(model)
     rng = np.random.default_rng(0)
-    for path in state:  # RMSNorm scales start at 0: randomise them so the norms are exercised too
-        if path[-1] == "scale":
-            state[path] = rng.normal(0, 0.1, state[path].shape).astype(np.float32)
+    for path, value in state.items():  # Gemma3 starts RMSNorm scales and MLP kernels at 0: a dead MLP would
+        if not value.any():            # give its LoRA adapters no gradient, so randomise whatever is all zero
+            std = 0.1 if path[-1] == "scale" else 1 / np.sqrt(value.shape[0])
+            state[path] = rng.normal(0, std, value.shape).astype(np.float32)
     tok = spm.SentencePieceProcessor(model_file=os.path.join(folder, hf.TOKENIZER))
     staging = os.path.join(folder, "weights")
     hf.write_folder(state, cfg, staging, folder, "float32", token_ids(tok))

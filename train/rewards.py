@@ -9,7 +9,6 @@ and use the same checks as the trace filter and eval.py (tunixhack/verify), so t
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 from tunixhack.errors import UserError
@@ -18,7 +17,6 @@ from tunixhack.reasoning import split_tagged
 STRICT = re.compile(r"\s*<reasoning>(?P<reasoning>.*?\S.*?)</reasoning>\s*<answer>(?P<answer>.*?\S.*?)</answer>\s*",
                     re.DOTALL)
 END_TOKENS = re.compile(r"(?:<end_of_turn>|<eos>)+\s*$")
-CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
 def clean(completion) -> str:
@@ -73,21 +71,19 @@ def choice_reward(prompts, completions, options, reference, **_) -> list[float]:
 
 
 def code_reward(prompts, completions, tests, test_setup, test_imports, **_) -> list[float]:
-    """Range [0, 1]: 1 when the code in a code row's <answer> passes all the row's tests (sandboxed), else 0."""
-    try:
-        from tunixhack.verify.code import verify_code
-    except ImportError:
-        raise UserError("the code reward needs tunixhack/verify/code.py, which is not installed here") from None
-    out = []
-    for completion, row_tests, setup, imports in zip(completions, tests, test_setup, test_imports):
+    """Range [0, 1]: 1 when the program in a code row's <answer> passes all the row's tests (sandboxed), else 0."""
+    from tunixhack.verify.code import verify_many
+
+    todo = {}
+    for i, (completion, row_tests, setup, imports) in enumerate(zip(completions, tests, test_setup, test_imports)):
         row_tests, answer = decode_json(row_tests), answer_of(completion)
-        if not row_tests or answer is None:
-            out.append(0.0)
-            continue
-        blocks = CODE_BLOCK.findall(answer)
-        code = blocks[-1] if blocks else answer
-        passed = verify_code(code, list(row_tests), setup=str(setup or ""), imports=tuple(decode_json(imports) or ()))
-        out.append(1.0 if passed else 0.0)
+        if row_tests and answer is not None:
+            todo[i] = {"answer": answer, "tests": list(row_tests), "setup": str(setup or ""),
+                       "imports": tuple(decode_json(imports) or ())}
+    results = verify_many(list(todo.values())) if todo else []
+    out = [0.0] * len(completions)
+    for i, result in zip(todo, results):
+        out[i] = 1.0 if result.passed else 0.0
     return out
 
 
@@ -145,24 +141,8 @@ def bind(fn, settings: dict):
 
 
 def judge_client(spec: str, model: str, concurrency: int = 8):
-    """A batch judge over tunixhack.judge.Judge: [(category, question, answer)] -> [score or None]."""
-    try:
-        from tunixhack.judge import Judge
-    except ImportError:
-        raise UserError("--judge needs tunixhack/judge.py, which is not installed here") from None
-    judge = Judge(spec, model)
+    """A batch judge, [(category, question, answer)] -> [score 1-10 or None], on tunixhack.judge (the same
+    teacher backends as generation); a request that fails after retries scores None, never stops training."""
+    from tunixhack.judge import score_batch
 
-    async def score_all(items):
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(item):
-            async with gate:
-                try:
-                    score, _reason = await judge.score(*item)
-                    return score
-                except Exception:  # noqa: BLE001 - an unjudged answer is neutral, never a crash mid-training
-                    return None
-
-        return await asyncio.gather(*(one(item) for item in items))
-
-    return lambda items: asyncio.run(score_all(items))
+    return lambda items: score_batch(spec, model, items, concurrency=concurrency)

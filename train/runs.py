@@ -197,15 +197,39 @@ class JsonlBackend:
         self.file.close()
 
 
+class Detaching:
+    """A backend that stops listening when closed. Tunix registers backends as jax.monitoring listeners and
+    relies on clear_event_listeners(), which in JAX 0.10 leaves scalar listeners in place: a second run in the
+    same process would otherwise write into the first run's closed files."""
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def log_scalar(self, event: str, value, **kwargs) -> None:
+        self.backend.log_scalar(event, value, **kwargs)
+
+    def close(self) -> None:
+        import jax
+
+        try:
+            jax.monitoring.unregister_scalar_listener(self.log_scalar)
+        except (AssertionError, ValueError):
+            pass
+        self.backend.close()
+
+
 def metrics_options(out: Path, grpo: bool = False):
     """Tunix logging options: TensorBoard under out/tb and metrics.jsonl."""
     from tunix.sft.metrics_logger import MetricsLoggerOptions, TensorboardBackend
 
     def tensorboard():
-        return TensorboardBackend(log_dir=str(out / "tb"), flush_every_n_steps=1)
+        return Detaching(TensorboardBackend(log_dir=str(out / "tb"), flush_every_n_steps=1))
 
-    return MetricsLoggerOptions(log_dir=str(out / "tb"), flush_every_n_steps=1, backend_kwargs={
-        "custom_backend": [tensorboard, lambda: JsonlBackend(out / "metrics.jsonl", grpo)]})
+    def jsonl():
+        return Detaching(JsonlBackend(out / "metrics.jsonl", grpo))
+
+    return MetricsLoggerOptions(log_dir=str(out / "tb"), flush_every_n_steps=1,
+                                backend_kwargs={"custom_backend": [tensorboard, jsonl]})
 
 
 def mesh_context(mesh):
@@ -264,31 +288,33 @@ class StopRequested(Exception):
     pass
 
 
-def hooks(stop: StopControl, tokens_seen=None, logger_step=None):
-    """Tunix TrainingHooks: stop between steps; log tokens/s when `tokens_seen()` is given."""
+def hooks(stop: StopControl, batches=None):
+    """Tunix TrainingHooks: stop between steps; log tokens/s when `batches.previous` counts each batch's tokens."""
     from tunix.sft.hooks import TrainingHooks
 
     class Hooks(TrainingHooks):
         def __init__(self):
-            self.last = None
+            self.started = None  # (time, completed steps) at the last step start
 
         def on_train_start(self, trainer):
-            self.last = None
+            self.started = None
+
+        def on_train_step_start(self, trainer):
+            stop.check()
+            if batches is None:
+                return
+            now, done = time.perf_counter(), trainer.train_steps
+            # The step that just ended took now - started; the first one after a start also compiled: skipped.
+            if self.started and done == self.started[1] + 1 and self.started[2]:
+                rate = batches.previous / (now - self.started[0])
+                trainer.metrics_logger.log(trainer.metrics_prefix, "tokens_per_sec", rate, "train", done)
+            self.started = (now, done, self.started is not None)
 
         def on_train_end(self, trainer):
             pass
 
-        def on_train_step_start(self, trainer):
-            stop.check()
-
         def on_train_step_end(self, trainer, train_step, train_loss):
-            if tokens_seen is None:
-                return
-            now, seen = time.perf_counter(), tokens_seen()
-            if self.last is not None and now > self.last[0]:  # the first step after a start holds compile time
-                rate = (seen - self.last[1]) / (now - self.last[0])
-                trainer.metrics_logger.log(trainer.metrics_prefix, "tokens_per_sec", rate, "train", train_step)
-            self.last = (now, seen)
+            pass
 
         def on_eval_step_start(self, trainer):
             pass

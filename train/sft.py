@@ -57,6 +57,9 @@ def main(argv=None) -> None:
     import model as models
 
     source = models.resolve(args.model)
+    mesh = models.make_mesh(args.mesh)
+    if args.batch % mesh.shape["fsdp"]:
+        raise UserError(f"--batch {args.batch} must be a multiple of the mesh's fsdp size {mesh.shape['fsdp']}")
     tok = models.load_tokenizer(source)
     ids = models.token_ids(tok)
     rows = traces.read_rows(args.data)
@@ -78,9 +81,6 @@ def main(argv=None) -> None:
               "clip": args.clip, "steps": steps, "save_every": args.save_every, "eval_every": args.eval_every}
     out = runs.prepare_out(args.out, config, args.force)
 
-    mesh = models.make_mesh(args.mesh)
-    if args.batch % mesh.shape["fsdp"]:
-        raise UserError(f"--batch {args.batch} must be a multiple of the mesh's fsdp size {mesh.shape['fsdp']}")
     base, cfg = models.load_base(source, mesh, args.dtype)
     net = models.apply_lora(base, mesh, args.lora_rank, args.lora_alpha, args.seed) if args.lora_rank else base
 
@@ -89,7 +89,7 @@ def main(argv=None) -> None:
     stop = runs.StopControl(args.time_budget)
     trainer = make_trainer(net, args, steps, out, mesh)
     trainer.with_gen_model_input_fn(traces.model_inputs(ids["pad"]))
-    trainer.with_training_hooks(runs.hooks(stop, train_ds.tokens))
+    trainer.with_training_hooks(runs.hooks(stop, train_ds))
     stopped = run_trainer(trainer, train_ds, eval_ds, mesh, stop)
     print(f"step {trainer.train_steps}: checkpoint in {out / 'ckpts'}; metrics in {out / 'metrics.jsonl'}",
           file=sys.stderr)
@@ -136,18 +136,15 @@ def run_trainer(trainer, train_ds, eval_ds, mesh, stop) -> str | None:
 
 
 class Counted:
-    """The training batches, counting the real (non-pad) tokens handed out, for tokens/s."""
+    """The training batches; `previous` is the real (non-pad) token count of the batch before the last one."""
 
     def __init__(self, dataset, pad_id: int):
-        self.dataset, self.pad_id, self.seen = dataset, pad_id, 0
+        self.dataset, self.pad_id, self.current, self.previous = dataset, pad_id, 0, 0
 
     def __iter__(self):
         for batch in self.dataset:
-            self.seen += int((batch.input_tokens != self.pad_id).sum())
+            self.previous, self.current = self.current, int((batch.input_tokens != self.pad_id).sum())
             yield batch
-
-    def tokens(self) -> int:
-        return self.seen
 
 
 def print_samples(net, cfg, tok, ids, rows, n: int) -> None:

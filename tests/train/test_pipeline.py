@@ -1,0 +1,79 @@
+"""SFT -> GRPO -> eval -> export on the tiny model, run as a user types the commands (the issue's 'done' list)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.train.conftest import GRPO_FLAGS, SFT_FLAGS, TRACES, metrics, run_script
+
+pytestmark = pytest.mark.train
+
+
+def test_sft_loss_falls_and_leaves_a_checkpoint(sft_run):
+    rows = metrics(sft_run)
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert [r["step"] for r in rows if "loss" in r] == list(range(1, 31))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.05
+    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+    assert len(evals) == 4 and evals[-1] < evals[0]  # steps 0, 10, 20, 30
+    assert all(r["learning_rate"] > 0 for r in rows if "loss" in r)
+    assert any("tokens_per_sec" in r for r in rows)
+    assert (sft_run / "ckpts" / "30" / "model_params").is_dir()
+    assert list((sft_run / "tb").iterdir())
+    run = json.loads((sft_run / "run.json").read_text())
+    assert run["stage"] == "sft" and run["lora"] == {"rank": 8, "alpha": 16.0}
+
+
+def test_a_resumed_run_continues_from_its_checkpoint(sft_run, train_env, tmp_path):
+    out = tmp_path / "sft"
+    shutil.copytree(sft_run, out)
+    before = metrics(out)
+    run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 33, "--out", out, *SFT_FLAGS, env=train_env)
+    after = metrics(out)[len(before):]
+    assert [r["step"] for r in after] == [31, 32, 33]  # no step trained twice, none logged twice
+    first_loss = next(r["loss"] for r in before if "loss" in r)
+    last_loss = [r["loss"] for r in before if "loss" in r][-1]
+    assert after[0]["loss"] < (first_loss + last_loss) / 2  # the trained weights came back, not the initial ones
+    assert (out / "ckpts" / "33" / "model_params").is_dir()
+
+
+def test_a_folder_of_another_run_is_not_resumed(sft_run, train_env, tmp_path):
+    out = tmp_path / "sft"
+    shutil.copytree(sft_run, out)
+    result = run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 31, "--out", out,
+                        *SFT_FLAGS, "--lr", "1e-3", env=train_env, check=False)
+    assert result.returncode == 2
+    assert "holds a run with a different config (lr: 0.003 -> 0.001)" in result.stderr
+    assert "Traceback" not in result.stderr and not (out / "ckpts" / "31").exists()
+
+
+def test_grpo_logs_each_reward_kl_and_length(grpo_run):
+    rows = metrics(grpo_run)
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        for key in ("rewards/format_reward", "rewards/math_reward", "kl", "loss", "completions/mean_length"):
+            assert key in row, (key, row)
+    assert (grpo_run / "ckpts" / "actor" / "2" / "model_params").is_dir()
+    run = json.loads((grpo_run / "run.json").read_text())
+    assert run["stage"] == "grpo" and run["init"] and run["rewards"] == "format,math"
+
+
+def test_eval_writes_json_and_table_for_base_and_checkpoint(grpo_run, train_env, tmp_path):
+    out = tmp_path / "eval"
+    result = run_script("eval.py", "--model", "tiny", "--ckpt", grpo_run, "--data", TRACES, "--limit", 2,
+                        "--max-new-tokens", 16, "--max-prompt-len", 128, "--batch", 4, "--out", out, env=train_env)
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["results"]) == {"base", "ckpt"} and report["results"]["ckpt"]["step"] == 2
+    groups = report["results"]["ckpt"]["groups"]
+    assert set(groups) == {"gsm8k / math", "sciq / science", "mbpp / code",
+                           "essays-creative-writing-prompts / creative_writing"}
+    assert all(g["n"] == 2 for g in groups.values())
+    assert groups["gsm8k / math"]["checked"] == 2 and groups["essays-creative-writing-prompts / creative_writing"][
+        "checked"] == 0
+    table = (out / "eval.md").read_text()
+    assert "| dataset / category | n | base accuracy | ckpt accuracy | base format | ckpt format |" in table
+    assert table.strip() in result.stdout
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 16 and {s["model"] for s in samples} == {"base", "ckpt"}
