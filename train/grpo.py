@@ -116,21 +116,13 @@ def main(argv=None) -> None:
     cluster = make_cluster(actor, reference, tok, ids, args, out, mesh)
     learner = make_learner(cluster, reward_fns, args)
     stop = runs.StopControl(args.time_budget)
-    cluster.actor_trainer.with_training_hooks(runs.hooks(stop))
-    try:
-        learner.train(traces.grpo_dataset(prompts.examples, args.batch, args.seed))
-        stopped = None
-    except runs.StopRequested as e:
-        cluster.close()  # writes the buffered metrics and saves the latest step
-        stopped = str(e)
-    finally:
-        stop.restore()
+    stop.steps_done = lambda: cluster.actor_trainer.train_steps
+    # The learner closes the cluster when the batches end, which saves the latest step.
+    learner.train(stop.batches(traces.grpo_dataset(prompts.examples, args.batch, args.seed)))
     step = cluster.actor_trainer.train_steps
     print(f"step {step}: checkpoint in {out / 'ckpts' / 'actor'}; metrics in {out / 'metrics.jsonl'}",
           file=sys.stderr)
-    if stopped:
-        raise runs.Stopped(f"{stopped} at step {step}; re-run the same command to continue",
-                           130 if stopped == "interrupted" else 0)
+    stop.finish(step)
 
 
 def make_cluster(actor, reference, tok, ids, args, out: Path, mesh):

@@ -257,15 +257,17 @@ class Stopped(Exception):
 
 
 class StopControl:
-    """Stops a Tunix trainer between two steps, where model, optimizer and step counter agree.
+    """Ends training between two steps, where model, optimizer and step counter agree.
 
-    The first Ctrl-C (or the end of --time-budget) asks for a stop; the trainer's next step-start hook
-    raises, and the caller closes the trainer, which saves the latest step. A second Ctrl-C stops at once.
+    The first Ctrl-C (or the end of --time-budget, counted once this process has made a step) ends the
+    stream of batches: Tunix's trainers take that as the end of the data, finish, and save the latest step.
+    A second Ctrl-C stops at once (the checkpoints already written stay).
     """
 
     def __init__(self, budget_minutes: float | None):
         self.deadline = time.monotonic() + budget_minutes * 60 if budget_minutes else None
         self.reason: str | None = None
+        self.steps_done = lambda: 0
         self._previous = signal.signal(signal.SIGINT, self._on_sigint)
 
     def _on_sigint(self, signum, frame):
@@ -274,35 +276,38 @@ class StopControl:
         self.reason = "interrupted"
         print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
 
-    def check(self) -> None:
-        if self.reason is None and self.deadline and time.monotonic() > self.deadline:
-            self.reason = "time budget reached"
-        if self.reason:
-            raise StopRequested(self.reason)
+    def batches(self, dataset):
+        """The dataset's batches until a stop is asked for."""
+        first = None
+        for batch in dataset:
+            first = self.steps_done() if first is None else first
+            if self.reason is None and self.deadline and time.monotonic() > self.deadline \
+                    and self.steps_done() > first:
+                self.reason = "time budget reached"
+            if self.reason:
+                return
+            yield batch
 
-    def restore(self) -> None:
+    def finish(self, step: int) -> None:
+        """Restore Ctrl-C; if training was stopped early, say so (exit 130 when interrupted)."""
         signal.signal(signal.SIGINT, self._previous)
+        if self.reason:
+            raise Stopped(f"{self.reason} at step {step}; re-run the same command to continue",
+                          130 if self.reason == "interrupted" else 0)
 
 
-class StopRequested(Exception):
-    pass
-
-
-def hooks(stop: StopControl, batches=None):
-    """Tunix TrainingHooks: stop between steps; log tokens/s when `batches.previous` counts each batch's tokens."""
+def throughput_hooks(batches):
+    """Tunix TrainingHooks logging tokens/s, from `batches.previous`: the real tokens of each finished step."""
     from tunix.sft.hooks import TrainingHooks
 
     class Hooks(TrainingHooks):
         def __init__(self):
-            self.started = None  # (time, completed steps) at the last step start
+            self.started = None  # (time, completed steps, measurable) at the last step start
 
         def on_train_start(self, trainer):
             self.started = None
 
         def on_train_step_start(self, trainer):
-            stop.check()
-            if batches is None:
-                return
             now, done = time.perf_counter(), trainer.train_steps
             # The step that just ended took now - started; the first one after a start also compiled: skipped.
             if self.started and done == self.started[1] + 1 and self.started[2]:

@@ -84,18 +84,18 @@ def main(argv=None) -> None:
     base, cfg = models.load_base(source, mesh, args.dtype)
     net = models.apply_lora(base, mesh, args.lora_rank, args.lora_alpha, args.seed) if args.lora_rank else base
 
-    train_ds = Counted(traces.sft_dataset(train.examples, args.batch, args.seed), ids["pad"])
-    eval_ds = traces.sft_dataset(holdout.examples, args.batch, args.seed, repeat=False) if holdout.examples else None
     stop = runs.StopControl(args.time_budget)
+    train_ds = Counted(stop.batches(traces.sft_dataset(train.examples, args.batch, args.seed)), ids["pad"])
+    eval_ds = traces.sft_dataset(holdout.examples, args.batch, args.seed, repeat=False) if holdout.examples else None
     trainer = make_trainer(net, args, steps, out, mesh)
+    stop.steps_done = lambda: trainer.train_steps
     trainer.with_gen_model_input_fn(traces.model_inputs(ids["pad"]))
-    trainer.with_training_hooks(runs.hooks(stop, train_ds))
-    stopped = run_trainer(trainer, train_ds, eval_ds, mesh, stop)
+    trainer.with_training_hooks(runs.throughput_hooks(train_ds))
+    with runs.mesh_context(mesh):  # PeftTrainer shards each batch over the mesh active here
+        trainer.train(train_ds, eval_ds)  # saves the last step when the batches end (or a stop ends them)
     print(f"step {trainer.train_steps}: checkpoint in {out / 'ckpts'}; metrics in {out / 'metrics.jsonl'}",
           file=sys.stderr)
-    if stopped:
-        raise runs.Stopped(f"{stopped} at step {trainer.train_steps}; re-run the same command to continue",
-                           130 if stopped == "interrupted" else 0)
+    stop.finish(trainer.train_steps)
     print_samples(net, cfg, tok, ids, eval_rows or train_rows, args.samples)
 
 
@@ -120,19 +120,6 @@ def make_trainer(net, args, steps: int, out: Path, mesh):
     with runs.mesh_context(mesh):
         # inject_hyperparams outermost: Tunix reads the learning rate from opt_state.hyperparams.
         return peft_trainer.PeftTrainer(net, optax.inject_hyperparams(optimizer)(learning_rate=schedule), config)
-
-
-def run_trainer(trainer, train_ds, eval_ds, mesh, stop) -> str | None:
-    """Run the trainer; on a requested stop, close it (which saves the latest step) and say why."""
-    try:
-        with runs.mesh_context(mesh):  # PeftTrainer shards each batch over the mesh active here
-            trainer.train(train_ds, eval_ds)
-        return None
-    except runs.StopRequested as e:
-        trainer.close()
-        return str(e)
-    finally:
-        stop.restore()
 
 
 class Counted:

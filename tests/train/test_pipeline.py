@@ -77,3 +77,36 @@ def test_eval_writes_json_and_table_for_base_and_checkpoint(grpo_run, train_env,
     assert table.strip() in result.stdout
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 16 and {s["model"] for s in samples} == {"base", "ckpt"}
+
+
+def test_time_budget_stops_after_a_step_and_saves_it(sft_run, train_env, tmp_path):
+    out = tmp_path / "sft"
+    shutil.copytree(sft_run, out)
+    result = run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 500, "--out", out, *SFT_FLAGS,
+                        "--time-budget", "0.0001", env=train_env)
+    assert "time budget reached at step 31; re-run the same command to continue" in result.stderr
+    assert (out / "ckpts" / "31" / "model_params").is_dir()
+
+
+def test_ctrl_c_saves_the_step_it_reached(sft_run, train_env, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.train.conftest import ROOT, TRAIN
+
+    out = tmp_path / "sft"
+    shutil.copytree(sft_run, out)
+    lines = len(metrics(out))
+    proc = subprocess.Popen([sys.executable, str(TRAIN / "sft.py"), "--model", "tiny", "--data", str(TRACES),
+                             "--steps", "500", "--out", str(out), *SFT_FLAGS], cwd=ROOT, env=train_env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(metrics(out)) < lines + 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    step = int(stderr.split("interrupted at step ")[1].split(";")[0])
+    assert step > 31 and (out / "ckpts" / str(step) / "model_params").is_dir()
