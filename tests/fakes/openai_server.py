@@ -35,6 +35,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet
         pass
 
+    def setup(self):
+        super().setup()
+        # Real servers (uvicorn, llama.cpp) send small stream chunks at once; without this, Nagle's algorithm
+        # and delayed ACKs hold each reply back by about 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def do_GET(self):
         if self.path.rstrip("/").endswith("/models"):
             models = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.server.script.models]
