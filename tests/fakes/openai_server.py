@@ -19,6 +19,7 @@ import argparse
 import json
 import select
 import socket
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -160,6 +161,11 @@ class FakeHTTPServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[dict] = []
         self.in_flight = self.peak = self.cancelled = 0
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return  # a client that closed its keep-alive connection: nothing to report
+        super().handle_error(request, client_address)
 
 
 class OpenAIFake:
