@@ -29,6 +29,14 @@ PROMPT_TEMPLATE = "<start_of_turn>user\n{prompt}\n\n{instruction}<end_of_turn>\n
 REWARD_COLUMNS = ("id", "question", "category", "reference", "options", "tests", "test_setup", "test_imports")
 
 
+def _in_memory():
+    """grain's reading options for data already in memory: no reader threads (grain's own advice; its default
+    16 threads and 500-batch prefetch fight the training loop for the CPU and the GIL)."""
+    import grain
+
+    return grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+
+
 def render_prompt(prompt: str) -> str:
     return PROMPT_TEMPLATE.format(prompt=prompt.strip(), instruction=FORMAT_INSTRUCTION)
 
@@ -93,7 +101,8 @@ def sft_dataset(examples: list, batch: int, seed: int, repeat: bool = True):
     ds = grain.MapDataset.source(examples)
     ds = ds.shuffle(seed=seed).repeat(None) if repeat else ds
     ds = ds.batch(batch, drop_remainder=True)
-    return ds.map(lambda b: TrainingInput(input_tokens=b["tokens"], input_mask=b["mask"]))
+    ds = ds.map(lambda b: TrainingInput(input_tokens=b["tokens"], input_mask=b["mask"]))
+    return ds.to_iter_dataset(_in_memory())
 
 
 def model_inputs(pad_id: int):
@@ -148,7 +157,7 @@ def grpo_dataset(examples: list, batch: int, seed: int):
     if len(examples) < batch:
         raise UserError(f"only {len(examples)} prompts, fewer than --batch {batch}")
     ds = grain.MapDataset.source(examples).shuffle(seed=seed).repeat(None)
-    return ds.batch(batch, drop_remainder=True)
+    return ds.batch(batch, drop_remainder=True).to_iter_dataset(_in_memory())
 
 
 def decode_json(value):

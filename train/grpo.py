@@ -65,7 +65,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def main(argv=None, batches=None) -> None:
+    """`batches` (bench/train_step.py) wraps the stream of prompt batches, e.g. to time each step."""
     args = parse_args(argv)
     import data as traces
     import model as models
@@ -118,7 +119,8 @@ def main(argv=None) -> None:
     stop = runs.StopControl(args.time_budget)
     stop.steps_done = lambda: cluster.actor_trainer.train_steps
     # The learner closes the cluster when the batches end, which saves the latest step.
-    learner.train(stop.batches(traces.grpo_dataset(prompts.examples, args.batch, args.seed)))
+    stream = traces.grpo_dataset(prompts.examples, args.batch, args.seed)
+    learner.train(stop.batches(batches(stream) if batches else stream))
     step = cluster.actor_trainer.train_steps
     print(f"step {step}: checkpoint in {out / 'ckpts' / 'actor'}; metrics in {out / 'metrics.jsonl'}",
           file=sys.stderr)
@@ -132,14 +134,12 @@ def make_cluster(actor, reference, tok, ids, args, out: Path, mesh):
     from tunix.rl.rollout.base_rollout import RolloutConfig
 
     warmup = max(1, int(args.warmup * args.steps))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warmup, max(args.steps, warmup + 1))
+    schedule = optax.warmup_cosine_decay_schedule(args.lr / (warmup + 1), args.lr, warmup, max(args.steps, warmup + 1))
 
-    def optimizer(learning_rate):
-        return optax.chain(optax.clip_by_global_norm(args.clip),
-                           optax.adamw(learning_rate, b1=0.9, b2=0.99, weight_decay=args.weight_decay))
-
+    optimizer = optax.chain(optax.clip_by_global_norm(args.clip),
+                            optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=args.weight_decay))
     training = rl.RLTrainingConfig(
-        actor_optimizer=optax.inject_hyperparams(optimizer)(learning_rate=schedule),
+        actor_optimizer=optimizer,
         max_steps=args.steps, eval_every_n_steps=10**9, mini_batch_size=args.batch, data_sharding_axis=("fsdp",),
         checkpoint_root_directory=str((out / "ckpts").resolve()),
         checkpointing_options=ocp.CheckpointManagerOptions(save_interval_steps=args.save_every, max_to_keep=args.keep),
@@ -151,7 +151,9 @@ def make_cluster(actor, reference, tok, ids, args, out: Path, mesh):
     roles = {rl.Role.ACTOR: mesh, rl.Role.REFERENCE: mesh, rl.Role.ROLLOUT: mesh}
     config = rl.ClusterConfig(role_to_mesh=roles, rollout_engine="vanilla", offload_to_cpu=False,
                               training_config=training, rollout_config=rollout)
-    return rl.RLCluster(actor=actor, reference=reference, tokenizer=tok, cluster_config=config)
+    cluster = rl.RLCluster(actor=actor, reference=reference, tokenizer=tok, cluster_config=config)
+    cluster.actor_trainer.with_training_hooks(runs.step_hooks(runs.learning_rates(schedule, args.steps)))
+    return cluster
 
 
 def make_learner(cluster, reward_fns, args):

@@ -296,8 +296,17 @@ class StopControl:
                           130 if self.reason == "interrupted" else 0)
 
 
-def throughput_hooks(batches):
-    """Tunix TrainingHooks logging tokens/s, from `batches.previous`: the real tokens of each finished step."""
+def learning_rates(schedule, steps: int):
+    """The schedule's rate for every step, computed once: logging it from the optimizer state instead
+    (optax.inject_hyperparams) makes Tunix wait for each step to finish before it dispatches the next."""
+    import numpy as np
+
+    return np.asarray(schedule(np.arange(steps + 1)), dtype=np.float64)
+
+
+def step_hooks(rates, batches=None):
+    """Tunix TrainingHooks: log each finished step's learning rate (rates[step - 1]: optax counts from 0)
+    and, given `batches` whose `previous` is the real token count of the finished step's batch, tokens/s."""
     from tunix.sft.hooks import TrainingHooks
 
     class Hooks(TrainingHooks):
@@ -309,14 +318,20 @@ def throughput_hooks(batches):
 
         def on_train_step_start(self, trainer):
             now, done = time.perf_counter(), trainer.train_steps
-            # The step that just ended took now - started; the first one after a start also compiled: skipped.
-            if self.started and done == self.started[1] + 1 and self.started[2]:
-                rate = batches.previous / (now - self.started[0])
-                trainer.metrics_logger.log(trainer.metrics_prefix, "tokens_per_sec", rate, "train", done)
+            log = trainer.metrics_logger.log
+            if self.started and done == self.started[1] + 1:
+                log(trainer.metrics_prefix, "learning_rate", float(rates[min(done, len(rates)) - 1]), "train", done)
+                # The first step after a start also compiled: its tokens/s would mislead.
+                if batches is not None and self.started[2]:
+                    log(trainer.metrics_prefix, "tokens_per_sec", batches.previous / (now - self.started[0]),
+                        "train", done)
             self.started = (now, done, self.started is not None)
 
         def on_train_end(self, trainer):
-            pass
+            if self.started and trainer.train_steps == self.started[1] + 1:  # the last step: no start follows
+                done = trainer.train_steps
+                trainer.metrics_logger.log(trainer.metrics_prefix, "learning_rate",
+                                           float(rates[min(done, len(rates)) - 1]), "train", done)
 
         def on_train_step_end(self, trainer, train_step, train_loss):
             pass

@@ -51,7 +51,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
+def main(argv=None, batches=None) -> None:
+    """`batches` (bench/train_step.py) wraps the stream of training batches, e.g. to time each step."""
     args = parse_args(argv)
     import data as traces
     import model as models
@@ -85,12 +86,13 @@ def main(argv=None) -> None:
     net = models.apply_lora(base, mesh, args.lora_rank, args.lora_alpha, args.seed) if args.lora_rank else base
 
     stop = runs.StopControl(args.time_budget)
-    train_ds = Counted(stop.batches(traces.sft_dataset(train.examples, args.batch, args.seed)), ids["pad"])
+    stream = traces.sft_dataset(train.examples, args.batch, args.seed)
+    train_ds = Counted(stop.batches(batches(stream) if batches else stream), ids["pad"])
     eval_ds = traces.sft_dataset(holdout.examples, args.batch, args.seed, repeat=False) if holdout.examples else None
-    trainer = make_trainer(net, args, steps, out, mesh)
+    trainer, rates = make_trainer(net, args, steps, out, mesh)
     stop.steps_done = lambda: trainer.train_steps
     trainer.with_gen_model_input_fn(traces.model_inputs(ids["pad"]))
-    trainer.with_training_hooks(runs.throughput_hooks(train_ds))
+    trainer.with_training_hooks(runs.step_hooks(rates, train_ds))
     with runs.mesh_context(mesh):  # PeftTrainer shards each batch over the mesh active here
         trainer.train(train_ds, eval_ds)  # saves the last step when the batches end (or a stop ends them)
     print(f"step {trainer.train_steps}: checkpoint in {out / 'ckpts'}; metrics in {out / 'metrics.jsonl'}",
@@ -100,26 +102,24 @@ def main(argv=None) -> None:
 
 
 def make_trainer(net, args, steps: int, out: Path, mesh):
+    """(PeftTrainer, the learning rate of each step): AdamW, linear warmup then cosine decay, clipping."""
     import optax
     import orbax.checkpoint as ocp
     from tunix.sft import peft_trainer
 
     warmup = int(args.warmup * steps)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, max(warmup, 1), max(steps, warmup + 1),
-                                                  end_value=args.lr * 0.1)
-
-    def optimizer(learning_rate):
-        return optax.chain(optax.clip_by_global_norm(args.clip),
-                           optax.adamw(learning_rate, b1=0.9, b2=0.99, weight_decay=args.weight_decay))
-
+    # Warmup starts above 0 so that the first step is not wasted.
+    schedule = optax.warmup_cosine_decay_schedule(args.lr / (warmup + 1), args.lr, max(warmup, 1),
+                                                  max(steps, warmup + 1), end_value=args.lr * 0.1)
+    optimizer = optax.chain(optax.clip_by_global_norm(args.clip),
+                            optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=args.weight_decay))
     config = peft_trainer.TrainingConfig(
         max_steps=steps, eval_every_n_steps=args.eval_every, data_sharding_axis=("fsdp",),
         checkpoint_root_directory=str((out / "ckpts").resolve()),
         checkpointing_options=ocp.CheckpointManagerOptions(save_interval_steps=args.save_every, max_to_keep=args.keep),
         metrics_logging_options=runs.metrics_options(out), pbar_description="SFT")
     with runs.mesh_context(mesh):
-        # inject_hyperparams outermost: Tunix reads the learning rate from opt_state.hyperparams.
-        return peft_trainer.PeftTrainer(net, optax.inject_hyperparams(optimizer)(learning_rate=schedule), config)
+        return peft_trainer.PeftTrainer(net, optimizer, config), runs.learning_rates(schedule, steps)
 
 
 class Counted:
