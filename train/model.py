@@ -158,9 +158,7 @@ def make_mesh(spec: str | None, num_heads: int = 4):
 
 # --- the model ---------------------------------------------------------------------------------------
 def load_base(source: Source, mesh, dtype: str = "auto"):
-    """(Gemma3 model placed on the mesh, ModelConfig). dtype auto: the checkpoint's own."""
-    from tunix.models.gemma3 import model as gemma3
-
+    """(Gemma3 model placed on the mesh, ModelConfig). dtype auto: the checkpoint's own (Kaggle: bfloat16)."""
     if source.kind == "hf":
         from tunix.models.gemma3 import params_safetensors
 
@@ -169,14 +167,34 @@ def load_base(source: Source, mesh, dtype: str = "auto"):
         cfg = hf.model_config(config, dtype)
         model = params_safetensors.create_model_from_safe_tensors(source.path, cfg, mesh, dtype=cfg.param_dtype)
         return model, cfg
-    import jax.numpy as jnp
     from tunix.models.gemma3 import params
 
     dtype = "bfloat16" if dtype == "auto" else dtype
-    cfg = gemma3.ModelConfig.gemma3_1b_it()
-    cfg = dataclasses.replace(cfg, param_dtype=getattr(jnp, dtype))
+    cfg = kaggle_config(_orbax_dir(source.path), dtype)
     model = params.create_model_from_checkpoint(_orbax_dir(source.path), cfg, mesh=mesh, dtype=cfg.param_dtype)
     return model, cfg
+
+
+def kaggle_config(orbax_dir: str, dtype: str):
+    """The ModelConfig of a Kaggle (upstream Flax) Gemma3 checkpoint, read from its tensor shapes.
+
+    The shapes give the sizes; the local window and rope frequencies are Gemma3-1B's (512, 10k / 1M),
+    as a checkpoint does not record them.
+    """
+    import re
+
+    import orbax.checkpoint as ocp
+
+    tree = ocp.StandardCheckpointer().metadata(orbax_dir).item_metadata.tree
+    shape = lambda key, name: tuple(tree[f"transformer/{key}"][name].shape)  # noqa: E731
+    vocab, d = shape("embedder", "input_embedding")
+    layers = len({m.group(1) for k in tree if (m := re.match(r"transformer/layer_(\d+)/", k))})
+    heads, _, head_dim = shape("layer_0/attn/q_einsum", "w")
+    kv_heads = shape("layer_0/attn/kv_einsum", "w")[1]
+    hidden = shape("layer_0/mlp/gating_einsum", "w")[1]
+    return hf.model_config(dict(vocab_size=vocab, hidden_size=d, intermediate_size=hidden, num_hidden_layers=layers,
+                                num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                                sliding_window=512, rope_theta=1_000_000, rope_local_base_freq=10_000), dtype)
 
 
 def apply_lora(model, mesh, rank: int, alpha: float, seed: int = 0):
