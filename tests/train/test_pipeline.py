@@ -110,3 +110,13 @@ def test_ctrl_c_saves_the_step_it_reached(sft_run, train_env, tmp_path):
     assert proc.returncode == 130, stderr[-2000:]
     step = int(stderr.split("interrupted at step ")[1].split(";")[0])
     assert step > 31 and (out / "ckpts" / str(step) / "model_params").is_dir()
+
+
+def test_full_fine_tuning_trains_every_weight_and_exports(train_env, tmp_path):
+    out = tmp_path / "full"
+    run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 3, "--out", out, *SFT_FLAGS,
+               "--lora-rank", "0", env=train_env)
+    run = json.loads((out / "run.json").read_text())
+    assert run["lora"] is None and (out / "ckpts" / "3" / "model_params").is_dir()
+    result = run_script("export.py", "--ckpt", out, "--out", tmp_path / "export", env=train_env)
+    assert "max |logit difference| 0.00e+00" in result.stderr
