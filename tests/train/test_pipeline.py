@@ -26,19 +26,6 @@ def test_sft_loss_falls_and_leaves_a_checkpoint(sft_run):
     assert run["stage"] == "sft" and run["lora"] == {"rank": 8, "alpha": 16.0}
 
 
-def test_a_resumed_run_continues_from_its_checkpoint(sft_run, train_env, tmp_path):
-    out = tmp_path / "sft"
-    shutil.copytree(sft_run, out)
-    before = metrics(out)
-    run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 33, "--out", out, *SFT_FLAGS, env=train_env)
-    after = metrics(out)[len(before):]
-    assert [r["step"] for r in after] == [31, 32, 33]  # no step trained twice, none logged twice
-    first_loss = next(r["loss"] for r in before if "loss" in r)
-    last_loss = [r["loss"] for r in before if "loss" in r][-1]
-    assert after[0]["loss"] < (first_loss + last_loss) / 2  # the trained weights came back, not the initial ones
-    assert (out / "ckpts" / "33" / "model_params").is_dir()
-
-
 def test_a_folder_of_another_run_is_not_resumed(sft_run, train_env, tmp_path):
     out = tmp_path / "sft"
     shutil.copytree(sft_run, out)
@@ -79,13 +66,20 @@ def test_eval_writes_json_and_table_for_base_and_checkpoint(grpo_run, train_env,
     assert len(samples) == 16 and {s["model"] for s in samples} == {"base", "ckpt"}
 
 
-def test_time_budget_stops_after_a_step_and_saves_it(sft_run, train_env, tmp_path):
+def test_a_resumed_run_continues_and_its_time_budget_saves_the_step_it_made(sft_run, train_env, tmp_path):
     out = tmp_path / "sft"
     shutil.copytree(sft_run, out)
+    before = metrics(out)
+    # More steps than before (allowed on resume); a budget that ends it after its first step.
     result = run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 500, "--out", out, *SFT_FLAGS,
                         "--time-budget", "0.0001", env=train_env)
     assert "time budget reached at step 31; re-run the same command to continue" in result.stderr
     assert (out / "ckpts" / "31" / "model_params").is_dir()
+    after = metrics(out)[len(before):]
+    assert [r["step"] for r in after] == [31]  # no step trained twice, none logged twice
+    first_loss = next(r["loss"] for r in before if "loss" in r)
+    last_loss = [r["loss"] for r in before if "loss" in r][-1]
+    assert after[0]["loss"] < (first_loss + last_loss) / 2  # the trained weights came back, not the initial ones
 
 
 def test_ctrl_c_saves_the_step_it_reached(sft_run, train_env, tmp_path):

@@ -122,3 +122,20 @@ def test_rewards_through_tunix_reward_manager():
     assert list(info["rewards"]) == [2.0, 0.0]
     assert list(info["log_metrics"]["rewards/format_reward"][0]) == [1.0, 0.0]
     assert list(info["log_metrics"]["rewards/math_reward"][0]) == [1.0, 0.0]
+
+
+def test_judge_reward_through_a_teacher_server():
+    """--judge SPEC: the reward asks an OpenAI-compatible server (a local fake) through tunixhack.judge."""
+    import rewards
+    from tests.fakes.openai_server import OpenAIFake
+
+    rules = [{"match": "rain on a tin roof", "content": "Score: 10\nReason: vivid."},
+             {"match": "a poem", "content": "Score: 4\nReason: flat."}]
+    with OpenAIFake({"rules": rules}) as fake:
+        [judge] = rewards.select("judge", judge=rewards.judge_client(fake.url, "qwen3-14b"))
+        completions = [f"{R}<answer>The sound of rain on a tin roof.</answer>", f"{R}<answer>This is a poem.</answer>",
+                       "untagged"]
+        got = judge(["p"] * 3, completions, **columns(3, category="creative_writing", question="Write about rain."))
+        sent = [body["messages"][-1]["content"] for body in fake.requests]
+    assert got == [1.0, pytest.approx(1 / 3), 0.0]
+    assert len(sent) == 2 and all("Write about rain." in text for text in sent)  # the untagged reply is not sent
