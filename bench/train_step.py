@@ -200,7 +200,7 @@ def mfu(size: str, steps: int, batch: int, seq: int) -> None:
     batches = [peft_trainer.TrainingInput(input_tokens=rng.integers(4, cfg.num_embed, (batch, seq), dtype=np.int32),
                                           input_mask=np.ones((batch, seq), np.int32)) for _ in range(steps)]
     args = argparse.Namespace(lr=1e-5, warmup=0.0, clip=1.0, weight_decay=0.0, eval_every=10**6,
-                              save_every=10**6, keep=1)
+                              save_every=10**6, keep=1, grad_accum=1)
     with tempfile.TemporaryDirectory() as out:
         trainer, _ = sft.make_trainer(net, args, steps, Path(out), mesh)
         trainer.with_gen_model_input_fn(data.model_inputs(0))

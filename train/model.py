@@ -149,7 +149,8 @@ def make_mesh(spec: str | None, num_heads: int = 4):
         tp = next(t for t in (4, 2, 1) if n % t == 0 and num_heads % t == 0)
         fsdp = n // tp
     if fsdp < 1 or tp < 1 or num_heads % tp:
-        raise UserError(f"--mesh FSDP,TP: both >= 1 and tp must divide the {num_heads} attention heads, got {fsdp},{tp}")
+        raise UserError(f"--mesh FSDP,TP: both >= 1 and tp must divide the {num_heads} attention heads, "
+                        f"got {fsdp},{tp}")
     if fsdp * tp > n:
         raise UserError(f"--mesh {fsdp},{tp} needs {fsdp * tp} devices, this machine has {n}")
     axis_types = (jax.sharding.AxisType.Auto,) * 2
@@ -280,7 +281,8 @@ def _train_tiny_tokenizer(folder: str) -> None:
         vocab_size=512, model_type="bpe", byte_fallback=True, character_coverage=1.0,
         pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
         unk_piece="<unk>", user_defined_symbols=SPECIAL_PIECES, add_dummy_prefix=False,
-        remove_extra_whitespaces=False, normalization_rule_name="identity", split_digits=True, num_threads=1, hard_vocab_limit=False,
+        remove_extra_whitespaces=False, normalization_rule_name="identity", split_digits=True, num_threads=1,
+        hard_vocab_limit=False,
         minloglevel=2)
     os.remove(os.path.join(folder, "tokenizer.vocab"))
 

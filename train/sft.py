@@ -35,7 +35,8 @@ def parse_args(argv=None):
     lora.add_argument("--lora-alpha", type=float, default=64.0)
     opt = p.add_argument_group("optimisation (AdamW, linear warmup then cosine decay)")
     opt.add_argument("--steps", type=int, help="optimizer steps (default: one epoch)")
-    opt.add_argument("--batch", type=int, default=8, help="examples per step (a multiple of the mesh's fsdp)")
+    opt.add_argument("--batch", type=int, default=8, help="examples per micro-batch (a multiple of the mesh's fsdp)")
+    opt.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     opt.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
     opt.add_argument("--warmup", type=float, default=0.05, help="warmup steps as a share of --steps")
     opt.add_argument("--weight-decay", type=float, default=0.01)
@@ -72,14 +73,15 @@ def main(argv=None, batches=None) -> None:
     train = traces.tokenize_sft(train_rows, tok, ids, args.max_len)
     holdout = traces.tokenize_sft(eval_rows, tok, ids, args.max_len)
     print(f"data: train {train.summary()}; holdout {holdout.summary() or 'none'}", file=sys.stderr)
-    steps = args.steps or max(1, len(train.examples) // args.batch)
+    steps = args.steps or max(1, len(train.examples) // (args.batch * args.grad_accum))
 
     config = {"stage": "sft", "model": source.name, "dtype": args.dtype, "init": None,
               "lora": {"rank": args.lora_rank, "alpha": args.lora_alpha} if args.lora_rank else None,
               "data": str(Path(args.data).resolve()), "data_sha256": file_fingerprint(Path(args.data)),
               "eval_data": args.eval_data, "eval_frac": args.eval_frac, "max_len": args.max_len, "seed": args.seed,
-              "batch": args.batch, "lr": args.lr, "warmup": args.warmup, "weight_decay": args.weight_decay,
-              "clip": args.clip, "steps": steps, "save_every": args.save_every, "eval_every": args.eval_every}
+              "batch": args.batch, "grad_accum": args.grad_accum, "lr": args.lr, "warmup": args.warmup,
+              "weight_decay": args.weight_decay, "clip": args.clip, "steps": steps, "save_every": args.save_every,
+              "eval_every": args.eval_every}
     out = runs.prepare_out(args.out, config, args.force)
 
     base, cfg = models.load_base(source, mesh, args.dtype)
@@ -115,6 +117,7 @@ def make_trainer(net, args, steps: int, out: Path, mesh):
                             optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=args.weight_decay))
     config = peft_trainer.TrainingConfig(
         max_steps=steps, eval_every_n_steps=args.eval_every, data_sharding_axis=("fsdp",),
+        gradient_accumulation_steps=args.grad_accum if args.grad_accum > 1 else None,
         checkpoint_root_directory=str((out / "ckpts").resolve()),
         checkpointing_options=ocp.CheckpointManagerOptions(save_interval_steps=args.save_every, max_to_keep=args.keep),
         metrics_logging_options=runs.metrics_options(out), pbar_description="SFT")

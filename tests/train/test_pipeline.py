@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.train.conftest import GRPO_FLAGS, SFT_FLAGS, TRACES, metrics, run_script
+from tests.train.conftest import SFT_FLAGS, TRACES, metrics, run_script
 
 pytestmark = pytest.mark.train
 

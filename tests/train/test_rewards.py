@@ -22,7 +22,7 @@ def columns(n, **given):
     (f"{R}<answer>72</answer>", 1.0),
     (f"  {R}\n<answer>72</answer>\n<end_of_turn>", 1.0),           # whitespace and the end marker are fine
     (f"Sure! {R}<answer>72</answer>", 0.5),                        # text outside the tags
-    (f"<reasoning></reasoning><answer>72</answer>", 0.5),            # empty reasoning
+    ("<reasoning></reasoning><answer>72</answer>", 0.5),             # empty reasoning
     (f"{R}<answer>72", 0.5),                                       # cut before </answer>
     ("The answer is 72.", 0.0),
     (f"{R}", 0.0),
