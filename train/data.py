@@ -21,11 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from tunixhack.errors import UserError
-from tunixhack.traces import read_traces, render_completion
+# One student prompt format for the mix's length budget and for training: it lives in tunixhack/traces.py.
+from tunixhack.traces import read_traces, render_completion, render_prompt
 
-FORMAT_INSTRUCTION = ("Think step by step inside <reasoning></reasoning>, then give your final answer inside "
-                      "<answer></answer>.")
-PROMPT_TEMPLATE = "<start_of_turn>user\n{prompt}\n\n{instruction}<end_of_turn>\n<start_of_turn>model\n"
 REWARD_COLUMNS = ("id", "question", "category", "reference", "options", "tests", "test_setup", "test_imports")
 
 
@@ -35,10 +33,6 @@ def _in_memory():
     import grain
 
     return grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
-
-
-def render_prompt(prompt: str) -> str:
-    return PROMPT_TEMPLATE.format(prompt=prompt.strip(), instruction=FORMAT_INSTRUCTION)
 
 
 @dataclasses.dataclass
