@@ -3,15 +3,14 @@ checked by running their code in the sandbox; and one run end to end against a r
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import datasets
 import pytest
 
 from tests.fakes.openai_server import OpenAIFake
-from tests.helpers import FIXTURES, ROOT, read_rows, run_script, sibling
+from tests.helpers import FIXTURES, read_rows, run_script, sibling
+from tests.test_recipes_harness import load_recipe
 from tunixhack.errors import Reject
 from tunixhack.teachers.base import Reply
 
@@ -19,16 +18,8 @@ FULL = FIXTURES / "mbpp" / "full.jsonl"
 SANITIZED = FIXTURES / "mbpp" / "sanitized.parquet"
 
 
-def load_recipe():
-    # code/ is a folder of scripts, not a package (code/__init__.py would shadow the stdlib module `code`).
-    spec = importlib.util.spec_from_file_location("mbpp_recipe", ROOT / "code" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Recipe.template_text reads the module's constants from sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-recipe_module = load_recipe()
+# code/ is a folder of scripts, not a package (code/__init__.py would shadow the stdlib module `code`).
+recipe_module = load_recipe("code", name="mbpp_recipe")
 RECIPE = recipe_module.MBPP()
 FULL_ROWS = {r["task_id"]: r for r in (json.loads(line) for line in FULL.read_text().splitlines())}
 SANITIZED_ROWS = {r["task_id"]: r for r in datasets.load_dataset("parquet", data_files=str(SANITIZED), split="train").to_list()}

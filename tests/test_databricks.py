@@ -4,16 +4,15 @@ against a real local OpenAI-compatible server."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 
 import pytest
 
 from tests.fakes.openai_server import OpenAIFake
-from tests.helpers import FIXTURES, ROOT, one_line_error, read_rows, run_script, sibling
+from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling
 from tunixhack import prompts
 from tunixhack.cli import build_parser, select_rows
+from tests.test_recipes_harness import load_recipe
 from tunixhack.errors import Reject, UserError
 from tunixhack.teachers.base import Reply
 
@@ -21,15 +20,7 @@ DOLLY = FIXTURES / "dolly" / "databricks-dolly-15k.jsonl"
 ROWS = [json.loads(line) for line in DOLLY.read_text().splitlines()]
 
 
-def load_recipe_module():
-    spec = importlib.util.spec_from_file_location("generate_databricks", ROOT / "Databricks" / "generate_databricks.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Recipe.template_text reads the module's constants from sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-dolly = load_recipe_module()
+dolly = load_recipe("Databricks", "generate_databricks.py", name="generate_databricks")
 
 
 def configured(*argv):

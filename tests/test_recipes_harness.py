@@ -20,10 +20,10 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FOLDER_MODULES = ("prompts",)   # a recipe folder's own helper modules: not shared between folders
 
 
-def load_recipe(folder: str):
-    """The module of `<folder>/generate.py`, registered in sys.modules (Recipe.template_text reads it there)."""
-    path = ROOT / folder / "generate.py"
-    name = f"recipe_{folder.lower()}"
+def load_recipe(folder: str, script: str = "generate.py", name: str | None = None):
+    """The module of `<folder>/<script>`, registered in sys.modules (Recipe.template_text reads it there)."""
+    path = ROOT / folder / script
+    name = name or f"recipe_{folder.lower()}"
     sys.path.insert(0, str(path.parent))
     try:
         spec = importlib.util.spec_from_file_location(name, path)
