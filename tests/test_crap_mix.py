@@ -15,7 +15,6 @@ from tunixhack.decontam import EVAL_SETS
 from tunixhack.errors import UserError
 from tunixhack.mix import MixRecipe, build_mix
 from tunixhack.tokens import WordCounter, token_counter
-from tunixhack.traces import render_prompt
 
 TRACES = FIXTURES / "traces"
 EVAL_FILES = {

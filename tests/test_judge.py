@@ -7,7 +7,7 @@ import pytest
 
 from tests.fakes.openai_server import OpenAIFake
 from tests.test_recipes_brainstorming import CAFETERIA, IDEAS, LIBRARY, SOURCE
-from tests.test_recipes_harness import generate, outputs
+from tests.test_recipes_harness import run_fake
 from tunixhack.errors import TransientError, UserError
 from tunixhack.judge import RUBRICS, Judge, read_reason, read_score, score_batch
 from tunixhack.router import Router
@@ -95,11 +95,10 @@ def test_generate_with_judge_end_to_end(tmp_path):
         {"match": "rainy weekend", "content": "1. Blanket fort\n2. Baking cookies together\n3. Indoor treasure hunt"},
     ]
     out = tmp_path / "brainstorming.jsonl"
-    with OpenAIFake({"rules": JUDGE_RULES + teacher_rules}) as fake:
-        done = generate("brainstorming", SOURCE, out, fake.url, "--judge", fake.url, "--min-score", "5", "--retries", "1")
-        judge_prompts = [b["messages"][-1]["content"] for b in fake.requests if "Answer to grade" in b["messages"][-1]["content"]]
+    done, accepted, rejected, errors, sent = run_fake("brainstorming", SOURCE, out, JUDGE_RULES + teacher_rules,
+                                                      "--judge", "FAKE", "--min-score", "5", "--retries", "1")
+    judge_prompts = [text for text in sent if "Answer to grade" in text]
     assert done.returncode == 1, done.stderr   # one row failed: in the errors file, retried next run
-    accepted, rejected, errors = outputs(out)
     assert list(accepted) == ["brainstorming/train/0"]
     assert accepted["brainstorming/train/0"]["judge"]["score"] == 8 and accepted["brainstorming/train/0"]["verified"] is None
     assert {k: r["reason"] for k, r in rejected.items()} == {

@@ -4,9 +4,7 @@ import json
 
 import pytest
 
-from tests.fakes.openai_server import OpenAIFake
-from tests.test_recipes_harness import FIXTURES, generate, load_recipe, outputs, reply
-from tunixhack.errors import Reject
+from tests.test_recipes_harness import FIXTURES, check_parse, load_recipe, run_fake
 from tunixhack.source import load_rows
 
 SOURCE = FIXTURES / "brainstorming" / "train.json"
@@ -52,13 +50,7 @@ def test_reference_is_kept_and_never_sent(recipe):
     ("", "empty_answer"),
 ])
 def test_parse(recipe, content, expected):
-    try:
-        fields = recipe.parse(LIBRARY, reply(content))
-    except Reject as r:
-        assert r.reason == expected
-        return
-    assert expected is None and fields["answer"] == content.strip()
-    assert recipe.verify({"answer": content, "reference": LIBRARY["output"]}) is None
+    check_parse(recipe, LIBRARY, content, expected)
 
 
 def test_generate_end_to_end(tmp_path):
@@ -69,11 +61,8 @@ def test_generate_end_to_end(tmp_path):
         {"match": "rainy weekend", "content": "As an AI, I suggest:\n1. Blanket fort\n2. Baking\n3. Treasure hunt"},
     ]
     out = tmp_path / "brainstorming.jsonl"
-    with OpenAIFake({"rules": rules}) as fake:
-        done = generate("brainstorming", SOURCE, out, fake.url)
-        sent = [m["content"] for body in fake.requests for m in body["messages"]]
+    done, accepted, rejected, errors, sent = run_fake("brainstorming", SOURCE, out, rules)
     assert done.returncode == 0, done.stderr
-    accepted, rejected, errors = outputs(out)
     assert sorted(accepted) == ["brainstorming/train/0", "brainstorming/train/1"] and not errors
     assert {k: r["reason"].split(":")[0] for k, r in rejected.items()} == {
         "brainstorming/train/2": "too_few_ideas", "brainstorming/train/3": "meta_talk"}

@@ -4,9 +4,7 @@ import json
 
 import pytest
 
-from tests.fakes.openai_server import OpenAIFake
-from tests.test_recipes_harness import FIXTURES, generate, load_recipe, outputs, reply
-from tunixhack.errors import Reject
+from tests.test_recipes_harness import FIXTURES, check_parse, load_recipe, run_fake
 
 SOURCE = FIXTURES / "creative" / "train.jsonl"
 ROWS = [json.loads(line) for line in SOURCE.read_text().splitlines()]
@@ -55,13 +53,11 @@ def test_variant_and_teacher_prompt(recipe, row, variant, guidance):
     (BAKERS_STORY, "   ", "empty_answer"),
 ])
 def test_parse(recipe, row, content, expected):
-    try:
-        fields = recipe.parse(row, reply(content))
-    except Reject as r:
-        assert r.reason == expected and (r.detail or expected == "empty_answer")
-        return
-    assert expected is None and fields == {"reasoning": "Let me think this through.", "answer": content.strip()}
-    assert recipe.verify({"answer": content}) is None
+    result = check_parse(recipe, row, content, expected)
+    if expected is None:
+        assert result == {"reasoning": "Let me think this through.", "answer": content.strip()}
+    else:
+        assert result.detail or expected == "empty_answer"  # a reject says why
 
 
 def test_fingerprint_covers_the_folder_variants(recipe, monkeypatch):
@@ -78,10 +74,8 @@ def test_generate_end_to_end(tmp_path):
         {"match": "rival bakers", "content": "Two bakers. Snow. Bread."},
     ]
     out = tmp_path / "creative.jsonl"
-    with OpenAIFake({"rules": rules}) as fake:
-        done = generate("CreativeWriting", SOURCE, out, fake.url)
+    done, accepted, rejected, errors, _ = run_fake("CreativeWriting", SOURCE, out, rules)
     assert done.returncode == 0, done.stderr
-    accepted, rejected, errors = outputs(out)
     assert sorted(accepted) == ["creative_writing/train/0", "creative_writing/train/1", "creative_writing/train/4"]
     assert {k: r["reason"].split(":")[0] for k, r in rejected.items()} == {
         "creative_writing/train/2": "meta_talk", "creative_writing/train/3": "too_short"}

@@ -48,6 +48,32 @@ def generate(folder: str, source: Path, out: Path, teacher: str, *args: str) -> 
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=180)
 
 
+def run_fake(folder: str, source: Path, out: Path, rules: list[dict], *args: str):
+    """Run `<folder>/generate.py` against a fake teacher answering by `rules` (the judge too, with --judge FAKE).
+    Returns (process, accepted by id, rejected by id, errors, the user messages the fake received)."""
+    from tests.fakes.openai_server import OpenAIFake
+
+    with OpenAIFake({"rules": rules}) as fake:
+        done = generate(folder, source, out, fake.url, *(fake.url if a == "FAKE" else a for a in args))
+        sent = [body["messages"][-1]["content"] for body in fake.requests]
+    return (done, *outputs(out), sent)
+
+
+def check_parse(recipe, row: dict, content: str, expected: str | None):
+    """Parse a literal reply: `expected` is the reject reason, or None for an answer kept as it is (and, with
+    nothing to check against, unverified). Returns the Reject or the parsed fields."""
+    from tunixhack.errors import Reject
+
+    try:
+        fields = recipe.parse(row, reply(content))
+    except Reject as r:
+        assert r.reason == expected, (r.reason, r.detail)
+        return r
+    assert expected is None and fields["answer"] == content.strip()
+    assert recipe.verify({"answer": content, "reference": row.get("output")}) is None
+    return fields
+
+
 def outputs(out: Path) -> tuple[dict, dict, list]:
     """(accepted rows by id, rejected rows by id, error rows) of a run that wrote to `out`."""
     rejects = read_jsonl(sibling(out, "rejects"))

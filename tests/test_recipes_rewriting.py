@@ -4,8 +4,7 @@ import json
 
 import pytest
 
-from tests.fakes.openai_server import OpenAIFake
-from tests.test_recipes_harness import FIXTURES, generate, load_recipe, outputs, reply
+from tests.test_recipes_harness import FIXTURES, check_parse, load_recipe, reply, run_fake
 from tunixhack.errors import Reject
 
 SOURCE = FIXTURES / "rewriting" / "train.json"
@@ -42,13 +41,7 @@ def test_prompt_holds_the_text_to_rewrite(recipe):
     (INLINE, "", "empty_answer"),
 ])
 def test_parse(recipe, row, content, expected):
-    try:
-        fields = recipe.parse(row, reply(content))
-    except Reject as r:
-        assert r.reason == expected
-        return
-    assert expected is None and fields["answer"] == content.strip()
-    assert recipe.verify({"answer": content, "reference": row["output"]}) is None
+    check_parse(recipe, row, content, expected)
 
 
 def test_an_instruction_to_expand_lifts_the_upper_bound(recipe):
@@ -68,10 +61,8 @@ def test_generate_end_to_end(tmp_path):
         {"match": "enthusiastic", "content": "Get ready: the meeting starts at 3 pm!"},
     ]
     out = tmp_path / "rewriting.jsonl"
-    with OpenAIFake({"rules": rules}) as fake:
-        done = generate("rewriting", SOURCE, out, fake.url)
+    done, accepted, rejected, errors, _ = run_fake("rewriting", SOURCE, out, rules)
     assert done.returncode == 0, done.stderr
-    accepted, rejected, errors = outputs(out)
     assert sorted(accepted) == ["rewriting/train/0", "rewriting/train/2", "rewriting/train/4"] and not errors
     assert {k: r["reason"].split(":")[0] for k, r in rejected.items()} == {
         "rewriting/train/1": "unchanged", "rewriting/train/3": "length_off"}

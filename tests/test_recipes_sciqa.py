@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from tests.fakes.openai_server import OpenAIFake
-from tests.test_recipes_harness import FIXTURES, generate, load_recipe, outputs, reply
+from tests.test_recipes_harness import FIXTURES, load_recipe, reply, run_fake
 from tunixhack.errors import Reject
 from tunixhack.verify.choice import extract_choice, verify_choice
 
@@ -130,11 +129,8 @@ def test_generate_end_to_end(tmp_path):
         {"match": PLANTS["question"][:40], "content": f"\\boxed{{{gold[PLANTS['question'][:40]]}}}"},
     ]
     out = tmp_path / "sciq.jsonl"
-    with OpenAIFake({"rules": rules}) as fake:
-        done = generate("SciQA", SOURCE, out, fake.url)
-        sent = [m["content"] for body in fake.requests for m in body["messages"]]
+    done, accepted, rejected, errors, sent = run_fake("SciQA", SOURCE, out, rules)
     assert done.returncode == 0, done.stderr
-    accepted, rejected, errors = outputs(out)
     assert sorted(accepted) == ["sciq/train/0", "sciq/train/2", "sciq/train/4"] and not errors
     assert {k: r["reason"] for k, r in rejected.items()} == {"sciq/train/1": "verify_failed", "sciq/train/3": "no_choice: the answer names no option"}
     row = accepted["sciq/train/4"]

@@ -90,7 +90,7 @@ def drop_privileges(uid: int, gid: int, preload: list) -> None:
 def make_audit_hook(root: str, max_write_opens: int):
     """The hook, with every function it calls bound now: later patches of os or builtins cannot weaken it."""
     lstat, readlink, getcwd, fsdecode, fspath = os.lstat, os.readlink, os.getcwd, os.fsdecode, os.fspath
-    is_link, isinstance_, int_, str_, OSError_ = stat.S_ISLNK, isinstance, int, str, OSError
+    is_link, isinstance_, int_, OSError_ = stat.S_ISLNK, isinstance, int, OSError
     deny_error = PermissionError
     own_proc = f"/proc/{os.getpid()}"
     write_opens = [0]
