@@ -1,73 +1,69 @@
-"""Check Python programs against MBPP-style asserts in a locked-down child process.
+"""Check Python programs against MBPP-style asserts: the code runs in a sandbox, the verdict is decided here.
 
 One function serves the generation filter, the GRPO code reward and the evaluation:
 
     >>> verify_code("```python\\ndef add(a, b):\\n    return a + b\\n```", ["assert add(1, 2) == 3"])
     True
 
-Order of execution (MBPP): sanitized `test_imports`, the candidate code, `test_setup_code` (two tasks' setup
-uses classes the solution defines), then each assert, all in one namespace.
+Each test is split (tunixhack/verify/code_probes.py) into probes, the calls to the code under test, and a
+check. A fresh `python -I -S -B` child (tunixhack/verify/sandbox_child.py is its harness) runs the test
+imports, the code, the setup code (two tasks' setup uses classes the solution defines), then evaluates
+each probe and sends its value back as plain data. The checks then run here, on those values, in a fresh
+namespace: the child never sees an expected value and nothing it writes can say "passed".
 
-Each check is a fresh `python -I -S -B` process (tunixhack/verify/sandbox_child.py is its harness) with:
-a wall-clock timeout and RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new session,
-killed as a group; a fresh private temp dir as cwd, removed afterwards; an environment with none of ours
-(no HF_TOKEN, no API keys); stdout+stderr drained with a cap; an audit hook refusing sockets, processes and
-writes outside its dir. When we run as root (where RLIMIT_NPROC is not enforced) the harness switches to a
-private unprivileged uid per parallel slot (65000 + slot) before the code runs, so process counts of
-concurrent checks never collide; the interpreter is one that uid can run (sys.executable, else the system
-python of the same version).
-A pass is proved by a random nonce the harness writes only after the last assert.
+The child is isolated at the best level this machine offers (tunixhack/verify/isolation.py, `isolation()`):
+new user, network, PID, IPC and mount namespaces with a read-only root and a tmpfs work folder; else, as
+root, a private uid; never, unless `allow_unsafe()`, as the user. At every level: a wall-clock timeout and
+RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new session, killed as a group; an
+environment with none of ours (no HF_TOKEN, no API keys); stdout+stderr drained with a cap; an audit hook
+refusing sockets, processes and writes outside the work folder.
 
 Reasons (CheckResult.reason): passed, assertion_failed, error, syntax_error, timeout, memory, exited (the
-code left before the asserts finished), output_limit, no_tests_run, no_code.
-SandboxError is raised when the sandbox itself could not run a check (not the candidate's fault).
+code left before every probe had a value), output_limit, unsupported_value (a value that is not plain
+data), unsplittable_test, cleanup_failed, no_tests_run, no_code; from verify_many also sandbox_error.
+SandboxError is raised when the sandbox itself could not run a check (not the candidate's fault);
+IsolationRefused (a UserError) when the machine cannot isolate the code and allow_unsafe() was not called.
 """
 
 from __future__ import annotations
 
 import ast
-import errno
 import marshal
 import os
 import re
-import secrets
 import selectors
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["CheckResult", "SandboxError", "extract_code", "run_tests", "verify_code", "verify_many",
-           "set_max_parallel", "max_parallel"]
+from .code_probes import BadValue, Plan, Unsplittable, decode_value, judge, plan_tests
+from .isolation import (UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
+                        isolation, launch)
+
+__all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "available_levels",
+           "extract_code", "force_isolation", "isolation", "max_parallel", "run_tests", "set_max_parallel",
+           "verify_code", "verify_many"]
 
 OUTPUT_KEEP = 4096              # characters of stdout+stderr kept in CheckResult.output
-OUTPUT_LIMIT = 4 * 1024 * 1024  # bytes a check may print before it is killed (reason output_limit)
+OUTPUT_LIMIT = 4 * 1024 * 1024  # bytes a check may print (or send as values) before it is killed
 MEMORY_MB = 1024                # RLIMIT_AS of a check
 FILE_BYTES = 8 * 1024 * 1024    # RLIMIT_FSIZE: the largest file a check may write in its dir
-WRITE_OPENS = 32                # files a check may open for writing (bounds disk use with FILE_BYTES)
-PROCESSES = 64                  # RLIMIT_NPROC (tasks, threads included) above what the uid already runs
+WRITE_OPENS = 32                # files, directories and links a check may make (bounds disk use)
+SPARE_PROCESSES = 64            # RLIMIT_NPROC above the user's own tasks, only where no uid is private
 OPEN_FILES = 256                # RLIMIT_NOFILE
-UID_BASE = 65000                # Debian reserves 65000-65533: private uids, one per parallel slot
-UID_SLOTS = 534
-# Modules an MBPP solution commonly imports: preloaded (before the uid switch) only in the fallback where
-# no interpreter is runnable by the private uid, e.g. root's pyenv under /root (other imports then fail).
-PRELOAD = ("re", "math", "cmath", "collections", "itertools", "functools", "heapq", "bisect", "string",
-           "operator", "copy", "array", "fractions", "decimal", "statistics", "datetime", "calendar",
-           "random", "typing", "dataclasses", "enum", "json", "textwrap", "unicodedata", "struct", "traceback")
+UID_SLOTS = 534                 # private uids 65000-65533
 HARNESS = (Path(__file__).with_name("sandbox_child.py")).read_text(encoding="utf-8")
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*\r?$", re.MULTILINE | re.DOTALL)
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*(python3?|py)?[ \t]*\r?\n", re.MULTILINE | re.IGNORECASE)
 _PYTHON_TAGS = {"python", "python3", "py"}
-_HARNESS_REASONS = {"assertion_failed", "error", "syntax_error", "memory", "exited"}
+_HARNESS_REASONS = {"error", "syntax_error", "memory", "exited", "unsupported_value"}
 
 
 class SandboxError(RuntimeError):
@@ -111,7 +107,7 @@ def extract_code(text: str) -> str | None:
     return text if _parses(text) else None
 
 
-# --- parallel slots and identities ----------------------------------------------------------------------
+# --- parallel slots (each gives a private uid as root) ----------------------------------------------------------------------
 class _Slots:
     """A process-wide bound on running sandboxes; each holder gets the smallest free slot number."""
 
@@ -154,87 +150,63 @@ def max_parallel() -> int:
     return _SLOTS._limit
 
 
-@dataclass(frozen=True)
-class _Plan:
-    python: str
-    drop: bool            # we are root: the harness switches to the slot's private uid before the code runs
-    preload: tuple = ()   # fallback: no interpreter's stdlib is readable by that uid, so load these first
-
-
-@lru_cache(maxsize=1)  # lru_cache is thread-safe enough here: a racing first call probes twice, same answer
-def _plan() -> _Plan:
-    """How to start children: as root, find an interpreter the private uid can run (probe once)."""
-    if os.geteuid() != 0:
-        return _Plan(sys.executable, False)
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = dict.fromkeys([sys.executable, getattr(sys, "_base_executable", sys.executable),
-                                os.path.realpath(sys.executable), f"/usr/bin/python{version}",
-                                f"/usr/local/bin/python{version}"])
-    setuid_possible = False
-    for python in candidates:
-        try:
-            probe = subprocess.run([python, "-I", "-S", "-B", "-c", "import math, re, collections"],
-                                   user=UID_BASE, group=UID_BASE, extra_groups=[], env={}, cwd="/",
-                                   capture_output=True, timeout=30)
-        except OSError as error:
-            # EACCES/ENOENT: the uid switch worked, the exec of this interpreter did not; EPERM: no switch
-            setuid_possible |= error.errno in (errno.EACCES, errno.ENOENT)
-            continue
-        except subprocess.SubprocessError:
-            continue
-        setuid_possible = True
-        if probe.returncode == 0:
-            return _Plan(python, True)
-    if setuid_possible:
-        return _Plan(sys.executable, True, PRELOAD)
-    warnings.warn("running as root but cannot switch to an unprivileged uid: the code sandbox relies on "
-                  "its audit hook and rlimits only (RLIMIT_NPROC is not enforced for root)", stacklevel=2)
-    return _Plan(sys.executable, False)
-
 
 # --- one check ------------------------------------------------------------------------------------------
 def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] | tuple = (),
               timeout: float = 10.0, *, memory_mb: int = MEMORY_MB) -> CheckResult:
-    """Run `code`, then `setup`, then each assert (after `imports`) in a sandbox; passed only if all ran."""
+    """Run `code` and `setup` (after `imports`) in a sandbox, evaluate the tests' probes there, and decide
+    each test here; passed only if every test holds."""
     if isinstance(tests, str) or isinstance(imports, str):
         raise TypeError("tests and imports must be lists of strings, not one string")
     if not timeout > 0:
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     if not tests:
         return CheckResult(False, "no_tests_run")
-    plan = _plan()
+    try:
+        plan = plan_tests(list(tests), setup or "", imports)
+    except Unsplittable as error:
+        return CheckResult(False, "unsplittable_test", f"[check] this test cannot be decided outside the "
+                                                        f"sandbox, so it is not run: {error}")
+    except Exception as error:  # a test import that fails here (ImportError...): the dataset's problem
+        return CheckResult(False, "unsplittable_test", f"[check] {type(error).__name__}: {error}")
+    how = launch()
     with _SLOTS.take() as slot:
-        uid = UID_BASE + slot
         workdir = tempfile.mkdtemp(prefix="tunixhack-sandbox-")
+        result = None
         try:
-            if plan.drop:
-                os.chown(workdir, uid, uid)
-            nonce = secrets.token_hex(16)
+            if how.drop:
+                os.chown(workdir, UID_BASE + slot, UID_BASE + slot)
             payload = {
-                "code": code, "setup": setup or "", "imports": list(imports), "tests": list(tests),
-                "nonce": nonce,
-                "drop": [uid, uid] if plan.drop else None, "preload": list(plan.preload),
+                "code": code, "setup": setup or "", "imports": list(imports),
+                "probes": [(probe.expression, probe.wrapper) for probe in plan.probes],
+                "drop": [UID_BASE + slot] * 2 if how.drop else None, "preload": list(how.preload),
                 "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
-                           "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "processes": PROCESSES,
-                           "write_opens": WRITE_OPENS, "private_uid": plan.drop},
+                           "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "write_opens": WRITE_OPENS,
+                           # a uid or user namespace of its own: nothing else runs there, so no second task
+                           "processes": None if how.level == "rlimits+audit" else 1,
+                           "spare_processes": SPARE_PROCESSES},
             }
-            return _run_child(plan, workdir, payload, nonce, timeout)
+            result = _run_child(how, workdir, slot, payload, plan, timeout)
         finally:
-            _remove_tree(workdir)
+            if not _remove_tree(workdir) and result is not None:
+                result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] could not remove "
+                                     f"{workdir}", result.seconds)
+    return result
 
 
-def _run_child(plan: _Plan, workdir: str, payload: dict, nonce: str, timeout: float) -> CheckResult:
+def _run_child(how: Launch, workdir: str, slot: int, payload: dict, plan: Plan, timeout: float) -> CheckResult:
     result_read, result_write = os.pipe()
-    env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    home = how.workdir_inside or workdir
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     started = time.monotonic()
     try:
         child = subprocess.Popen(
-            [plan.python, "-I", "-S", "-B", "-c", HARNESS, str(result_write)], cwd=workdir, env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            how.command(["-I", "-S", "-B", "-c", HARNESS, str(result_write)], workdir, slot), cwd=workdir,
+            env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(result_write,), start_new_session=True)  # no user=: that would rule out vfork
     except OSError as error:
         os.close(result_read)
-        raise SandboxError(f"could not start the sandbox ({plan.python}): {error}") from error
+        raise SandboxError(f"could not start the sandbox ({how.python}): {error}") from error
     finally:
         os.close(result_write)
     try:
@@ -253,19 +225,39 @@ def _run_child(plan: _Plan, workdir: str, payload: dict, nonce: str, timeout: fl
     if len(output) > OUTPUT_KEEP:
         text += f"\n[... output truncated: {len(output)} bytes or more]"
     lines = verdict.decode("utf-8", "replace").splitlines()
-    if f"PASS {nonce}" in lines:
-        return CheckResult(True, "passed", text, seconds)
     if "READY" not in lines:
         if timed_out:
             return CheckResult(False, "timeout", text, seconds)  # starved before it could start
         raise SandboxError(f"the sandbox harness failed before running the code (exit {child.returncode}): "
                            f"{text[-500:]}")
-    return CheckResult(False, _reason(lines, child.returncode, timed_out, flooded), text, seconds)
-
-
-def _reason(lines: list[str], returncode: int, timed_out: bool, flooded: bool) -> str:
     if flooded:
-        return "output_limit"
+        return CheckResult(False, "output_limit", text, seconds)
+    values = _values(lines, len(plan.probes))
+    if values is None:
+        return CheckResult(False, _reason(lines, child.returncode, timed_out), text, seconds)
+    try:
+        decoded = [decode_value(value) for value in values]
+    except BadValue as error:
+        return CheckResult(False, "unsupported_value", text + f"\n[check] {error}", seconds)
+    reason, detail = judge(plan, decoded)
+    if detail:
+        text += f"\n[check] {reason}: {detail}"
+    return CheckResult(reason == "passed", reason, text, seconds)
+
+
+def _values(lines: list[str], count: int) -> list[str] | None:
+    """The encoded value of each probe (the first line given for it), or None if any is missing."""
+    values: dict[int, str] = {}
+    for line in lines:
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[0] == "VALUE" and parts[1].isdigit():
+            values.setdefault(int(parts[1]), parts[2])
+    if any(i not in values for i in range(count)):
+        return None
+    return [values[i] for i in range(count)]
+
+
+def _reason(lines: list[str], returncode: int, timed_out: bool) -> str:
     if timed_out or returncode == -signal.SIGXCPU:
         return "timeout"
     # the code can write FAIL lines too: only the harness's own reasons are taken
@@ -279,7 +271,7 @@ def _reason(lines: list[str], returncode: int, timed_out: bool, flooded: bool) -
 
 
 def _collect(child: subprocess.Popen, result_fd: int, deadline: float):
-    """Drain output (keeping at most OUTPUT_LIMIT) and verdict until both close, the deadline, or a flood."""
+    """Drain output and values (each kept to OUTPUT_LIMIT) until both close, the deadline, or a flood."""
     output, verdict = bytearray(), bytearray()
     selector = selectors.DefaultSelector()
     selector.register(child.stdout, selectors.EVENT_READ, output)
@@ -300,10 +292,9 @@ def _collect(child: subprocess.Popen, result_fd: int, deadline: float):
                     selector.unregister(key.fileobj)
                     continue
                 buffer = key.data
-                if len(buffer) < OUTPUT_LIMIT:
-                    buffer += chunk[:OUTPUT_LIMIT - len(buffer)]
-                elif buffer is output:
+                if len(buffer) + len(chunk) > OUTPUT_LIMIT:
                     flooded = True
+                buffer += chunk[:OUTPUT_LIMIT - len(buffer)]
             if flooded:
                 break
     finally:
@@ -327,15 +318,29 @@ def _kill_group(child: subprocess.Popen) -> None:
         pass
 
 
-def _remove_tree(path: str) -> None:
-    if os.geteuid() != 0:
-        # The code may have taken the permissions off its own dirs: give them back. os.walk is top-down and
-        # lazy, so each dir is opened up here before the walk lists it. Root needs none of this.
-        _open_up(path)
-        for root, names, _ in os.walk(path):
-            for name in names:
-                _open_up(os.path.join(root, name))
-    shutil.rmtree(path, ignore_errors=True)
+def _remove_tree(path: str) -> bool:
+    """Remove a check's folder; True when it is gone. Never raises: whatever the code left there (a tree
+    deeper than the recursion limit, dirs without permissions) ends with `rm -rf`, and a folder that still
+    stays is the check's failure (cleanup_failed), never an exception."""
+    try:
+        os.rmdir(path)  # namespaces: only an empty mount point here, the files lived in the child's tmpfs
+        return True
+    except OSError:
+        pass
+    try:
+        if os.geteuid() != 0:
+            _open_up(path)  # the code may have taken the permissions off its own dirs: give them back
+            for root, names, _ in os.walk(path):  # top-down and lazy: each dir is opened before it is listed
+                for name in names:
+                    _open_up(os.path.join(root, name))
+        shutil.rmtree(path)
+    except Exception:  # RecursionError on a deep tree, OSError: the shell tools have no recursion limit
+        for command in (["chmod", "-R", "u+rwx", "--", path], ["rm", "-rf", "--one-file-system", "--", path]):
+            try:
+                subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+            except (OSError, subprocess.SubprocessError):
+                pass
+    return not os.path.lexists(path)
 
 
 def _open_up(directory: str) -> None:
@@ -358,19 +363,26 @@ def verify_code(answer: str, tests, setup: str = "", imports=(), timeout: float 
 
 
 def _check_item(item: dict) -> CheckResult:
-    tests = list(item.get("tests") or ())
-    if not tests:
-        return CheckResult(False, "no_tests_run")
-    code = item["code"] if "code" in item else extract_code(item.get("answer") or "")
-    if code is None:
-        return CheckResult(False, "no_code")
-    return run_tests(code, tests, item.get("setup") or "", item.get("imports") or (),
-                     item.get("timeout", 10.0))
+    """One item of verify_many; never raises except IsolationRefused (a setting, not an item's doing)."""
+    try:
+        tests = list(item.get("tests") or ())
+        if not tests:
+            return CheckResult(False, "no_tests_run")
+        code = item["code"] if "code" in item else extract_code(item.get("answer") or "")
+        if code is None:
+            return CheckResult(False, "no_code")
+        return run_tests(code, tests, item.get("setup") or "", item.get("imports") or (),
+                         item.get("timeout", 10.0))
+    except IsolationRefused:
+        raise
+    except Exception as error:  # the sandbox could not run this one (or the item is malformed)
+        return CheckResult(False, "sandbox_error", f"[check] {type(error).__name__}: {error}")
 
 
 def verify_many(items: list[dict], workers: int = 4) -> list[CheckResult]:
-    """Check a batch in order of `items`. Each item: "tests", and "code" (a program) or "answer" (a reply
-    to extract from); optional "setup", "imports", "timeout". At most `workers` (and max_parallel()) at once."""
+    """Check a batch in order of `items`, one result each whatever any item does. Each item: "tests", and
+    "code" (a program) or "answer" (a reply to extract from); optional "setup", "imports", "timeout". At most
+    `workers` (and max_parallel()) at once."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers == 1 or len(items) <= 1:

@@ -1,52 +1,92 @@
 """The harness that runs inside the sandbox child (stdlib only, run as `python -I -S -B -c <this source> FD`).
 
-It reads one marshalled payload from stdin (code, setup, imports, tests, a nonce, the limits), locks itself down,
-then runs, in order: the test imports, the candidate code, the setup code and each assert, in one fresh
-module namespace. It reports on the result pipe FD:
+It reads one marshalled payload from stdin (code, setup, imports, probes, limits), locks itself down, runs
+the test imports, the candidate code and the setup code in one fresh module namespace, then evaluates each
+probe (a call to the code under test, see tunixhack/verify/code_probes.py) and reports on the pipe FD:
 
-    READY                     setup done, untrusted code about to run (no READY: the sandbox itself failed)
-    FAIL <reason> <stage>     the harness saw the code fail (the code could forge this; it only hurts itself)
-    PASS <nonce>              every assert ran and passed: the only line the parent accepts as a pass
+    READY                     locked down, untrusted code about to run (no READY: the sandbox itself failed)
+    VALUE <i> <json>          the value of probe i, as plain data (see `encode`)
+    FAIL <reason> <stage>     the code failed before every probe had a value
 
-The nonce is written only after the last assert, so leaving early (sys.exit, os._exit, SystemExit, a
-crash) can never pass. Lock-down, in order: resource limits; privilege drop when the parent asks for it;
-an audit hook (it cannot be removed once added) refusing sockets, new processes, signals to other
-processes, ctypes and friends, reads of other processes' /proc entries and any write outside the working
-directory. Everything the harness needs after the untrusted code has run is bound before it runs, so
-patching builtins or modules cannot fake a pass.
+Nothing here decides whether the code passed: the parent compares the values with the expected ones, which
+never enter this process. Whatever the code writes on FD can only be values it could have returned.
 
-Limits of this design: the untrusted code shares the interpreter with the harness; the audit hook is a
-tripwire, not a security boundary (PEP 578), which is why the parent also runs it as an unprivileged user
-with rlimits, a private temp dir and an empty environment.
+Lock-down, in order: resource limits (soft == hard; one process only where the uid or user namespace is
+private to this check); the privilege drop when the parent asks for it (root without namespaces); an audit
+hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the modules that
+write or spawn without audit events (readline, sqlite3, dbm, _posixsubprocess, however they are loaded),
+reads of other processes' /proc entries, paths that are not plain str/bytes, relative os.open (its dir_fd is
+not in the event) and any write, directory or link outside the working directory, at most `write_opens`.
+
+Limits of this design: the code shares the interpreter with this harness and the audit hook is a tripwire,
+not a security boundary (PEP 578); the kernel (namespaces, or a private uid with rlimits) is the boundary.
 """
 
+import json
 import marshal
+from collections import Counter, defaultdict
 import os
 import resource
 import stat
 import sys
 
-# Modules whose import gives a way around the audit hook (raw memory, fork+exec without events, syslog's
-# own socket, shared memory files) or at the interpreter's internals.
 DENIED_IMPORTS = frozenset({
     "ctypes", "_ctypes", "_posixsubprocess", "_posixshmem", "syslog", "_testcapi", "_testinternalcapi",
     "_testbuffer", "_testmultiphase", "_xxsubinterpreters", "_xxinterpchannels", "_xxtestfuzz",
+    "readline", "sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm",  # they write files without an audit event
 })
-# Events refused outright: new processes, signals, limit changes, heap walks (they would find the nonce).
+# Builtin modules that must not be created afresh (a new `posix` has mkfifo/mknod back).
+DENIED_REBUILDS = DENIED_IMPORTS | {"posix", "_imp", "sys", "builtins", "_io", "_thread", "_signal"}
 DENIED_EVENTS = frozenset({
     "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "subprocess.Popen",
     "pty.spawn", "os.kill", "os.killpg", "resource.setrlimit", "resource.prlimit", "gc.get_objects",
     "gc.get_referrers", "gc.get_referents", "sys._current_frames", "mmap.__new__", "os.startfile",
 })
 DENIED_PREFIXES = ("socket.", "ctypes.", "syslog.", "_posixshmem.", "winreg.", "webbrowser.")
-# Events that change the file system, with the positions of their path and dir_fd arguments.
+# Events that change the file system: positions of their path and dir_fd arguments, and whether the
+# event makes a new inode (counted with the files opened for writing).
 PATH_EVENTS = {
-    "os.remove": ((0,), (1,)), "os.rmdir": ((0,), (1,)), "os.mkdir": ((0,), (2,)),
-    "os.rename": ((0, 1), (2, 3)), "os.link": ((1,), (2, 3)), "os.symlink": ((1,), (2,)),
-    "os.chmod": ((0,), (2,)), "os.chown": ((0,), (3,)), "os.utime": ((0,), (3,)),
-    "os.truncate": ((0,), ()), "os.setxattr": ((0,), ()), "os.removexattr": ((0,), ()),
+    "os.remove": ((0,), (1,), False), "os.rmdir": ((0,), (1,), False), "os.mkdir": ((0,), (2,), True),
+    "os.rename": ((0, 1), (2, 3), False), "os.link": ((0, 1), (2, 3), True), "os.symlink": ((1,), (2,), True),
+    "os.chmod": ((0,), (2,), False), "os.chown": ((0,), (3,), False), "os.utime": ((0,), (3,), False),
+    "os.truncate": ((0,), (), False), "os.setxattr": ((0,), (), False), "os.removexattr": ((0,), (), False),
 }
+LISTING_EVENTS = ("os.listdir", "os.scandir")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+MAX_DEPTH = 100        # as tunixhack/verify/code_probes.py
+BIG_INT_BITS = 14_000
+
+
+class Unsupported(TypeError):
+    """A value that is not plain data."""
+
+
+def encode(value, depth=0):
+    """`value` as JSON-able plain data, exact builtin types only (a subclass or custom object raises;
+    Counter and defaultdict become dicts).
+    The format is the one tunixhack.verify.code_probes.decode_value reads."""
+    kind = type(value)
+    if value is None or kind is bool or kind is str or kind is float:
+        return value
+    if kind is int:
+        return value if value.bit_length() <= BIG_INT_BITS else {"x": format(value, "x")}
+    if depth >= MAX_DEPTH:
+        raise Unsupported(f"a value nested deeper than {MAX_DEPTH}")
+    if kind is list:
+        return [encode(item, depth + 1) for item in value]
+    tags = {tuple: "t", set: "s", frozenset: "f"}
+    if kind in tags:
+        return {tags[kind]: [encode(item, depth + 1) for item in value]}
+    if kind is dict or kind is Counter or kind is defaultdict:
+        # these two travel as the plain dict of their items: compared with a dict (as every MBPP test
+        # does) they behave exactly like it; four MBPP reference solutions return one
+        return {"d": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+    if kind is bytes:
+        return {"b": value.hex()}
+    if kind is complex:
+        return {"c": [value.real, value.imag]}
+    raise Unsupported(f"a value of type {kind.__module__}.{kind.__qualname__}: only None, bool, int, float, "
+                      "complex, str, bytes and list/tuple/set/frozenset/dict of these can be checked")
 
 
 def set_limits(limits: dict) -> None:
@@ -57,9 +97,9 @@ def set_limits(limits: dict) -> None:
                         ("RLIMIT_NOFILE", limits["open_files"]), ("RLIMIT_CORE", 0)):
         resource.setrlimit(getattr(resource, name), (value, value))
     nproc = limits["processes"]
-    if not limits["private_uid"]:
-        # RLIMIT_NPROC counts every task of the real uid, ours and the user's other programs alike.
-        nproc += count_tasks(os.getuid())
+    if nproc is None:
+        # No uid of our own: RLIMIT_NPROC counts every task of the real uid, the user's other programs too.
+        nproc = count_tasks(os.getuid()) + limits["spare_processes"]
     resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
@@ -89,15 +129,24 @@ def drop_privileges(uid: int, gid: int, preload: list) -> None:
 
 def make_audit_hook(root: str, max_write_opens: int):
     """The hook, with every function it calls bound now: later patches of os or builtins cannot weaken it."""
-    lstat, readlink, getcwd, fsdecode, fspath = os.lstat, os.readlink, os.getcwd, os.fsdecode, os.fspath
-    is_link, isinstance_, int_, OSError_ = stat.S_ISLNK, isinstance, int, OSError
+    lstat, readlink, getcwd, fsdecode = os.lstat, os.readlink, os.getcwd, os.fsdecode
+    is_link, type_, str_, bytes_, int_, OSError_ = stat.S_ISLNK, type, str, bytes, int, OSError
     deny_error = PermissionError
     own_proc = f"/proc/{os.getpid()}"
     write_opens = [0]
 
-    def resolve(path) -> str:
+    def deny(event: str):
+        raise deny_error(f"sandbox: {event} is not allowed")
+
+    def plain(path):
+        """The path as str; a path object (its __fspath__ could answer differently each time) is refused."""
+        kind = type_(path)
+        if kind is not str_ and kind is not bytes_:
+            deny(f"a path of type {kind.__name__} (only str and bytes)")
+        return fsdecode(path)
+
+    def resolve(text: str) -> str:
         """os.path.realpath without os.path (which the code could patch): follow symlinks, fold . and .."""
-        text = fsdecode(fspath(path))
         if not text.startswith("/"):
             text = getcwd() + "/" + text
         pending = [part for part in text.split("/") if part][::-1]
@@ -128,66 +177,95 @@ def make_audit_hook(root: str, max_write_opens: int):
             pending.extend([p for p in target.split("/") if p][::-1])
         return "/" + "/".join(parts)
 
-    def inside(path) -> bool:
-        real = resolve(path)
+    def inside(real: str) -> bool:
         return real == root or real.startswith(root + "/")
 
-    def deny(event: str):
-        raise deny_error(f"sandbox: {event} is not allowed")
+    def check_proc(real: str) -> None:
+        if real == "/proc" or (real.startswith("/proc/") and real[6:].split("/")[0].isdigit()
+                               and not (real == own_proc or real.startswith(own_proc + "/"))):
+            deny("reading the process table or another process's /proc entry")
+
+    def count_write(what: str) -> None:
+        write_opens[0] += 1
+        if write_opens[0] > max_write_opens:
+            deny(f"{what}: more than {max_write_opens} files, directories and links")
 
     def check_open(path, mode, flags) -> None:
-        if isinstance_(path, int_):
+        if type_(path) is int_:
             return  # wrapping a descriptor the process already holds
-        real = resolve(path)
-        if real.startswith("/proc/") and not (real == own_proc or real.startswith(own_proc + "/")):
-            first = real[6:].split("/")[0]
-            if first.isdigit():
-                deny("reading another process's /proc entry")
+        text = plain(path)
+        if mode is None and not text.startswith("/"):
+            deny("os.open of a relative path")  # its event does not show dir_fd, so it cannot be resolved
+        real = resolve(text)
+        check_proc(real)
         if flags & WRITE_FLAGS:
-            text = fsdecode(fspath(path))
-            if mode is None and not text.startswith("/"):
-                deny("os.open of a relative path for writing")  # its event does not show dir_fd
-            if not (real == root or real.startswith(root + "/")):
+            if not inside(real):
                 deny(f"writing outside the working directory ({real})")
-            write_opens[0] += 1
-            if write_opens[0] > max_write_opens:
-                deny("opening more files for writing")
+            count_write("opening for writing")
 
     def hook(event: str, args: tuple) -> None:
         if event == "open":
             check_open(*args)
         elif event == "import":
-            if args[0].split(".")[0] in DENIED_IMPORTS:
+            if type_(args[0]) is not str_ or args[0].split(".")[0] in DENIED_IMPORTS:
                 deny(f"import {args[0]}")
         elif event in DENIED_EVENTS or event.startswith(DENIED_PREFIXES):
             deny(event)
         elif event in PATH_EVENTS:
-            path_positions, dir_fd_positions = PATH_EVENTS[event]
+            path_positions, dir_fd_positions, makes_inode = PATH_EVENTS[event]
             for i in dir_fd_positions:
                 if args[i] not in (None, -1, -100):  # the events show "no dir_fd" as -1; -100 is AT_FDCWD
                     deny(f"{event} with dir_fd")
             for i in path_positions:
-                if isinstance_(args[i], int_) or not inside(args[i]):
+                if type_(args[i]) is int_ or not inside(resolve(plain(args[i]))):
                     deny(f"{event} outside the working directory")
+            if makes_inode:
+                count_write(event)
+        elif event in LISTING_EVENTS:
+            if type_(args[0]) is not int_ and args[0] is not None:
+                check_proc(resolve(plain(args[0])))
+        elif event == "sqlite3.connect":  # refused at import already; a database file is a write
+            if args[0] != ":memory:":
+                deny("sqlite3.connect to a file")
 
     return hook
 
 
+def guard_builtin_modules() -> None:
+    """`_imp.create_builtin` loads a module compiled into the interpreter with no audit event (Debian's python
+    has _posixsubprocess and posix there): refuse the denied ones and fresh copies of loaded ones. The guard
+    holds the original in a closure, which a determined program can reach: the kernel limits are the wall."""
+    import _imp
+
+    create, type_, str_, deny_error = _imp.create_builtin, type, str, PermissionError
+
+    def create_builtin(spec):
+        name = spec.name
+        if type_(name) is not str_ or name in DENIED_REBUILDS:
+            raise deny_error(f"sandbox: loading the builtin module {name!r} is not allowed")
+        return create(spec)
+
+    _imp.create_builtin = create_builtin
+
+
 def main() -> None:
     result_fd = int(sys.argv[1])
-    write, exit_now, exec_, compile_ = os.write, os._exit, exec, compile
-    base_exception, assertion_error, memory_error, system_exit = (
-        BaseException, AssertionError, MemoryError, SystemExit)
+    write, exit_now, exec_, eval_, compile_ = os.write, os._exit, exec, eval, compile
+    base_exception, memory_error, system_exit, unsupported = BaseException, MemoryError, SystemExit, Unsupported
+    dumps, encode_ = json.dumps, encode
+    wrappers = {"bool": bool, "list": list, "tuple": tuple, "set": set, "frozenset": frozenset,
+                "sorted": sorted, "str": str, "dict": dict}
     stdout, stderr = sys.stdout, sys.stderr
 
     def report(line: str) -> None:
+        data = (line + "\n").encode()
         try:
-            write(result_fd, (line + "\n").encode())
+            while data:
+                data = data[write(result_fd, data):]  # a pipe may take a long line in pieces
         except OSError:
-            pass  # the code closed or replaced the pipe: the parent sees no verdict, which is a failure
+            pass  # the code closed or replaced the pipe: the parent sees missing values, a failure
 
     payload = marshal.loads(sys.stdin.buffer.read())
-    nonce = payload.pop("nonce")
     if payload.get("drop"):
         uid, gid = payload["drop"]
         drop_privileges(uid, gid, payload.get("preload", []))
@@ -203,37 +281,40 @@ def main() -> None:
         for name in ("mkfifo", "mknod"):  # these make files with no audit event
             if holder is not None and hasattr(holder, name):
                 delattr(holder, name)
+    guard_builtin_modules()
     sys.addaudithook(make_audit_hook(root, payload["limits"]["write_opens"]))
     report("READY")
 
     stage, failure, units = "solution", None, []
+    probes = payload["probes"]
     try:
         units.append(("solution", compile_(payload["code"], "<solution>", "exec")))
         stage = "tests"  # a test that does not compile is the dataset's fault: reason "error"
-        # test imports first (sanitized MBPP), then code, setup (it may use the code's classes), asserts
+        # test imports first (sanitized MBPP), then code, setup (it may use the code's classes), probes
         units.insert(0, ("imports", compile_("\n".join(payload["imports"]), "<test_imports>", "exec")))
         units.append(("setup", compile_(payload["setup"], "<test_setup>", "exec")))
-        units += [(f"test{i + 1}", compile_(test, f"<test {i + 1}>", "exec"))
-                  for i, test in enumerate(payload["tests"])]
+        probes = [(compile_(expression, f"<probe {i}>", "eval"), wrapper)
+                  for i, (expression, wrapper) in enumerate(probes)]
     except (SyntaxError, ValueError) as error:  # ValueError: a NUL byte in the source
         failure = ("syntax_error" if stage == "solution" else "error", error)
     except memory_error as error:
         failure = ("memory", error)
     except base_exception as error:  # RecursionError on absurdly nested code
         failure = ("error", error)
-    units = tuple(units)
-    sources = {f"test{i + 1}": test for i, test in enumerate(payload["tests"])}
-    expected = 3 + len(payload["tests"])
-    ran = 0
     namespace = module.__dict__
     del payload
     if failure is None:
         try:
             for stage, unit in units:
                 exec_(unit, namespace)
-                ran += 1
-        except assertion_error as error:
-            failure = ("assertion_failed", error)
+            for i, (unit, wrapper) in enumerate(probes):
+                stage = f"probe {i}"
+                value = eval_(unit, namespace)
+                if wrapper is not None:
+                    value = wrappers[wrapper](value)
+                report(f"VALUE {i} " + dumps(encode_(value), ensure_ascii=True, separators=(",", ":")))
+        except unsupported as error:
+            failure = ("unsupported_value", error)
         except memory_error as error:
             namespace.clear()  # a memory bomb's data may live there: free it before reporting
             failure = ("memory", error)
@@ -241,25 +322,22 @@ def main() -> None:
             failure = ("exited", error)
         except base_exception as error:
             failure = ("error", error)
-    if failure is None and ran == expected:
+    if failure is None:
         for stream in (stdout, stderr):
             try:
                 stream.flush()
             except base_exception:
                 pass
-        report("PASS " + nonce)
         exit_now(0)
-    reason, error = failure or ("error", None)
-    report(f"FAIL {reason} {stage}")
+    reason, error = failure
+    report(f"FAIL {reason} {stage.replace(' ', '')}")
     try:
         import traceback
-        source = sources.get(stage, "")
-        stderr.write(f"[sandbox] {reason} in {stage}" + (f": {source[:300]}" if source else "") + "\n")
-        if error is not None:
-            frames = error.__traceback__
-            if frames is not None and frames.tb_frame.f_code is main.__code__:
-                frames = frames.tb_next  # the harness's own frame tells the reader nothing
-            stderr.write("".join(traceback.format_exception(type(error), error, frames, limit=-8)))
+        stderr.write(f"[sandbox] {reason} in {stage}\n")
+        frames = error.__traceback__
+        if frames is not None and frames.tb_frame.f_code is main.__code__:
+            frames = frames.tb_next  # the harness's own frame tells the reader nothing
+        stderr.write("".join(traceback.format_exception(type(error), error, frames, limit=-8)))
         stdout.flush()
         stderr.flush()
     except base_exception:

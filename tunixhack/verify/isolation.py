@@ -1,0 +1,253 @@
+"""How the code sandbox is isolated on this machine: probed once, named by `isolation()`, refused when unsafe.
+
+Levels, strongest first:
+
+- "namespaces": each check runs in new user, network, PID, IPC and mount namespaces (util-linux `unshare`
+  and `setpriv`, no extra install): no network at all, its own /proc where it is PID 1, no capabilities,
+  one process (RLIMIT_NPROC 1 in its own user namespace: no fork, no thread), and a root of its own that
+  shows only /usr, the system library links and the Python install, read-only, plus /work: a tmpfs of
+  WORK_BYTES and WORK_INODES. As root the check runs as a private uid (65000 + slot) outside its user
+  namespace; otherwise as the user, who must be allowed unprivileged user namespaces.
+- "uid+rlimits+audit": where namespaces are refused (some containers) but we are root: the harness switches
+  to the slot's private uid, RLIMIT_NPROC 1 for that uid, rlimits, and the audit hook.
+- "rlimits+audit": neither namespaces nor root. The code would run as the user, able to read what the user
+  can read; checks are refused unless `allow_unsafe()` was called (the recipes' --allow-unsafe-sandbox).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+NAMESPACES, PRIVATE_UID, UNSAFE = "namespaces", "uid+rlimits+audit", "rlimits+audit"
+LEVELS = (NAMESPACES, PRIVATE_UID, UNSAFE)  # strongest first
+UID_BASE = 65000                            # Debian reserves 65000-65533: private uids, one per parallel slot
+WORK_BYTES = 32 * 1024 * 1024               # the namespaced work folder (tmpfs): size and inodes
+WORK_INODES = 1024
+SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")  # symlinks into /usr, or dirs
+# Modules an MBPP solution commonly imports: preloaded (before the uid switch) only in the fallback where
+# no interpreter is runnable by the private uid, e.g. root's pyenv under /root (other imports then fail).
+PRELOAD = ("re", "math", "cmath", "collections", "itertools", "functools", "heapq", "bisect", "string",
+           "operator", "copy", "array", "fractions", "decimal", "statistics", "datetime", "calendar",
+           "random", "typing", "dataclasses", "enum", "json", "textwrap", "unicodedata", "struct", "traceback")
+# What the probe child checks about its own confinement; it prints "confined" only if all hold.
+PROBE = """
+import os, resource, socket, threading
+assert os.getcwd() == "/work" and os.listdir("/proc") and [p for p in os.listdir("/proc") if p.isdigit()] == ["1"]
+open("/work/probe", "w").close()
+for path in ("/probe", "/usr/probe"):
+    try:
+        open(path, "w")
+        raise SystemExit("writable: " + path)
+    except OSError:
+        pass
+try:
+    socket.create_connection(("127.0.0.1", 9), timeout=1)
+    raise SystemExit("network reachable")
+except OSError:
+    pass
+resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+try:
+    threading.Thread(target=print).start()
+    raise SystemExit("a thread started")
+except RuntimeError:
+    pass
+print("confined")
+"""
+
+
+class IsolationRefused(UserError):
+    """Model-written code would run unisolated and the user has not allowed it."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How to start one sandbox child at a given isolation level."""
+    level: str
+    python: str              # the interpreter the child runs
+    wrapper: str = ""        # namespaces: the shell script that builds the namespaces (see _wrapper_script)
+    drop: bool = False       # the harness switches to the slot's private uid itself (PRIVATE_UID)
+    preload: tuple = ()      # PRIVATE_UID fallback: modules to load before the switch
+
+    def command(self, python_args: list[str], workdir: str, slot: int) -> list[str]:
+        if self.level != NAMESPACES:
+            return [self.python, *python_args]
+        uid = UID_BASE + slot if os.geteuid() == 0 else 0  # 0: the user, seen from the outer namespace
+        outer = ["--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--mount"]
+        return [_UNSHARE, *outer, "--propagation", "private", "/bin/sh", "-c", self.wrapper, "sandbox",
+                workdir, str(uid), self.python, *python_args]
+
+    @property
+    def workdir_inside(self) -> str | None:
+        return "/work" if self.level == NAMESPACES else None
+
+
+_UNSHARE, _SETPRIV = shutil.which("unshare") or "unshare", shutil.which("setpriv") or "setpriv"
+_lock = threading.Lock()
+_state = {"probed": None, "forced": None, "unsafe_allowed": False, "why": ""}
+
+
+def allow_unsafe(allowed: bool = True) -> None:
+    """Let checks run at the "rlimits+audit" level (the code runs as you); the flag's name says it is unsafe."""
+    _state["unsafe_allowed"] = allowed
+
+
+def force_isolation(level: str | None) -> None:
+    """Use `level` instead of the best this machine offers (tests; None goes back to the best). Only a
+    weaker level can be forced: a machine without namespaces cannot be made to have them."""
+    if level is not None:
+        if level not in LEVELS:
+            raise ValueError(f"isolation level must be one of {', '.join(LEVELS)}, got {level!r}")
+        best = _probed().level
+        if LEVELS.index(level) < LEVELS.index(best):
+            raise ValueError(f"this machine offers at most {best!r}, not {level!r}")
+    _state["forced"] = level
+
+
+def available_levels() -> tuple[str, ...]:
+    """The levels this machine can run, strongest first ("rlimits+audit" only when we are not root)."""
+    best = _probed().level
+    levels = LEVELS[LEVELS.index(best):]
+    return levels if os.geteuid() != 0 else tuple(level for level in levels if level != UNSAFE)
+
+
+def isolation() -> str:
+    """The isolation level checks run at here: "namespaces", "uid+rlimits+audit" or "rlimits+audit"."""
+    return _state["forced"] or _probed().level
+
+
+def why() -> str:
+    """Why the best level is not "namespaces" ("" when it is)."""
+    _probed()
+    return _state["why"]
+
+
+def launch() -> Launch:
+    """How to start a child at the current level; raises IsolationRefused at an unsafe level not allowed."""
+    level = isolation()
+    if level == UNSAFE and not _state["unsafe_allowed"]:
+        raise IsolationRefused(
+            "the code sandbox cannot isolate model-written code here: user namespaces are refused "
+            f"({why() or 'forced'}) and we are not root, so the code would run as you; pass "
+            "--allow-unsafe-sandbox (tunixhack.verify.code.allow_unsafe()) to run it anyway")
+    probed = _probed()
+    if level == probed.level:
+        return probed
+    return _private_uid_launch() if level == PRIVATE_UID else Launch(UNSAFE, sys.executable)
+
+
+def _probed() -> Launch:
+    with _lock:  # one probe per process, even when the first checks start from many threads at once
+        if _state["probed"] is None:
+            launch_, _state["why"] = _namespace_launch()
+            if launch_ is None:
+                launch_ = _private_uid_launch() if os.geteuid() == 0 else Launch(UNSAFE, sys.executable)
+            _state["probed"] = launch_
+        return _state["probed"]
+
+
+# --- namespaces ------------------------------------------------------------------------------------------
+def _visible_paths(python: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(symlinks to recreate as (path, target), directories to bind read-only) for the child's root."""
+    links, binds = [], ["/usr"]
+    for path in SYSTEM_LINKS:
+        if os.path.islink(path):
+            links.append((path, os.readlink(path)))
+        elif os.path.isdir(path):
+            binds.append(path)
+    for path in (os.path.realpath(sys.base_prefix), os.path.dirname(python)):
+        if not any(path == b or path.startswith(b.rstrip("/") + "/") for b in binds):
+            binds.append(path)
+    return links, binds
+
+
+def _wrapper_script(python: str) -> str:
+    """The shell script (run by `unshare --mount` as root, or as root of a new user namespace) that builds
+    the child's root on the empty host folder $1 and starts the child in its own namespaces as uid $2.
+
+    Mounts are made in the outer mount namespace, so inside the child's own user namespace they are locked:
+    read-only stays read-only. The work folder is a tmpfs, gone with the namespace."""
+    links, binds = _visible_paths(python)
+    q = shlex.quote
+    lines = ['set -e', 'R=$1 U=$2', 'shift 2',
+             f'mount -t tmpfs -o size=1m,nr_inodes=256,mode=0755 tunixhack-root "$R"',
+             'mkdir -p "$R/proc" "$R/work" ' + " ".join(f'"$R"{q(b)}' for b in binds)]
+    same_name = [target for path, target in links if os.path.basename(target) == os.path.basename(path)]
+    if same_name:  # merged /usr: one `ln` makes bin -> usr/bin, lib -> usr/lib...
+        lines.append("ln -s " + " ".join(q(t) for t in same_name) + ' "$R"')
+    lines += [f'ln -s {q(target)} "$R"{q(path)}' for path, target in links if target not in same_name]
+    lines += [f'mount --bind -o ro,nosuid,nodev {q(b)} "$R"{q(b)}' for b in binds]
+    lines += [f'mount -t tmpfs -o size={WORK_BYTES},nr_inodes={WORK_INODES},mode=0700,uid=$U,gid=$U,'
+              f'nosuid,nodev tunixhack-work "$R/work"',
+              'mount -o remount,ro "$R"',
+              f'set -- {q(_UNSHARE)} --user --map-root-user --net --pid --ipc --fork --kill-child --root="$R" '
+              f'--wd=/work --mount-proc=/proc {q(_SETPRIV)} --bounding-set=-all --inh-caps=-all --no-new-privs "$@"',
+              # as root: become the private uid before the user namespace, so it maps to that uid, not to root
+              f'[ "$U" = 0 ] || set -- {q(_SETPRIV)} --reuid="$U" --regid="$U" --clear-groups "$@"',
+              'exec "$@"']
+    return "\n".join(lines)
+
+
+def _namespace_launch() -> tuple[Launch | None, str]:
+    """A Launch at the namespaces level if a probe child shows it confined, else (None, why not)."""
+    python = os.path.realpath(sys.executable)
+    if not (os.path.isabs(_UNSHARE) and os.path.isabs(_SETPRIV)):
+        return None, "unshare or setpriv (util-linux) not found"
+    if not _SETPRIV.startswith("/usr/") and not os.path.isdir(os.path.dirname(_SETPRIV)):
+        return None, f"setpriv at {_SETPRIV} would not be visible in the sandbox"
+    candidate = Launch(NAMESPACES, python, _wrapper_script(python))
+    workdir = tempfile.mkdtemp(prefix="tunixhack-probe-")
+    try:
+        done = subprocess.run(candidate.command(["-I", "-S", "-B", "-c", PROBE], workdir, 0), cwd="/",
+                              env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, capture_output=True,
+                              timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError) as error:
+        return None, f"{type(error).__name__}: {error}"
+    finally:
+        try:
+            os.rmdir(workdir)  # only a mount point: what the child wrote lived in its own tmpfs
+        except OSError:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if done.returncode == 0 and done.stdout.strip() == b"confined":
+        return candidate, ""
+    detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
+    return None, f"the namespace probe failed (exit {done.returncode}): {detail[-1] if detail else 'no output'}"
+
+
+# --- the fallback: a private uid ---------------------------------------------------------------------------
+def _private_uid_launch() -> Launch:
+    """As root without namespaces: find an interpreter the private uid can run (probe once)."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = dict.fromkeys([sys.executable, getattr(sys, "_base_executable", sys.executable),
+                                os.path.realpath(sys.executable), f"/usr/bin/python{version}",
+                                f"/usr/local/bin/python{version}"])
+    setuid_possible = False
+    for python in candidates:
+        try:
+            probe = subprocess.run([python, "-I", "-S", "-B", "-c", "import math, re, collections, json"],
+                                   user=UID_BASE, group=UID_BASE, extra_groups=[], env={}, cwd="/",
+                                   capture_output=True, timeout=30)
+        except OSError as error:
+            # EACCES/ENOENT: the uid switch worked, the exec of this interpreter did not; EPERM: no switch
+            setuid_possible |= error.errno in (errno.EACCES, errno.ENOENT)
+            continue
+        except subprocess.SubprocessError:
+            continue
+        setuid_possible = True
+        if probe.returncode == 0:
+            return Launch(PRIVATE_UID, python, drop=True)
+    if setuid_possible:
+        return Launch(PRIVATE_UID, sys.executable, drop=True, preload=PRELOAD)
+    warnings.warn("running as root but cannot switch to an unprivileged uid: the code sandbox relies on "
+                  "its audit hook and rlimits only (RLIMIT_NPROC is not enforced for root)", stacklevel=2)
+    return Launch(UNSAFE, sys.executable)
