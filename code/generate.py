@@ -11,14 +11,15 @@ Example row (config full):
 The sanitized config names the task `prompt` instead of `text` and adds `test_imports`.
 
 The teacher sees the task and one assert (it fixes the function name); the reference solution is never sent.
-A reply passes when its code, then the setup code, then every assert run cleanly in the sandbox
-(tunixhack/verify/code.py). The asserts, setup and imports are kept in the row for GRPO rewards.
+A reply passes when its code and the setup code run in the sandbox and every assert holds on the values
+its functions return there, judged outside the sandbox (tunixhack/verify/code.py; the run names the
+sandbox's isolation level at start-up). The asserts, setup and imports are kept in the row for GRPO rewards.
     python code/generate.py --split test --limit 50 --attempts 4
 """
 
 from tunixhack import Recipe, Reject, run
 from tunixhack.cli import positive
-from tunixhack.verify.code import extract_code, verify_code
+from tunixhack.verify.code import allow_unsafe, extract_code, isolation, require_isolation, verify_code
 
 PROMPT = "{task}\n\nYour code should pass this test:\n{test}"
 # Two tasks' asserts use objects that the setup code builds from classes the solution must define.
@@ -42,10 +43,18 @@ class MBPP(Recipe):
         group.add_argument("--verify-timeout", type=positive(float), default=self.verify_timeout,
                            help="seconds to run one reply's code and asserts (default 20; one reference "
                                 "solution takes about 3 s)")
+        group.add_argument("--allow-unsafe-sandbox", action="store_true",
+                           help="run the replies' code even where the sandbox cannot isolate it (no user "
+                                "namespaces and not root): it then runs as you and can read your files")
 
     def configure(self, args):
         super().configure(args)
         self.verify_timeout = args.verify_timeout
+        allow_unsafe(args.allow_unsafe_sandbox)
+        require_isolation()  # refuses now, at start-up, where the code could not be isolated
+
+    def describe(self):
+        return {"code_sandbox": isolation()}
 
     def prompt(self, row):
         task = row.get("text") or row.get("prompt")

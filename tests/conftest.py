@@ -14,3 +14,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "/live/" in str(item.fspath) or item.get_closest_marker("live"):
             item.add_marker(skip)
+
+
+def pytest_generate_tests(metafunc):
+    """`sandbox_level`: run the test once per isolation level this machine offers (tunixhack.verify.code)."""
+    if "sandbox_level" in metafunc.fixturenames:
+        from tunixhack.verify.code import available_levels
+
+        metafunc.parametrize("sandbox_level", available_levels(), indirect=True)
+
+
+@pytest.fixture
+def sandbox_level(request):
+    from tunixhack.verify.code import force_isolation
+
+    force_isolation(request.param)
+    yield request.param
+    force_isolation(None)

@@ -114,6 +114,8 @@ def select_rows(recipe: Recipe, args) -> list[tuple[str, dict]]:
 
 async def _main(recipe: Recipe, args) -> int:
     recipe.configure(args)
+    for key, value in recipe.describe().items():
+        print(f"{key}: {value}", file=sys.stderr)
     sampling = Sampling(args.max_tokens, args.temperature, args.top_p, args.top_k, args.min_p, args.timeout)
     fingerprint = recipe.fingerprint(model=args.model, style=args.style,
                                      sampling={k: v for k, v in sampling.as_dict().items() if k != "timeout"})
@@ -216,6 +218,7 @@ def summarise(recipe, args, generation, endpoints, existing, rows, malformed, st
         "rows_per_second": round((t.finished + t.errors) / wall, 3) if wall else None,
         "tokens_per_second": round(t.completion_tokens / wall, 1) if wall else None,
         "endpoints": endpoints,
+        **recipe.describe(),
     }
 
 

@@ -42,6 +42,11 @@ class Recipe:
         """Read the recipe-specific flags (called once, before any row)."""
         self.args = args
 
+    def describe(self) -> dict:
+        """What a run states once about how this recipe checks (e.g. {"code_sandbox": "namespaces"}):
+        printed at start-up and kept in the run's summary."""
+        return {}
+
     # --- per row: pure functions ---------------------------------------------------------------
     def keep(self, row: dict) -> bool:
         """Whether to use this row (e.g. a --category filter). Applied after ids are given, so ids stay stable."""

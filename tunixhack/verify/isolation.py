@@ -132,6 +132,12 @@ def why() -> str:
     return _state["why"]
 
 
+def require_isolation() -> str:
+    """The level checks will run at; raises IsolationRefused now (at start-up) rather than at the first check."""
+    launch()
+    return isolation()
+
+
 def launch() -> Launch:
     """How to start a child at the current level; raises IsolationRefused at an unsafe level not allowed."""
     level = isolation()
