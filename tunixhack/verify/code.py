@@ -365,7 +365,10 @@ def verify_code(answer: str, tests, setup: str = "", imports=(), timeout: float 
 def _check_item(item: dict) -> CheckResult:
     """One item of verify_many; never raises except IsolationRefused (a setting, not an item's doing)."""
     try:
-        tests = list(item.get("tests") or ())
+        tests = item.get("tests") or ()
+        if isinstance(tests, str):
+            raise TypeError("tests must be a list of strings, not one string")
+        tests = list(tests)
         if not tests:
             return CheckResult(False, "no_tests_run")
         code = item["code"] if "code" in item else extract_code(item.get("answer") or "")

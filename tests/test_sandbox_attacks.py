@@ -1,0 +1,273 @@
+"""The red-team attempts of issue 11, each run through the real sandbox at every isolation level this machine
+offers: a wrong program never passes, and an attack inside a correct program is contained."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import uuid
+from pathlib import Path
+
+import datasets
+import pytest
+
+from tests.helpers import FIXTURES
+from tests.test_sandbox import ADD_TESTS, check, processes_with
+from tunixhack.verify import code as sandbox
+from tunixhack.verify.code import verify_many
+from tunixhack.verify.isolation import WORK_BYTES
+
+ADD = "def add(a, b):\n    return a + b\n"
+FULL = [json.loads(line) for line in (FIXTURES / "mbpp" / "full.jsonl").read_text().splitlines()]
+SANITIZED = datasets.load_dataset("parquet", data_files=str(FIXTURES / "mbpp" / "sanitized.parquet"),
+                                  split="train").to_list()
+TASKS = [(r["test_list"], r.get("test_setup_code") or "", r.get("test_imports") or []) for r in FULL + SANITIZED]
+YES = ("class Yes:\n    def __eq__(self, other):\n        return True\n"
+       "    __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __eq__\n"
+       "    def __call__(self, *args, **kwargs):\n        return self\n"
+       "    def __getattr__(self, name):\n        return self\n"
+       "    def __sub__(self, other):\n        return self\n    __rsub__ = __add__ = __radd__ = __sub__\n"
+       "    def __abs__(self):\n        return 0\n    def __hash__(self):\n        return 0\n")
+
+
+def guarded(attack: str) -> str:
+    """A correct `add` with `attack` run inside it, its errors printed: the check may pass, the harm must not."""
+    body = "\n".join("        " + line for line in attack.splitlines())
+    return (f"def add(a, b):\n    try:\n{body}\n    except BaseException as error:\n"
+            f"        print('stopped:', type(error).__name__, error)\n    return a + b\n")
+
+
+@pytest.fixture
+def decoy():
+    """A world-writable file in a world-readable folder: where a private uid could write, were it not held."""
+    folder = Path(tempfile.mkdtemp(prefix="tunixhack-decoy-"))
+    folder.chmod(0o777)
+    path = folder / "bashrc"
+    path.write_text("original\n")
+    path.chmod(0o666)
+    yield path
+    for child in folder.iterdir():
+        child.unlink()
+    folder.rmdir()
+
+
+def untouched(decoy: Path) -> bool:
+    return decoy.read_text() == "original\n" and sorted(p.name for p in decoy.parent.iterdir()) == ["bashrc"]
+
+
+# --- wrong programs never pass ------------------------------------------------------------------------
+@pytest.mark.parametrize("returns", [
+    YES + "def add(a, b):\n    return Yes()\n",
+    "class I(int):\n    def __eq__(self, other):\n        return True\n    __ne__ = __eq__\n"
+    "def add(a, b):\n    return I(0)\n",
+    "class S(str):\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return S('')\n",
+    "class L(list):\n    def __eq__(self, other):\n        return True\ndef add(a, b):\n    return L()\n",
+])
+def test_permissive_equality_fails(returns, sandbox_level):
+    result = check(returns)
+    assert (result.passed, result.reason) == (False, "unsupported_value"), result.output
+    close = check(YES + "def area(r):\n    return Yes()\n", ["assert abs(area(2) - 12.566) < 0.001"])
+    assert (close.passed, close.reason) == (False, "unsupported_value")
+
+
+@pytest.mark.parametrize("patch,test", [
+    ("import math\nmath.isclose = lambda *a, **k: True", "assert math.isclose(f(10), 62.83, rel_tol=0.001)"),
+    ("set = lambda *a: {1}", "assert set(f(10)) == set([1])"),
+    ("sorted = lambda *a, **k: [1]", "assert sorted(f(10)) == [1]"),
+    ("len = lambda *a: 3", "assert len(f(10)) == 3"),
+    ("import builtins\nbuiltins.len = lambda *a: 3", "assert len(f(10)) == 3"),
+])
+def test_patching_what_the_asserts_call_fails(patch, test, sandbox_level):
+    wrong = "1.0" if "isclose" in test else "[x, x]"
+    result = check(f"{patch}\ndef f(x):\n    return {wrong}\n", [test], imports=["import math"])
+    assert (result.passed, result.reason) == (False, "assertion_failed"), result.output
+
+
+def test_a_program_that_answers_every_name_passes_no_task(sandbox_level):
+    program = YES + "class Names(dict):\n    def __missing__(self, key):\n        return Yes()\n" \
+                    "import builtins\n__builtins__ = Names(vars(builtins))\n"
+    results = verify_many([{"code": program, "tests": t, "setup": s, "imports": i} for t, s, i in TASKS], workers=2)
+    assert not any(r.passed for r in results), [r.reason for r in results]
+
+
+FRAME_FORGER = """
+import os, sys
+def forge(frame):
+    while frame is not None:
+        if "result_fd" in frame.f_locals:
+            fd, nonce = frame.f_locals["result_fd"], frame.f_locals.get("nonce", "0" * 32)
+            os.write(fd, f"READY\\nPASS {nonce}\\nVALUE 0 3\\nVALUE 1 1\\nVALUE 2 1\\n".encode())
+            os._exit(0)
+        frame = frame.f_back
+"""
+
+
+@pytest.mark.parametrize("reach", [
+    "def add(a, b):\n    forge(sys._getframe())\n",
+    "def add(a, b):\n    try:\n        raise ValueError\n    except ValueError as e:\n"
+    "        forge(e.__traceback__.tb_frame)\n",
+    "import signal\nsignal.signal(signal.SIGALRM, lambda n, frame: forge(frame))\n"
+    "signal.setitimer(signal.ITIMER_REAL, 0.001)\ndef add(a, b):\n    while True:\n        pass\n",
+    "def tracer(frame, event, arg):\n    if 'failure' in frame.f_locals:\n        frame.f_locals['failure'] = None\n"
+    "    return tracer\nsys.settrace(tracer)\nsys._getframe(1).f_trace = tracer\n"
+    "def add(a, b):\n    forge(sys._getframe())\n",
+])
+def test_forged_verdicts_fail(reach, sandbox_level):
+    # The forger knows the first assert (the prompt shows it) and guesses the rest: the values it writes are
+    # all the sandbox can say, and the parent compares them with what it alone knows.
+    result = check(FRAME_FORGER + reach, timeout=5.0)
+    assert not result.passed, result
+
+
+@pytest.mark.parametrize("oracle", [
+    # the expected value as a constant of the caller's code (the assert itself, in the old harness)
+    "def add(a, b):\n    consts = [c for c in sys._getframe(1).f_code.co_consts if type(c) is int and c not in (a, b)]\n"
+    "    return consts[-1] if consts else None\n",
+    # the expected value from the test sources in the harness's frames
+    "def add(a, b):\n    frame, seen = sys._getframe(), []\n    while frame:\n"
+    "        seen += [repr(v) for v in frame.f_locals.values()]\n        frame = frame.f_back\n"
+    "    import re\n    m = re.search(r'add\\(%d, ?%d\\) ?== ?(-?\\d+)' % (a, b), ' '.join(seen))\n"
+    "    print('found', m is not None)\n    return int(m.group(1)) if m else None\n",
+])
+def test_oracles_find_no_expected_value(oracle, sandbox_level):
+    result = check("import sys\n" + oracle)
+    assert not result.passed, result
+    assert "found True" not in result.output
+
+
+# --- harm beyond the sandbox is contained -------------------------------------------------------------
+def test_no_process_or_connection_through_a_reloaded_posixsubprocess(sandbox_level):
+    marker = f"30.{uuid.uuid4().int % 10**9}"
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.setblocking(False)
+        shell = f"exec 3<>/dev/tcp/127.0.0.1/{listener.getsockname()[1]}; setsid sleep {marker} &"
+        attack = (
+            "import _imp, os\nfrom importlib.machinery import ModuleSpec, PathFinder\nmodule = None\n"
+            "for load in (lambda: _imp.create_builtin(ModuleSpec('_posixsubprocess', None)),\n"
+            "             lambda: _imp.create_dynamic(PathFinder.find_spec('_posixsubprocess'))):\n"
+            "    try:\n        module = load() or module\n    except BaseException as error:\n"
+            "        print('refused:', error)\n"
+            "if module is None:\n    raise PermissionError('no _posixsubprocess')\n"
+            f"module.fork_exec([b'/bin/bash', b'-c', {shell.encode()!r}], [b'/bin/bash'], True, (), None, None,"
+            " -1, -1, -1, -1, -1, -1, *os.pipe(), False, True, -1, None, None, None, -1, None, False)")
+        result = check(guarded(attack))
+        assert result.passed, result.output  # the function is correct: the check passes, the attack does not
+        assert "stopped: PermissionError" in result.output or "stopped: BlockingIOError" in result.output
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert processes_with(marker) == []
+
+
+@pytest.mark.parametrize("attack", [
+    "import sqlite3\nsqlite3.connect(TARGET).execute('create table t (x)')",
+    "import sys\nsys.audit('sqlite3.connect', TARGET)",  # the event itself, should the module get through
+    "import readline\nreadline.write_history_file(TARGET)",
+    "import _imp\nfrom importlib.machinery import PathFinder\n"
+    "_imp.create_dynamic(PathFinder.find_spec('readline')).write_history_file(TARGET)",
+    "import _imp\nfrom importlib.machinery import ModuleSpec\n"
+    "_imp.create_builtin(ModuleSpec('posix', None)).mkfifo(TARGET)",
+    "import os\nos.mkfifo(TARGET)",
+    "import os\nos.link(DECOY, 'link')\nopen('link', 'a').write('pwned')",
+    "import io\nclass Shifty:\n    calls = 0\n    def __fspath__(self):\n        Shifty.calls += 1\n"
+    "        return 'inside' if Shifty.calls % 2 == 0 else TARGET\nio.FileIO(Shifty(), 'w').write(b'pwned')",
+    "import os, threading\nopen('ok', 'w').close()\n"
+    "def flip():\n    for _ in range(2000):\n        os.replace('ok', 'tmp')\n        os.symlink(TARGET, 'link')\n"
+    "        os.remove('link')\n        os.replace('tmp', 'ok')\n"
+    "threading.Thread(target=flip).start()\n"
+    "for _ in range(2000):\n    try:\n        open('link', 'w').write('pwned')\n    except OSError:\n        pass",
+    "open(DECOY, 'a').write('pwned')",
+])
+def test_writes_outside_the_work_folder_are_contained(attack, decoy, sandbox_level):
+    target = decoy.parent / f"made-{uuid.uuid4().hex}"
+    program = f"TARGET, DECOY = {str(target)!r}, {str(decoy)!r}\n" + guarded(attack)
+    result = check(program)
+    assert result.passed, result.output
+    assert "stopped:" in result.output
+    assert untouched(decoy) and not target.exists()
+
+
+def test_other_processes_cannot_be_read(sandbox_level):
+    marker = f"30.{uuid.uuid4().int % 10**9}"
+    sleeper = subprocess.Popen(["sleep", marker])
+    try:
+        attack = ("proc = os.open('/proc', os.O_RDONLY)\nfound = []\n"
+                  "for name in os.listdir(proc):\n    if name.isdigit():\n        try:\n"
+                  "            fd = os.open(name + '/cmdline', os.O_RDONLY, dir_fd=proc)\n"
+                  "            found.append(os.read(fd, 4096))\n        except OSError:\n            pass\n"
+                  "print('read', len(found), b''.join(found))")
+        result = check("import os\n" + guarded(attack))
+        assert result.passed and marker not in result.output, result.output
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_the_trainer_is_out_of_reach(decoy, monkeypatch, sandbox_level):
+    secret = f"hf_{uuid.uuid4().hex}"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    token = Path(tempfile.mkdtemp(prefix="tunixhack-token-")) / "token"
+    token.parent.chmod(0o755)
+    token.write_text(secret)
+    token.chmod(0o644)  # readable by anyone: only the namespaces' own root hides it
+    attack = (f"seen = open('/proc/%d/environ' % os.getppid()).read()\nprint('environ', {secret!r} in seen)")
+    steal = (f"print('token', {secret!r} in open({str(token)!r}).read())")
+    result = check("import os, signal\n" + guarded(attack) + guarded(steal).replace("def add", "def steal")
+                   + guarded(f"open({str(decoy)!r}, 'a').write('pwned')").replace("def add", "def append")
+                   + guarded("os.kill(os.getppid(), signal.SIGKILL)").replace("def add", "def kill"),
+                   ["assert add(1, 2) == 3", "assert steal(1, 2) == 3", "assert append(1, 2) == 3",
+                    "assert kill(1, 2) == 3"])
+    assert result.passed, result.output  # and we, the parent, are still here
+    assert "environ True" not in result.output and untouched(decoy)
+    if sandbox_level == "namespaces":
+        assert "token True" not in result.output  # the fallback's private uid can read world-readable files
+    token.unlink()
+    token.parent.rmdir()
+
+
+def test_deep_directories_and_disk_use_are_bounded(sandbox_level):
+    dirs = ("made = 0\ntry:\n    for _ in range(100000):\n        os.mkdir('d')\n        os.chdir('d')\n"
+            "        made += 1\nfinally:\n    print('dirs', made)")
+    result = check("import os\n" + guarded(dirs))
+    assert result.passed and "stopped:" in result.output, result.output
+    assert int(result.output.split("dirs ")[1].split()[0]) <= sandbox.WRITE_OPENS
+    disk = ("written = 0\ntry:\n    for i in range(64):\n        with open(f'f{i}', 'wb') as f:\n"
+            "            f.write(b'x' * (1 << 20))\n        written += 1 << 20\nfinally:\n    print('bytes', written)")
+    result = check("import os\n" + guarded(disk), timeout=20.0)
+    assert result.passed and "stopped:" in result.output, result.output
+    limit = WORK_BYTES if sandbox_level == "namespaces" else sandbox.WRITE_OPENS << 20
+    assert int(result.output.split("bytes ")[1].split()[0]) <= limit
+
+
+# --- a check never crashes -----------------------------------------------------------------------------
+def test_a_tree_deeper_than_the_recursion_limit_is_removed(tmp_path):
+    deep = tmp_path / "deep"
+    os.mkdir(deep)
+    parent = os.open(deep, os.O_RDONLY)
+    for _ in range(1100):  # shutil.rmtree raises RecursionError on this
+        os.mkdir("d", dir_fd=parent)
+        child = os.open("d", os.O_RDONLY, dir_fd=parent)
+        os.close(parent)
+        parent = child
+    os.close(os.open("file", os.O_CREAT | os.O_WRONLY, dir_fd=parent))
+    os.close(parent)
+    assert sandbox._remove_tree(str(deep)) and not deep.exists()
+
+
+def test_every_item_gets_a_result_whatever_it_does(sandbox_level):
+    items = [{"code": ADD, "tests": ADD_TESTS},
+             {"code": "import os, sys\nos.close(int(sys.argv[1]))\n" + ADD, "tests": ADD_TESTS},
+             {"code": "import json\njson.JSONEncoder.encode = None\n" + ADD, "tests": ADD_TESTS},  # the harness's
+             {"code": "def add(a, b):\n    import os\n    os._exit(3)\n", "tests": ADD_TESTS},
+             {"code": ADD, "tests": "assert add(1, 2) == 3"},  # malformed: one string, not a list
+             {"code": ADD, "tests": ["assert add(1, 2) == 3"], "imports": ["import no_such_module"]},
+             {"code": ADD, "tests": ["assert all(add(i, 0) == i for i in range(3))"]}]
+    results = verify_many(items, workers=3)
+    assert [r.reason for r in results] == ["passed", "exited", "error", "exited", "sandbox_error",
+                                           "unsplittable_test", "unsplittable_test"], results
+    assert "cannot be decided outside the sandbox" in results[-1].output
