@@ -104,21 +104,19 @@ def allow_unsafe(allowed: bool = True) -> None:
 
 def force_isolation(level: str | None) -> None:
     """Use `level` instead of the best this machine offers (tests; None goes back to the best). Only a
-    weaker level can be forced: a machine without namespaces cannot be made to have them."""
-    if level is not None:
-        if level not in LEVELS:
-            raise ValueError(f"isolation level must be one of {', '.join(LEVELS)}, got {level!r}")
-        best = _probed().level
-        if LEVELS.index(level) < LEVELS.index(best):
-            raise ValueError(f"this machine offers at most {best!r}, not {level!r}")
+    level in available_levels(): a machine without namespaces cannot be made to have them."""
+    if level is not None and level not in available_levels():
+        raise ValueError(f"isolation level must be one of {', '.join(available_levels())} on this machine, "
+                         f"got {level!r}")
     _state["forced"] = level
 
 
 def available_levels() -> tuple[str, ...]:
-    """The levels this machine can run, strongest first ("rlimits+audit" only when we are not root)."""
+    """The levels this machine can run, strongest first: a private uid needs root, and root never runs
+    the code as itself."""
     best = _probed().level
-    levels = LEVELS[LEVELS.index(best):]
-    return levels if os.geteuid() != 0 else tuple(level for level in levels if level != UNSAFE)
+    mine = (PRIVATE_UID,) if os.geteuid() == 0 else (UNSAFE,)
+    return tuple(level for level in LEVELS[LEVELS.index(best):] if level == best or level in mine)
 
 
 def isolation() -> str:
@@ -144,7 +142,7 @@ def launch() -> Launch:
     if level == UNSAFE and not _state["unsafe_allowed"]:
         raise IsolationRefused(
             "the code sandbox cannot isolate model-written code here: user namespaces are refused "
-            f"({why() or 'forced'}) and we are not root, so the code would run as you; pass "
+            f"({why() or 'a weaker level was forced'}) and we are not root, so the code would run as you; pass "
             "--allow-unsafe-sandbox (tunixhack.verify.code.allow_unsafe()) to run it anyway")
     probed = _probed()
     if level == probed.level:
@@ -186,7 +184,7 @@ def _wrapper_script(python: str) -> str:
     links, binds = _visible_paths(python)
     q = shlex.quote
     lines = ['set -e', 'R=$1 U=$2', 'shift 2',
-             f'mount -t tmpfs -o size=1m,nr_inodes=256,mode=0755 tunixhack-root "$R"',
+             f'mount -t tmpfs -o size=1m,nr_inodes=256,mode=0755,nosuid,nodev tunixhack-root "$R"',
              'mkdir -p "$R/proc" "$R/work" ' + " ".join(f'"$R"{q(b)}' for b in binds)]
     same_name = [target for path, target in links if os.path.basename(target) == os.path.basename(path)]
     if same_name:  # merged /usr: one `ln` makes bin -> usr/bin, lib -> usr/lib...
@@ -195,7 +193,7 @@ def _wrapper_script(python: str) -> str:
     lines += [f'mount --bind -o ro,nosuid,nodev {q(b)} "$R"{q(b)}' for b in binds]
     lines += [f'mount -t tmpfs -o size={WORK_BYTES},nr_inodes={WORK_INODES},mode=0700,uid=$U,gid=$U,'
               f'nosuid,nodev tunixhack-work "$R/work"',
-              'mount -o remount,ro "$R"',
+              'mount -o remount,bind,ro,nosuid,nodev "$R"',  # per mount: a user namespace may do this
               f'set -- {q(_UNSHARE)} --user --map-root-user --net --pid --ipc --fork --kill-child --root="$R" '
               f'--wd=/work --mount-proc=/proc {q(_SETPRIV)} --bounding-set=-all --inh-caps=-all --no-new-privs "$@"',
               # as root: become the private uid before the user namespace, so it maps to that uid, not to root
@@ -226,8 +224,9 @@ def _namespace_launch() -> tuple[Launch | None, str]:
             shutil.rmtree(workdir, ignore_errors=True)
     if done.returncode == 0 and done.stdout.strip() == b"confined":
         return candidate, ""
-    detail = (done.stderr or done.stdout).decode("utf-8", "replace").strip().splitlines()
-    return None, f"the namespace probe failed (exit {done.returncode}): {detail[-1] if detail else 'no output'}"
+    detail = [line.strip() for line in (done.stderr or done.stdout).decode("utf-8", "replace").splitlines()]
+    first = next((line for line in detail if line), "no output")  # unshare's or mount's own message
+    return None, f"the namespace probe failed (exit {done.returncode}): {first}"
 
 
 # --- the fallback: a private uid ---------------------------------------------------------------------------

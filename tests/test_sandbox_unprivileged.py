@@ -1,0 +1,77 @@
+"""The sandbox as a user who is not root gets it (a trainer on a shared machine, a Kaggle kernel): namespaces
+where unprivileged user namespaces are allowed, else a refusal unless allow_unsafe(). Run for real as an
+unprivileged uid, with the system Python and a copy of tunixhack/verify (root's own files are out of reach)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+USER = 65533  # Debian's reserved range; any uid without a home, groups or files
+
+SCRIPT = r"""
+import json, os
+from tunixhack.verify.code import (IsolationRefused, allow_unsafe, available_levels, force_isolation, isolation,
+                                   run_tests)
+ADD = ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
+out = {"uid": os.getuid(), "level": isolation(), "levels": available_levels()}
+if out["level"] == "namespaces":
+    out["good"] = run_tests("def add(a, b):\n    return a + b\n", ADD).reason
+    out["wrong"] = run_tests("def add(a, b):\n    return a * b\n", ADD).reason
+    secret = run_tests("def add(a, b):\n    try:\n        print(open(SECRET).read())\n    except OSError as e:\n"
+                       "        print('hidden', e)\n    return a + b\n".replace("SECRET", repr(os.environ["SECRET"])), ADD)
+    out["secret"] = secret.output
+    out["thread"] = run_tests("import threading\nthreading.Thread(target=print).start()\n"
+                              "def add(a, b):\n    return a + b\n", ADD).reason
+force_isolation("rlimits+audit")
+try:
+    run_tests("def add(a, b):\n    return a + b\n", ADD)
+    out["unsafe"] = "ran"
+except IsolationRefused as error:
+    out["unsafe"] = str(error)
+allow_unsafe()
+out["allowed"] = run_tests("def add(a, b):\n    return a + b\n", ADD).reason
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path(PYTHON).exists() or not shutil.which("setpriv"),
+                    reason="needs root (to become another uid), setpriv and the system Python")
+def test_an_unprivileged_user_gets_namespaces_or_a_refusal():
+    work = Path(tempfile.mkdtemp(prefix="tunixhack-unprivileged-"))
+    try:
+        (work / "tunixhack").mkdir()
+        (work / "tunixhack" / "__init__.py").write_text("")
+        shutil.copy(ROOT / "tunixhack" / "errors.py", work / "tunixhack")
+        shutil.copytree(ROOT / "tunixhack" / "verify", work / "tunixhack" / "verify",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        secret = work / "token"
+        secret.write_text("hf_secret_of_the_user")
+        for path in [work, *work.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        os.chown(secret, USER, USER)  # the user's own file: readable by the user, never by the code
+        secret.chmod(0o600)
+        done = subprocess.run(
+            ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", PYTHON, "-c", SCRIPT],
+            cwd=work, capture_output=True, text=True, timeout=120,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONPATH": str(work), "SECRET": str(secret)})
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+    finally:
+        shutil.rmtree(work)
+    assert out["uid"] == USER and "uid+rlimits+audit" not in out["levels"]
+    assert "--allow-unsafe-sandbox" in out["unsafe"] and out["allowed"] == "passed"
+    if out["level"] == "namespaces":  # this machine allows unprivileged user namespaces
+        assert (out["good"], out["wrong"], out["thread"]) == ("passed", "assertion_failed", "error")
+        assert "hidden" in out["secret"] and "hf_secret" not in out["secret"]
+    else:
+        assert out["levels"] == ["rlimits+audit"]
