@@ -3,8 +3,8 @@
 Twelve small MBPP-like tasks with three asserts each; half are checked with a correct solution, half with
 a wrong one. Prints checks per second and the mean seconds per check for each worker count.
 
-    .venv/bin/python bench/sandbox.py                  # workers 1, 2, 4
-    .venv/bin/python bench/sandbox.py --workers 8 --rounds 8
+    .venv/bin/python bench/sandbox.py                  # workers 1, 2, 4, at the machine's best isolation
+    .venv/bin/python bench/sandbox.py --workers 8 --rounds 8 --isolation uid+rlimits+audit
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import os
 import time
 
-from tunixhack.verify.code import set_max_parallel, verify_many
+from tunixhack.verify.code import available_levels, force_isolation, isolation, set_max_parallel, verify_many
 
 # (correct solution, wrong solution, asserts): realistic MBPP-sized functions
 TASKS = [
@@ -90,11 +90,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts to measure")
     parser.add_argument("--rounds", type=int, default=4, help="copies of the 12 tasks per measurement")
+    parser.add_argument("--isolation", choices=available_levels(), help="a weaker level than the machine's best")
     args = parser.parse_args()
+    force_isolation(args.isolation)
     set_max_parallel(max(args.workers))  # the bench measures workers, not the process-wide default cap
     items, expected = batch(args.rounds)
     verify_many(items[:2], workers=1)  # warm-up: the first call probes which interpreter the sandbox runs
-    print(f"{len(items)} checks per run ({expected} should pass), {os.cpu_count()} CPUs")
+    print(f"{len(items)} checks per run ({expected} should pass), {os.cpu_count()} CPUs, isolation {isolation()}, "
+          f"load average {os.getloadavg()[0]:.1f}")
     print(f"{'workers':>7}  {'wall s':>7}  {'checks/s':>8}  {'mean s/check':>12}  {'passed':>6}")
     for workers in args.workers:
         started = time.perf_counter()

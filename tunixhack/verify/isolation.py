@@ -26,6 +26,7 @@ import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import UserError
 
@@ -230,6 +231,7 @@ def _namespace_launch() -> tuple[Launch | None, str]:
 
 
 # --- the fallback: a private uid ---------------------------------------------------------------------------
+@lru_cache(maxsize=1)  # thread-safe enough: a racing first call probes twice and gets the same answer
 def _private_uid_launch() -> Launch:
     """As root without namespaces: find an interpreter the private uid can run (probe once)."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
