@@ -171,7 +171,8 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
         return CheckResult(False, "unsplittable_test", f"[check] {type(error).__name__}: {error}")
     how = launch()
     with _SLOTS.take() as slot:
-        workdir = tempfile.mkdtemp(prefix="tunixhack-sandbox-")
+        # namespaces: the work folder is a tmpfs in the child's own mount namespace, nothing on the host
+        workdir = None if how.workdir_inside else tempfile.mkdtemp(prefix="tunixhack-sandbox-")
         result = None
         try:
             if how.drop:
@@ -188,20 +189,21 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
             }
             result = _run_child(how, workdir, slot, payload, plan, timeout)
         finally:
-            if not _remove_tree(workdir) and result is not None:
+            if workdir is not None and not _remove_tree(workdir) and result is not None:
                 result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] could not remove "
                                      f"{workdir}", result.seconds)
     return result
 
 
-def _run_child(how: Launch, workdir: str, slot: int, payload: dict, plan: Plan, timeout: float) -> CheckResult:
+def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan: Plan,
+               timeout: float) -> CheckResult:
     result_read, result_write = os.pipe()
     home = how.workdir_inside or workdir
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     started = time.monotonic()
     try:
         child = subprocess.Popen(
-            how.command(["-I", "-S", "-B", "-c", HARNESS, str(result_write)], workdir, slot), cwd=workdir,
+            how.command(["-I", "-S", "-B", "-c", HARNESS, str(result_write)], slot), cwd=workdir or "/",
             env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             pass_fds=(result_write,), start_new_session=True)  # no user=: that would rule out vfork
     except OSError as error:
@@ -322,11 +324,6 @@ def _remove_tree(path: str) -> bool:
     """Remove a check's folder; True when it is gone. Never raises: whatever the code left there (a tree
     deeper than the recursion limit, dirs without permissions) ends with `rm -rf`, and a folder that still
     stays is the check's failure (cleanup_failed), never an exception."""
-    try:
-        os.rmdir(path)  # namespaces: only an empty mount point here, the files lived in the child's tmpfs
-        return True
-    except OSError:
-        pass
     try:
         if os.geteuid() != 0:
             _open_up(path)  # the code may have taken the permissions off its own dirs: give them back

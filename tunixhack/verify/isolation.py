@@ -16,6 +16,7 @@ Levels, strongest first:
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import shlex
@@ -80,16 +81,17 @@ class Launch:
     drop: bool = False       # the harness switches to the slot's private uid itself (PRIVATE_UID)
     preload: tuple = ()      # PRIVATE_UID fallback: modules to load before the switch
 
-    def command(self, python_args: list[str], workdir: str, slot: int) -> list[str]:
+    def command(self, python_args: list[str], slot: int) -> list[str]:
         if self.level != NAMESPACES:
             return [self.python, *python_args]
         uid = UID_BASE + slot if os.geteuid() == 0 else 0  # 0: the user, seen from the outer namespace
         outer = ["--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--mount"]
         return [_UNSHARE, *outer, "--propagation", "private", "/bin/sh", "-c", self.wrapper, "sandbox",
-                workdir, str(uid), self.python, *python_args]
+                str(uid), self.python, *python_args]
 
     @property
     def workdir_inside(self) -> str | None:
+        """The work folder as the child sees it, where it is not a host folder (namespaces: /work)."""
         return "/work" if self.level == NAMESPACES else None
 
 
@@ -176,31 +178,47 @@ def _visible_paths(python: str) -> tuple[list[tuple[str, str]], list[str]]:
     return links, binds
 
 
-def _wrapper_script(python: str) -> str:
-    """The shell script (run by `unshare --mount` as root, or as root of a new user namespace) that builds
-    the child's root on the empty host folder $1 and starts the child in its own namespaces as uid $2.
-
-    Mounts are made in the outer mount namespace, so inside the child's own user namespace they are locked:
-    read-only stays read-only. The work folder is a tmpfs, gone with the namespace."""
+def _skeleton(python: str) -> tuple[str, str]:
+    """Made once per process: an empty root for the children (mount points and the system links) and the
+    fstab that fills it, read-only, in each child's own mount namespace. Returns (root, fstab)."""
+    base = tempfile.mkdtemp(prefix="tunixhack-sandbox-root-")
+    atexit.register(shutil.rmtree, base, True)
+    os.chmod(base, 0o755)  # the private uid chroots into base/root
+    root = os.path.join(base, "root")
     links, binds = _visible_paths(python)
+    for path in ["/proc", "/work", *binds]:
+        os.makedirs(root + path, mode=0o755)
+    for path, target in links:
+        os.symlink(target, root + path)
+    os.chmod(root, 0o755)
+    entries = [(root, root, "none", "bind,ro,nosuid,nodev")]
+    entries += [(b, root + b, "none", "bind,ro,nosuid,nodev") for b in binds]
+    entries.append(("tunixhack-work", root + "/work", "tmpfs",
+                    f"size={WORK_BYTES},nr_inodes={WORK_INODES},mode=0777,nosuid,nodev"))
+    if any(any(c.isspace() or c == "\\" for c in field) for entry in entries for field in entry):
+        raise OSError(f"a path with blanks cannot go in an fstab: {entries}")
+    fstab = os.path.join(base, "fstab")
+    with open(fstab, "w", encoding="utf-8") as f:
+        f.writelines(" ".join(entry) + " 0 0\n" for entry in entries)
+    return root, fstab
+
+
+def _wrapper_script(root: str, fstab: str) -> str:
+    """The shell script (run by `unshare --mount` as root, or as root of a new user namespace) that mounts
+    the child's root and starts the child, as uid $1 outside, in its own user, network, PID, IPC and mount
+    namespaces, chrooted there, with no capabilities.
+
+    The mounts are made in the outer mount namespace, so inside the child's user namespace they are locked:
+    read-only stays read-only. The work folder is a tmpfs, gone with the namespace."""
     q = shlex.quote
-    lines = ['set -e', 'R=$1 U=$2', 'shift 2',
-             f'mount -t tmpfs -o size=1m,nr_inodes=256,mode=0755,nosuid,nodev tunixhack-root "$R"',
-             'mkdir -p "$R/proc" "$R/work" ' + " ".join(f'"$R"{q(b)}' for b in binds)]
-    same_name = [target for path, target in links if os.path.basename(target) == os.path.basename(path)]
-    if same_name:  # merged /usr: one `ln` makes bin -> usr/bin, lib -> usr/lib...
-        lines.append("ln -s " + " ".join(q(t) for t in same_name) + ' "$R"')
-    lines += [f'ln -s {q(target)} "$R"{q(path)}' for path, target in links if target not in same_name]
-    lines += [f'mount --bind -o ro,nosuid,nodev {q(b)} "$R"{q(b)}' for b in binds]
-    lines += [f'mount -t tmpfs -o size={WORK_BYTES},nr_inodes={WORK_INODES},mode=0700,uid=$U,gid=$U,'
-              f'nosuid,nodev tunixhack-work "$R/work"',
-              'mount -o remount,bind,ro,nosuid,nodev "$R"',  # per mount: a user namespace may do this
-              f'set -- {q(_UNSHARE)} --user --map-root-user --net --pid --ipc --fork --kill-child --root="$R" '
-              f'--wd=/work --mount-proc=/proc {q(_SETPRIV)} --bounding-set=-all --inh-caps=-all --no-new-privs "$@"',
-              # as root: become the private uid before the user namespace, so it maps to that uid, not to root
-              f'[ "$U" = 0 ] || set -- {q(_SETPRIV)} --reuid="$U" --regid="$U" --clear-groups "$@"',
-              'exec "$@"']
-    return "\n".join(lines)
+    return "\n".join([
+        "set -e", "U=$1", "shift",
+        f"mount -a -T {q(fstab)}",
+        f"set -- {q(_UNSHARE)} --user --map-root-user --net --pid --ipc --fork --kill-child --root={q(root)} "
+        f'--wd=/work --mount-proc=/proc {q(_SETPRIV)} --bounding-set=-all --inh-caps=-all --no-new-privs "$@"',
+        # as root: become the private uid before the user namespace, so it maps to that uid, not to root
+        f'[ "$U" = 0 ] || set -- {q(_SETPRIV)} --reuid="$U" --regid="$U" --clear-groups "$@"',
+        'exec "$@"'])
 
 
 def _namespace_launch() -> tuple[Launch | None, str]:
@@ -208,21 +226,15 @@ def _namespace_launch() -> tuple[Launch | None, str]:
     python = os.path.realpath(sys.executable)
     if not (os.path.isabs(_UNSHARE) and os.path.isabs(_SETPRIV)):
         return None, "unshare or setpriv (util-linux) not found"
-    if not _SETPRIV.startswith("/usr/") and not os.path.isdir(os.path.dirname(_SETPRIV)):
+    if not _SETPRIV.startswith("/usr/"):
         return None, f"setpriv at {_SETPRIV} would not be visible in the sandbox"
-    candidate = Launch(NAMESPACES, python, _wrapper_script(python))
-    workdir = tempfile.mkdtemp(prefix="tunixhack-probe-")
     try:
-        done = subprocess.run(candidate.command(["-I", "-S", "-B", "-c", PROBE], workdir, 0), cwd="/",
+        candidate = Launch(NAMESPACES, python, _wrapper_script(*_skeleton(python)))
+        done = subprocess.run(candidate.command(["-I", "-S", "-B", "-c", PROBE], 0), cwd="/",
                               env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, capture_output=True,
                               timeout=60, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as error:
         return None, f"{type(error).__name__}: {error}"
-    finally:
-        try:
-            os.rmdir(workdir)  # only a mount point: what the child wrote lived in its own tmpfs
-        except OSError:
-            shutil.rmtree(workdir, ignore_errors=True)
     if done.returncode == 0 and done.stdout.strip() == b"confined":
         return candidate, ""
     detail = [line.strip() for line in (done.stderr or done.stdout).decode("utf-8", "replace").splitlines()]
