@@ -244,6 +244,41 @@ def test_deep_directories_and_disk_use_are_bounded(sandbox_level):
     assert int(result.output.split("bytes ")[1].split()[0]) <= limit
 
 
+# --- the audit hook's own defences (the kernel stands behind them at the namespaces level) --------------
+@pytest.mark.parametrize("module", ["readline", "sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm", "_posixsubprocess"])
+def test_modules_that_write_or_spawn_unaudited_are_refused_however_loaded(module, sandbox_level):
+    loads = (f"import {module}",
+             f"import _imp\nfrom importlib.machinery import PathFinder\nspec = PathFinder.find_spec({module!r})\n"
+             "if spec is not None:\n    _imp.create_dynamic(spec)\nelse:\n    raise PermissionError('not there')",
+             f"import _imp\nfrom importlib.machinery import ModuleSpec\n_imp.create_builtin(ModuleSpec({module!r}, None))")
+    for load in loads:
+        result = check(guarded(load))
+        assert result.passed and "stopped:" in result.output, (load, result.output)
+        assert "stopped: PermissionError" in result.output or "not there" in result.output, result.output
+
+
+def test_paths_must_be_plain_strings_and_relative_opens_are_resolved(sandbox_level):
+    program = ("import io, os, pathlib\nopen(pathlib.Path('fine'), 'w').close()  # open() converts it once\nfd = os.open('rel', os.O_CREAT | os.O_WRONLY)\nos.write(fd, b'kept')\n"
+               "here = os.open('.', os.O_RDONLY)\nKEPT = os.read(os.open('rel', os.O_RDONLY, dir_fd=here), 9)\n"
+               + guarded("io.FileIO(pathlib.Path('inside'), 'w')")
+               + guarded("d = os.open('/proc', os.O_RDONLY)").replace("def add", "def proc")
+               + guarded("os.open('/tmp/evil', os.O_CREAT | os.O_WRONLY)").replace("def add", "def evil"))
+    result = check(program, ["assert KEPT == b'kept'", "assert add(1, 2) == 3", "assert proc(1, 2) == 3",
+                             "assert evil(1, 2) == 3"])
+    assert result.passed, result.output
+    stops = [line for line in result.output.splitlines() if line.startswith("stopped:")]
+    assert "a path of type PosixPath" in stops[0] and "process table" in stops[1] and len(stops) == 3
+
+
+@pytest.mark.parametrize("make", ["os.mkdir(f'd{i}')", "os.symlink('x', f'l{i}')",
+                                  "open('f', 'a').close()\n        os.link('f', f'h{i}')"])
+def test_directories_and_links_count_like_files(make, sandbox_level):
+    attack = f"made = 0\ntry:\n    for i in range(100):\n        {make}\n        made += 1\nfinally:\n    print('made', made)"
+    result = check("import os\n" + guarded(attack))
+    assert result.passed and "stopped: PermissionError" in result.output, result.output
+    assert int(result.output.split("made ")[1].split()[0]) <= sandbox.WRITE_OPENS
+
+
 # --- a check never crashes -----------------------------------------------------------------------------
 def test_a_tree_deeper_than_the_recursion_limit_is_removed(tmp_path):
     deep = tmp_path / "deep"

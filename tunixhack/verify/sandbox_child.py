@@ -15,8 +15,9 @@ Lock-down, in order: resource limits (soft == hard; one process only where the u
 private to this check); the privilege drop when the parent asks for it (root without namespaces); an audit
 hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the modules that
 write or spawn without audit events (readline, sqlite3, dbm, _posixsubprocess, however they are loaded),
-reads of other processes' /proc entries, paths that are not plain str/bytes, relative os.open (its dir_fd is
-not in the event) and any write, directory or link outside the working directory, at most `write_opens`.
+reads of other processes' /proc entries, paths that are not plain str/bytes, relative os.open (its event does
+not show dir_fd: os.open is wrapped to open by absolute path) and any write, directory or link outside the
+working directory, at most `write_opens` of them.
 
 Limits of this design: the code shares the interpreter with this harness and the audit hook is a tripwire,
 not a security boundary (PEP 578); the kernel (namespaces, or a private uid with rlimits) is the boundary.
@@ -226,9 +227,30 @@ def make_audit_hook(root: str, max_write_opens: int):
                 check_proc(resolve(plain(args[0])))
         elif event == "sqlite3.connect":  # refused at import already; a database file is a write
             if args[0] != ":memory:":
-                deny("sqlite3.connect to a file")
+                if not inside(resolve(plain(args[0]))):
+                    deny("sqlite3.connect outside the working directory")
+                count_write(event)
 
     return hook
+
+
+def guard_os_open() -> None:
+    """os.open's audit event does not show dir_fd: open relative paths (to the cwd or to dir_fd) by their
+    absolute path instead, so the hook checks the file really opened. The hook refuses any relative
+    os.open that bypasses this (it cannot tell which directory it is relative to)."""
+    real_open, readlink, getcwd, fsdecode, type_, int_ = os.open, os.readlink, os.getcwd, os.fsdecode, type, int
+
+    def open_(path, flags, mode=0o777, *, dir_fd=None):
+        if type_(path) is not str and type_(path) is not bytes:
+            raise PermissionError(f"sandbox: os.open of a path of type {type_(path).__name__} is not allowed")
+        text = fsdecode(path)
+        if not text.startswith("/"):
+            base = getcwd() if dir_fd is None else readlink(f"/proc/self/fd/{int_(dir_fd)}")
+            text = base.rstrip("/") + "/" + text
+        return real_open(text, flags, mode)
+
+    os.open = open_  # `os` and `posix` share the function object: replace both names
+    sys.modules["posix"].open = open_
 
 
 def guard_builtin_modules() -> None:
@@ -281,6 +303,7 @@ def main() -> None:
         for name in ("mkfifo", "mknod"):  # these make files with no audit event
             if holder is not None and hasattr(holder, name):
                 delattr(holder, name)
+    guard_os_open()
     guard_builtin_modules()
     sys.addaudithook(make_audit_hook(root, payload["limits"]["write_opens"]))
     report("READY")
