@@ -1,5 +1,9 @@
 """Shared test options. Tests under tests/live/ need a real LM Studio or an accelerator: run with --live."""
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 
 
@@ -31,3 +35,16 @@ def sandbox_level(request):
     force_isolation(request.param)
     yield request.param
     force_isolation(None)
+
+
+@pytest.fixture
+def decoy():
+    """A world-writable file in a world-writable folder: where a sandboxed program could write, were it not
+    held (the private uid of the fallback can write there; namespaces do not show it)."""
+    folder = Path(tempfile.mkdtemp(prefix="tunixhack-decoy-"))
+    folder.chmod(0o777)
+    path = folder / "bashrc"
+    path.write_text("original\n")
+    path.chmod(0o666)
+    yield path
+    shutil.rmtree(folder)

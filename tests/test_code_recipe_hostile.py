@@ -19,7 +19,7 @@ import pytest
 from tests.fakes.openai_server import OpenAIFake
 from tests.helpers import FIXTURES, ROOT, read_rows, script_env, sibling
 from tests.test_sandbox import processes_with
-from tests.test_sandbox_attacks import FRAME_FORGER, YES, guarded
+from tests.test_sandbox_attacks import FRAME_FORGER, YES, guarded, untouched
 from tunixhack.verify.code import isolation
 
 PERIMETER = "def square_perimeter(a):\n    return 4 * a\n"
@@ -45,17 +45,6 @@ def harm(decoy: Path, port: int, marker: str) -> str:
 
 def block(code: str) -> str:
     return f"Here it is.\n\n```python\n{code}```\n"
-
-
-@pytest.fixture
-def decoy():
-    folder = Path(tempfile.mkdtemp(prefix="tunixhack-decoy-"))
-    folder.chmod(0o777)
-    path = folder / "bashrc"
-    path.write_text("original\n")
-    path.chmod(0o666)
-    yield path
-    shutil.rmtree(folder)
 
 
 def test_a_hostile_teacher_gets_nothing_wrong_verified_and_leaves_nothing_behind(tmp_path, decoy):
@@ -100,7 +89,7 @@ def test_a_hostile_teacher_gets_nothing_wrong_verified_and_leaves_nothing_behind
         assert sorted(r["id"] for r in rejects) == ["mbpp/test/11", "mbpp/test/12", "mbpp/test/20", "mbpp/test/927"]
         assert {r["reason"] for r in rejects} == {"verify_failed"}
         assert json.loads(out.with_name("mbpp.summary.json").read_text())["code_sandbox"] == isolation()
-        assert decoy.read_text() == "original\n" and sorted(os.listdir(decoy.parent)) == ["bashrc"]
+        assert untouched(decoy)
         assert os.listdir(private_tmp) == []  # every work folder removed
         assert processes_with(marker) == []
     finally:

@@ -27,8 +27,9 @@ out = {"uid": os.getuid(), "level": isolation(), "levels": available_levels()}
 if out["level"] == "namespaces":
     out["good"] = run_tests("def add(a, b):\n    return a + b\n", ADD).reason
     out["wrong"] = run_tests("def add(a, b):\n    return a * b\n", ADD).reason
-    secret = run_tests("def add(a, b):\n    try:\n        print(open(SECRET).read())\n    except OSError as e:\n"
-                       "        print('hidden', e)\n    return a + b\n".replace("SECRET", repr(os.environ["SECRET"])), ADD)
+    steal = ("def add(a, b):\n    try:\n        print(open(SECRET).read())\n    except OSError as e:\n"
+             "        print('hidden', e)\n    return a + b\n").replace("SECRET", repr(os.environ["SECRET"]))
+    secret = run_tests(steal, ADD)
     out["secret"] = secret.output
     out["thread"] = run_tests("import threading\nthreading.Thread(target=print).start()\n"
                               "def add(a, b):\n    return a + b\n", ADD).reason

@@ -107,7 +107,7 @@ def extract_code(text: str) -> str | None:
     return text if _parses(text) else None
 
 
-# --- parallel slots (each gives a private uid as root) ----------------------------------------------------------------------
+# --- parallel slots (each gives a private uid as root) ------------------------------------------------
 class _Slots:
     """A process-wide bound on running sandboxes; each holder gets the smallest free slot number."""
 
@@ -150,7 +150,6 @@ def max_parallel() -> int:
     return _SLOTS._limit
 
 
-
 # --- one check ------------------------------------------------------------------------------------------
 def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] | tuple = (),
               timeout: float = 10.0, *, memory_mb: int = MEMORY_MB) -> CheckResult:
@@ -168,7 +167,7 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
         return CheckResult(False, "unsplittable_test", f"[check] this test cannot be decided outside the "
                                                         f"sandbox, so it is not run: {error}")
     except Exception as error:  # a test import that fails here (ImportError...): the dataset's problem
-        return CheckResult(False, "unsplittable_test", f"[check] {type(error).__name__}: {error}")
+        return CheckResult(False, "error", f"[check] the test imports failed: {type(error).__name__}: {error}")
     how = launch()
     with _SLOTS.take() as slot:
         # namespaces: the work folder is a tmpfs in the child's own mount namespace, nothing on the host

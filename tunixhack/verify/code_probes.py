@@ -193,8 +193,9 @@ def plan_tests(tests, setup: str = "", imports=()) -> Plan:
             sandbox_names = {n.id for n in ast.walk(condition) if isinstance(n, ast.Name)} - trusted
             if not sandbox_names:
                 # MBPP task 126 names its function `sum`: with no other name, the builtins it calls are the code's
-                sandbox_names = {n.func.id for n in ast.walk(condition)
-                                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)} - set(import_namespace(imports))
+                called = {n.func.id for n in ast.walk(condition)
+                          if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+                sandbox_names = called - set(import_namespace(imports))
             if not sandbox_names:
                 raise Unsplittable(f"the assert never uses the code under test: {test.strip()!r}")
             before = len(probes)
