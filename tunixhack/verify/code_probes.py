@@ -6,7 +6,9 @@ A test such as `assert math.isclose(circle_area(2), 12.566, rel_tol=0.001)` beco
     check  math.isclose(__probe_0__, 12.566, rel_tol=0.001)      evaluated here, in a fresh namespace
 
 The sandbox sees only the probes (calls to the code under test with the test's inputs), never an expected
-value, and sends back each value as plain data (tagged JSON, see `decode_value`): exact builtin types only.
+value, and sends back each value as plain data (tagged JSON, see `decode_value`): exact builtin types only
+(a Counter or defaultdict travels as the plain dict of its items, which compares with a dict exactly as it
+does; four MBPP reference solutions return one).
 The check then runs here with those values substituted, the real builtins and the test imports, so nothing
 the program does (a permissive `__eq__`, a patched `math.isclose`, a forged verdict) can make it pass.
 
@@ -38,6 +40,7 @@ from types import CodeType
 WRAPPERS = frozenset({"bool", "list", "tuple", "set", "frozenset", "sorted", "str", "dict"})
 PLACEHOLDER = "__probe_{}__"
 MAX_DEPTH = 100        # nesting of a returned value
+MAX_SAME_HASH = 32     # unequal items of one container that may share a hash
 BIG_INT_BITS = 14_000  # ints past this travel as hex (decimal conversion is capped at 4300 digits)
 
 
@@ -234,16 +237,17 @@ def _rebuild(raw, depth: int):
     if raw is None or kind in (bool, int, float, str):
         return raw
     if kind is list:
-        return [_rebuild(item, depth + 1) for item in raw]
+        return _few_collisions([_rebuild(item, depth + 1) for item in raw])
     if kind is not dict or len(raw) != 1:
         raise BadValue(f"unexpected {kind.__name__}")
     (tag, body), = raw.items()
     try:
         if tag in ("t", "s", "f") and type(body) is list:
-            items = [_rebuild(item, depth + 1) for item in body]
+            items = _few_collisions([_rebuild(item, depth + 1) for item in body])
             return tuple(items) if tag == "t" else set(items) if tag == "s" else frozenset(items)
         if tag == "d" and type(body) is list and all(type(p) is list and len(p) == 2 for p in body):
-            return {_rebuild(k, depth + 1): _rebuild(v, depth + 1) for k, v in body}
+            keys = _few_collisions([_rebuild(k, depth + 1) for k, _ in body])
+            return dict(zip(keys, (_rebuild(v, depth + 1) for _, v in body)))
         if tag == "b" and type(body) is str:
             return bytes.fromhex(body)
         if tag == "x" and type(body) is str:
@@ -253,6 +257,23 @@ def _rebuild(raw, depth: int):
     except (TypeError, ValueError) as error:  # an unhashable set member or dict key; bad hex
         raise BadValue(f"bad {tag!r} value: {error}") from None
     raise BadValue(f"unknown tag {tag!r}")
+
+
+def _few_collisions(items: list) -> list:
+    """Refuse many unequal items with one hash (ints that are equal modulo 2**61 - 1, say): putting them in
+    a set or dict, here or in a check's Counter(...), would take quadratic time and stall the trainer."""
+    if len(items) > MAX_SAME_HASH:
+        seen: dict[int, list] = {}  # hash -> [first item, unequal items with that hash]
+        for item in items:
+            try:
+                group = seen.setdefault(hash(item), [item, 0])
+            except TypeError:
+                continue  # unhashable: nothing will hash it
+            if item is not group[0] and item != group[0]:
+                group[1] += 1
+                if group[1] > MAX_SAME_HASH:
+                    raise BadValue(f"more than {MAX_SAME_HASH} unequal items share one hash")
+    return items
 
 
 def judge(plan: Plan, values: list) -> tuple[str, str]:
