@@ -19,7 +19,7 @@ sandbox's isolation level at start-up). The asserts, setup and imports are kept 
 
 from tunixhack import Recipe, Reject, run
 from tunixhack.cli import positive
-from tunixhack.verify.code import allow_unsafe, extract_code, isolation, require_isolation, verify_code
+from tunixhack.verify.code import allow_unsafe, extract_code, isolation, require_isolation, verify_code, why
 
 PROMPT = "{task}\n\nYour code should pass this test:\n{test}"
 # Two tasks' asserts use objects that the setup code builds from classes the solution must define.
@@ -54,7 +54,8 @@ class MBPP(Recipe):
         require_isolation()  # refuses now, at start-up, where the code could not be isolated
 
     def describe(self):
-        return {"code_sandbox": isolation()}
+        weaker = {"code_sandbox_why": why()} if why() else {}  # why namespaces were refused
+        return {"code_sandbox": isolation(), **weaker}
 
     def prompt(self, row):
         task = row.get("text") or row.get("prompt")

@@ -45,11 +45,11 @@ from pathlib import Path
 
 from .code_probes import BadValue, Plan, Unsplittable, decode_value, judge, plan_tests
 from .isolation import (UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
-                        isolation, launch, require_isolation)
+                        isolation, launch, require_isolation, why)
 
 __all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "available_levels",
            "extract_code", "force_isolation", "isolation", "max_parallel", "require_isolation", "run_tests",
-           "set_max_parallel", "verify_code", "verify_many"]
+           "set_max_parallel", "verify_code", "verify_many", "why"]
 
 OUTPUT_KEEP = 4096              # characters of stdout+stderr kept in CheckResult.output
 OUTPUT_LIMIT = 4 * 1024 * 1024  # bytes a check may print (or send as values) before it is killed

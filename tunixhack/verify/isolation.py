@@ -6,7 +6,8 @@ Levels, strongest first:
   and `setpriv`, no extra install): no network at all, its own /proc where it is PID 1, no capabilities,
   one process (RLIMIT_NPROC 1 in its own user namespace: no fork, no thread), and a root of its own that
   shows only /usr, the system library links and the Python install, read-only, plus /work: a tmpfs of
-  WORK_BYTES and WORK_INODES. As root the check runs as a private uid (65000 + slot) outside its user
+  WORK_BYTES and WORK_INODES (an empty skeleton made once per process, filled by one `mount -a` in each
+  check's mount namespace). As root the check runs as a private uid (65000 + slot) outside its user
   namespace; otherwise as the user, who must be allowed unprivileged user namespaces.
 - "uid+rlimits+audit": where namespaces are refused (some containers) but we are root: the harness switches
   to the slot's private uid, RLIMIT_NPROC 1 for that uid, rlimits, and the audit hook.
@@ -46,6 +47,7 @@ PRELOAD = ("re", "math", "cmath", "collections", "itertools", "functools", "heap
 PROBE = """
 import os, resource, socket, threading
 assert os.getcwd() == "/work" and os.listdir("/proc") and [p for p in os.listdir("/proc") if p.isdigit()] == ["1"]
+assert open("/proc/self/uid_map").read().split()[1] != "0"  # never root outside its user namespace
 open("/work/probe", "w").close()
 for path in ("/probe", "/usr/probe"):
     try:
