@@ -286,7 +286,8 @@ def test_a_tree_deeper_than_the_recursion_limit_is_removed(tmp_path):
 def test_every_item_gets_a_result_whatever_it_does(sandbox_level):
     items = [{"code": ADD, "tests": ADD_TESTS},
              {"code": "import os, sys\nos.close(int(sys.argv[1]))\n" + ADD, "tests": ADD_TESTS},
-             {"code": "import json\njson.JSONEncoder.encode = None\n" + ADD, "tests": ADD_TESTS},  # the harness's
+             {"code": "import sys\nsys.setrecursionlimit(12)\ndef add(a, b):\n    return [[[[[[[[a + b]]]]]]]]\n",
+              "tests": ADD_TESTS},  # too little stack left for the harness to encode the value
              {"code": "def add(a, b):\n    import os\n    os._exit(3)\n", "tests": ADD_TESTS},
              {"code": ADD, "tests": "assert add(1, 2) == 3"},  # malformed: one string, not a list
              {"code": ADD, "tests": ["assert add(1, 2) == 3"], "imports": ["import no_such_module"]},
