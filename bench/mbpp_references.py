@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 from tunixhack.source import load_rows
-from tunixhack.verify.code import isolation, set_max_parallel, verify_many
+from tunixhack.verify.code import available_levels, force_isolation, isolation, set_max_parallel, verify_many
 
 SPLITS = ("train", "test", "validation", "prompt")
 
@@ -33,7 +33,9 @@ def main() -> None:
                         "google-research-datasets/mbpp)")
     parser.add_argument("--config", default="full", help="config of a Hub dataset (default full)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--isolation", choices=available_levels(), help="a weaker level than the machine's best")
     args = parser.parse_args()
+    force_isolation(args.isolation)
     set_max_parallel(args.workers)
     print(f"isolation {isolation()}, {args.workers} workers, {os.cpu_count()} CPUs")
     for source in args.source or ["google-research-datasets/mbpp"]:
