@@ -125,6 +125,18 @@ def test_oracles_find_no_expected_value(oracle, sandbox_level):
     assert "found True" not in result.output
 
 
+def test_the_dataset_on_disk_is_no_oracle(sandbox_level):
+    # The fixture is world-readable, like a data/ folder: the program looks its own inputs up in it.
+    row = next(r for r in FULL if r["task_id"] == 17)
+    dataset = FIXTURES / "mbpp" / "full.jsonl"
+    oracle = ("import re\ndef square_perimeter(a):\n    try:\n"
+              f"        text = open({str(dataset)!r}).read()\n    except OSError as error:\n"
+              "        print('refused', error)\n        return None\n"
+              "    return int(re.search(r'square_perimeter\\(%d\\)==(\\d+)' % a, text).group(1))\n")
+    result = check(oracle, row["test_list"])
+    assert not result.passed and "refused" in result.output, result.output
+
+
 # --- harm beyond the sandbox is contained -------------------------------------------------------------
 def test_no_process_or_connection_through_a_reloaded_posixsubprocess(sandbox_level):
     marker = f"30.{uuid.uuid4().int % 10**9}"
@@ -200,7 +212,7 @@ def test_the_trainer_is_out_of_reach(decoy, monkeypatch, sandbox_level):
     token = Path(tempfile.mkdtemp(prefix="tunixhack-token-")) / "token"
     token.parent.chmod(0o755)
     token.write_text(secret)
-    token.chmod(0o644)  # readable by anyone: only the namespaces' own root hides it
+    token.chmod(0o644)  # readable by anyone: the namespaces' root does not show it, the fallback's hook refuses it
     attack = (f"seen = open('/proc/%d/environ' % os.getppid()).read()\nprint('environ', {secret!r} in seen)")
     steal = (f"print('token', {secret!r} in open({str(token)!r}).read())")
     result = check("import os, signal\n" + guarded(attack) + guarded(steal).replace("def add", "def steal")
@@ -209,9 +221,7 @@ def test_the_trainer_is_out_of_reach(decoy, monkeypatch, sandbox_level):
                    ["assert add(1, 2) == 3", "assert steal(1, 2) == 3", "assert append(1, 2) == 3",
                     "assert kill(1, 2) == 3"])
     assert result.passed, result.output  # and we, the parent, are still here
-    assert "environ True" not in result.output and untouched(decoy)
-    if sandbox_level == "namespaces":
-        assert "token True" not in result.output  # the fallback's private uid can read world-readable files
+    assert "environ True" not in result.output and "token True" not in result.output and untouched(decoy)
     token.unlink()
     token.parent.rmdir()
 

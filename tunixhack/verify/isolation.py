@@ -184,7 +184,9 @@ def _skeleton(python: str) -> tuple[str, str]:
     """Made once per process: an empty root for the children (mount points and the system links) and the
     fstab that fills it, read-only, in each child's own mount namespace. Returns (root, fstab)."""
     base = tempfile.mkdtemp(prefix="tunixhack-sandbox-root-")
-    atexit.register(shutil.rmtree, base, True)
+    creator = os.getpid()
+    # only by this process: a forked child that exits normally runs the atexit handlers it inherited
+    atexit.register(lambda: os.getpid() == creator and shutil.rmtree(base, ignore_errors=True))
     os.chmod(base, 0o755)  # the private uid chroots into base/root
     root = os.path.join(base, "root")
     links, binds = _visible_paths(python)

@@ -15,9 +15,10 @@ Lock-down, in order: resource limits (soft == hard; one process only where the u
 private to this check); the privilege drop when the parent asks for it (root without namespaces); an audit
 hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the modules that
 write or spawn without audit events (readline, sqlite3, dbm, _posixsubprocess, however they are loaded),
-reads of other processes' /proc entries, paths that are not plain str/bytes, relative os.open (its event does
-not show dir_fd: os.open is wrapped to open by absolute path) and any write, directory or link outside the
-working directory, at most `write_opens` of them.
+reads outside the working directory, /usr and the Python install (other processes' /proc entries, datasets,
+tokens), paths that are not plain str/bytes, relative os.open (its event does not show dir_fd: os.open is
+wrapped to open by absolute path) and any write, directory or link outside the working directory, at most
+`write_opens` of them.
 
 Limits of this design: the code shares the interpreter with this harness and the audit hook is a tripwire,
 not a security boundary (PEP 578); the kernel (namespaces, or a private uid with rlimits) is the boundary.
@@ -144,6 +145,12 @@ def make_audit_hook(root: str, max_write_opens: int):
     deny_error = PermissionError
     own_proc = f"/proc/{os.getpid()}"
     write_opens = [0]
+    # What may be read: what the namespaces' root shows (the work folder, /usr, the Python install) and a few
+    # devices. Without namespaces this keeps a private uid off world-readable files: a dataset with the
+    # expected answers, a token in a project folder.
+    readable = tuple({root, own_proc, "/usr", *(os.path.realpath(p) for p in (
+        sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(sys.executable)))})
+    devices = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 
     def deny(event: str):
         raise deny_error(f"sandbox: {event} is not allowed")
@@ -190,10 +197,12 @@ def make_audit_hook(root: str, max_write_opens: int):
     def inside(real: str) -> bool:
         return real == root or real.startswith(root + "/")
 
-    def check_proc(real: str) -> None:
+    def check_read(real: str) -> None:
         if real == "/proc" or (real.startswith("/proc/") and real[6:].split("/")[0].isdigit()
                                and not (real == own_proc or real.startswith(own_proc + "/"))):
             deny("reading the process table or another process's /proc entry")
+        if real not in devices and not any(real == top or real.startswith(top + "/") for top in readable):
+            deny(f"reading outside the work folder and the Python and system files ({real})")
 
     def count_write(what: str) -> None:
         write_opens[0] += 1
@@ -207,7 +216,7 @@ def make_audit_hook(root: str, max_write_opens: int):
         if mode is None and not text.startswith("/"):
             deny("os.open of a relative path")  # its event does not show dir_fd, so it cannot be resolved
         real = resolve(text)
-        check_proc(real)
+        check_read(real)
         if flags & WRITE_FLAGS:
             if not inside(real):
                 deny(f"writing outside the working directory ({real})")
@@ -233,7 +242,7 @@ def make_audit_hook(root: str, max_write_opens: int):
                 count_write(event)
         elif event in LISTING_EVENTS:
             if type_(args[0]) is not int_ and args[0] is not None:
-                check_proc(resolve(plain(args[0])))
+                check_read(resolve(plain(args[0])))
         elif event == "sqlite3.connect":  # refused at import already; a database file is a write
             if args[0] != ":memory:":
                 if not inside(resolve(plain(args[0]))):
