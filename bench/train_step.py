@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from tunixhack.scripts import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "train"))
 FIXTURE = ROOT / "tests" / "train" / "fixtures" / "traces.jsonl"
 TRACES = FIXTURE  # replaced in main() by a 2,000-row copy: grain's index shuffle is slow on tiny datasets only
 SFT = dict(batch=8, max_len=256, rank=8, alpha=16.0)
@@ -51,7 +51,7 @@ class Timed:
 
 # --- SFT ---------------------------------------------------------------------------------------------------
 def sft_ours(steps: int, warmup: int, out: str) -> list[float]:
-    import sft
+    sft = load_script(ROOT / "train" / "sft.py", "train_sft")
 
     timer = Timed(steps)
     sft.main(["--model", "tiny", "--data", str(TRACES), "--steps", str(steps), "--out", out, "--batch",
@@ -77,9 +77,9 @@ def sft_direct(steps: int, warmup: int, out: str) -> list[float]:
     from tunix.models.gemma3 import params_safetensors
     from tunix.sft import peft_trainer, utils
 
-    import data
-    import hf
-    import model as models
+    from tunixhack.train import data
+    from tunixhack.train import hf
+    from tunixhack.train import model as models
 
     source = models.resolve("tiny")
     tok = models.load_tokenizer(source)
@@ -115,7 +115,7 @@ def sft_direct(steps: int, warmup: int, out: str) -> list[float]:
 
 # --- GRPO --------------------------------------------------------------------------------------------------
 def grpo_ours(steps: int, warmup: int, init: str, out: str) -> list[float]:
-    import grpo
+    grpo = load_script(ROOT / "train" / "grpo.py", "train_grpo")
 
     timer = Timed(steps)
     grpo.main(["--init", init, "--data", str(TRACES), "--steps", str(steps), "--rewards", "format,math",
@@ -137,9 +137,9 @@ def grpo_direct(steps: int, warmup: int, init: str, out: str) -> list[float]:
     from tunix.rl.grpo.grpo_learner import GRPOConfig, GRPOLearner
     from tunix.rl.rollout.base_rollout import RolloutConfig
 
-    import data
-    import model as models
-    import runs
+    from tunixhack.train import data
+    from tunixhack.train import model as models
+    from tunixhack.train import runs
 
     mesh = models.make_mesh(None)
     policy, cfg, tok, _ = runs.load_run(init, mesh, merged=True)
@@ -181,10 +181,10 @@ def mfu(size: str, steps: int, batch: int, seq: int) -> None:
     from tunix.models.gemma3 import model as gemma3
     from tunix.sft import peft_trainer
 
-    import data
-    import model as models
-    import runs
-    import sft
+    from tunixhack.train import data
+    from tunixhack.train import model as models
+    from tunixhack.train import runs
+    sft = load_script(ROOT / "train" / "sft.py", "train_sft")
 
     if size == "1b":
         cfg = gemma3.ModelConfig.gemma3_1b_it()
@@ -280,7 +280,7 @@ def report(title: str, gaps: dict, tokens: int | None) -> None:
 
 
 def runs_setup() -> None:
-    import runs
+    from tunixhack.train import runs
 
     runs.setup_jax()  # the persistent compilation cache: the warm-up steps are left out anyway
 

@@ -19,7 +19,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import runs
+from tunixhack.train import runs
 
 from tunixhack.errors import UserError
 from tunixhack.traces import write_json, write_jsonl
@@ -44,7 +44,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    import data as traces
+    from tunixhack.train import data as traces
 
     rows = sample(traces.read_rows(args.data), args.limit, args.seed)
     run = runs.read_run(args.ckpt) if args.ckpt else None
@@ -81,9 +81,9 @@ def sample(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
 
 
 def evaluate(label: str, model_name: str, ckpt: str | None, rows: list[dict], args, samples: list) -> dict:
-    import data as traces
-    import model as models
-    from decode import Greedy
+    from tunixhack.train import data as traces
+    from tunixhack.train import model as models
+    from tunixhack.train.decode import Greedy
 
     mesh = models.make_mesh(args.mesh)
     if ckpt:
@@ -118,7 +118,7 @@ def evaluate(label: str, model_name: str, ckpt: str | None, rows: list[dict], ar
 
 def score(row: dict, reply: str) -> tuple[bool | None, bool]:
     """(correct or None when nothing can be checked, format compliant)."""
-    from rewards import answer_of, format_compliant
+    from tunixhack.student import answer_of, format_compliant
 
     answer = answer_of(reply) or reply
     if row.get("tests"):

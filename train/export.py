@@ -18,7 +18,7 @@ import shutil
 import sys
 from pathlib import Path
 
-import runs
+from tunixhack.train import runs
 
 from tunixhack.errors import UserError
 
@@ -35,8 +35,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    import hf
-    import model as models
+    from tunixhack.train import hf
+    from tunixhack.train import model as models
     import numpy as np
 
     run = runs.read_run(args.ckpt)

@@ -16,14 +16,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import runs
+from tunixhack.train import runs
 
 from tunixhack.errors import UserError
 from tunixhack.traces import file_fingerprint
 
 
 def parse_args(argv=None):
-    import rewards
+    from tunixhack.train import rewards
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     runs.model_flags(p)
@@ -68,9 +68,9 @@ def parse_args(argv=None):
 def main(argv=None, batches=None) -> None:
     """`batches` (bench/train_step.py) wraps the stream of prompt batches, e.g. to time each step."""
     args = parse_args(argv)
-    import data as traces
-    import model as models
-    import rewards
+    from tunixhack.train import data as traces
+    from tunixhack.train import model as models
+    from tunixhack.train import rewards
 
     if args.init:
         init = runs.read_run(args.init)  # fails early with a clear line when it is not a run folder

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-import runs
+from tunixhack.train import runs
 
 from tunixhack.errors import UserError
 from tunixhack.traces import file_fingerprint
@@ -55,8 +55,8 @@ def parse_args(argv=None):
 def main(argv=None, batches=None) -> None:
     """`batches` (bench/train_step.py) wraps the stream of training batches, e.g. to time each step."""
     args = parse_args(argv)
-    import data as traces
-    import model as models
+    from tunixhack.train import data as traces
+    from tunixhack.train import model as models
 
     source = models.resolve(args.model)
     mesh = models.make_mesh(args.mesh)
@@ -138,8 +138,8 @@ class Counted:
 
 
 def print_samples(net, cfg, tok, ids, rows, n: int) -> None:
-    import data as traces
-    from decode import Greedy
+    from tunixhack.train import data as traces
+    from tunixhack.train.decode import Greedy
 
     if n <= 0:
         return

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .reasoning import split_tagged
+from .student import split_tagged
 
 VERSION = "1"
 COLUMNS = {  # our field -> the headers it has had, normalised (lowercase, _ for spaces and dashes)

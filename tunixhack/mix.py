@@ -23,7 +23,8 @@ from .decontam import ROW_FIELDS, SHORT_MIN, build_index, decontaminate
 from .dedup import MINHASH_SEED, NUM_PERM, SHINGLE, deduplicate, removal
 from .errors import UserError
 from .tokens import WordCounter
-from .traces import file_fingerprint, read_traces, render_completion, render_prompt, write_json, write_jsonl
+from .student import render_completion, render_prompt
+from .traces import file_fingerprint, read_traces, write_json, write_jsonl
 
 OUTPUTS = ("sft.jsonl", "rl.jsonl", "eval.jsonl", "removed.jsonl", "mix.json")
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .errors import Reject, TransientError
 from .prompts import WRITTEN_FORMAT
-from .reasoning import split_tagged
+from .student import split_tagged
 from .recipe import Recipe
 from .router import Router
 from .store import FSYNC_EVERY, TraceStore

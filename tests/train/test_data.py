@@ -12,14 +12,14 @@ pytestmark = pytest.mark.train
 
 @pytest.fixture(scope="module")
 def rows():
-    import data
+    from tunixhack.train import data
 
     return data.read_rows(str(TRACES))
 
 
 def test_the_loss_mask_covers_the_model_turn_and_nothing_else(tiny, rows):
-    import data
-    from tunixhack.traces import render_completion
+    from tunixhack.train import data
+    from tunixhack.student import render_completion
 
     _, tok, ids = tiny
     loaded = data.tokenize_sft(rows[:3], tok, ids, max_len=256)
@@ -35,7 +35,7 @@ def test_the_loss_mask_covers_the_model_turn_and_nothing_else(tiny, rows):
 
 
 def test_rows_longer_than_max_len_are_dropped_and_counted(tiny, rows):
-    import data
+    from tunixhack.train import data
 
     _, tok, ids = tiny
     lengths = [len(tok.encode(data.render_prompt(r["prompt"]))) for r in rows]
@@ -49,7 +49,7 @@ def test_rows_longer_than_max_len_are_dropped_and_counted(tiny, rows):
 
 
 def test_unverified_and_empty_rows_are_not_trained_on(tiny, rows):
-    import data
+    from tunixhack.train import data
 
     _, tok, ids = tiny
     bad = [dict(rows[0], id="x/1", verified=False), dict(rows[1], id="x/2", answer="  ")]
@@ -58,7 +58,7 @@ def test_unverified_and_empty_rows_are_not_trained_on(tiny, rows):
 
 
 def test_sft_batches_are_seeded(tiny, rows):
-    import data
+    from tunixhack.train import data
 
     _, tok, ids = tiny
     examples = data.tokenize_sft(rows, tok, ids, max_len=256).examples
@@ -74,7 +74,7 @@ def test_sft_batches_are_seeded(tiny, rows):
 
 
 def test_holdout_depends_on_the_row_id_only(rows):
-    import data
+    from tunixhack.train import data
 
     held = {r["id"] for r in rows if data.is_holdout(r, 0.3, seed=0)}
     again = {r["id"] for r in reversed(rows) if data.is_holdout(r, 0.3, seed=0)}
@@ -82,7 +82,7 @@ def test_holdout_depends_on_the_row_id_only(rows):
 
 
 def test_grpo_prompts_carry_the_reward_columns(tiny, rows):
-    import data
+    from tunixhack.train import data
 
     _, tok, _ = tiny
     loaded = data.grpo_prompts(rows, tok, max_prompt_len=128)

@@ -29,7 +29,7 @@ def columns(n, **given):
     ("", 0.0),
 ])
 def test_format_reward(completion, expected):
-    from rewards import format_reward
+    from tunixhack.train.rewards import format_reward
 
     assert format_reward(["p"], [completion], **columns(1)) == [expected]
 
@@ -44,7 +44,7 @@ def test_format_reward(completion, expected):
     (f"{R}<answer>72</answer>", "math", "", 0.0),                    # no reference: neutral
 ])
 def test_math_reward(completion, category, reference, expected):
-    from rewards import math_reward
+    from tunixhack.train.rewards import math_reward
 
     assert math_reward(["p"], [completion], **columns(1, category=category, reference=reference)) == [expected]
 
@@ -58,7 +58,7 @@ def test_math_reward(completion, category, reference, expected):
     (f"{R}<answer>B</answer>", "null", "carbon dioxide", 0.0),       # not a choice row: neutral
 ])
 def test_choice_reward(completion, options, reference, expected):
-    from rewards import choice_reward
+    from tunixhack.train.rewards import choice_reward
 
     got = choice_reward(["p"], [completion], **columns(1, category="science", options=options, reference=reference))
     assert got == [expected]
@@ -66,14 +66,14 @@ def test_choice_reward(completion, options, reference, expected):
 
 @pytest.mark.parametrize("words, expected", [(5, 0.0), (10, 0.0), (15, -0.5), (40, -1.0)])
 def test_length_reward(words, expected):
-    from rewards import length_reward
+    from tunixhack.train.rewards import length_reward
 
     completion = " ".join(["word"] * words)
     assert length_reward(["p"], [completion], length_budget=10, **columns(1)) == [expected]
 
 
 def test_judge_reward_scores_answers_and_leaves_the_rest_neutral():
-    from rewards import judge_reward
+    from tunixhack.train.rewards import judge_reward
 
     seen = []
 
@@ -89,7 +89,7 @@ def test_judge_reward_scores_answers_and_leaves_the_rest_neutral():
 
 
 def test_code_reward_runs_the_tests():
-    from rewards import code_reward
+    from tunixhack.train.rewards import code_reward
 
     tests = json.dumps(["assert add(2, 3) == 5"])
     good = f"{R}<answer>```python\ndef add(a, b):\n    return a + b\n```</answer>"
@@ -100,7 +100,7 @@ def test_code_reward_runs_the_tests():
 
 
 def test_select_names_rewards_and_rejects_unknown_ones():
-    import rewards
+    from tunixhack.train import rewards
     from tunixhack.errors import UserError
 
     fns = rewards.select("format,math,length", length_budget=3)
@@ -112,7 +112,7 @@ def test_select_names_rewards_and_rejects_unknown_ones():
 
 def test_rewards_through_tunix_reward_manager():
     """What GRPOLearner does with our rewards: sum them per completion and log each by name."""
-    import rewards
+    from tunixhack.train import rewards
     from tunix.rl.grpo.grpo_learner import GRPOConfig
     from tunix.rl.reward_manager import SequenceRewardManager
 
@@ -126,7 +126,7 @@ def test_rewards_through_tunix_reward_manager():
 
 def test_judge_reward_through_a_teacher_server():
     """--judge SPEC: the reward asks an OpenAI-compatible server (a local fake) through tunixhack.judge."""
-    import rewards
+    from tunixhack.train import rewards
     from tests.fakes.openai_server import OpenAIFake
 
     rules = [{"match": "rain on a tin roof", "content": "Score: 10\nReason: vivid."},

@@ -17,7 +17,7 @@ import glob
 import os
 import shutil
 
-import hf
+from tunixhack.train import hf
 from tunixhack.errors import UserError
 
 HF_REPO = "google/gemma-3-1b-it"

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from tunixhack.errors import UserError
-# One student prompt format for the mix's length budget and for training: it lives in tunixhack/traces.py.
-from tunixhack.traces import read_traces, render_completion, render_prompt
+from tunixhack.student import render_completion, render_prompt
+from tunixhack.traces import read_traces
 
 REWARD_COLUMNS = ("id", "question", "category", "reference", "options", "tests", "test_setup", "test_imports")
 

@@ -9,34 +9,12 @@ and use the same checks as the trace filter and eval.py (tunixhack/verify), so t
 
 from __future__ import annotations
 
-import re
-
 from tunixhack.errors import UserError
-from tunixhack.reasoning import split_tagged
-
-STRICT = re.compile(r"\s*<reasoning>(?P<reasoning>.*?\S.*?)</reasoning>\s*<answer>(?P<answer>.*?\S.*?)</answer>\s*",
-                    re.DOTALL)
-END_TOKENS = re.compile(r"(?:<end_of_turn>|<eos>)+\s*$")
-
-
-def clean(completion) -> str:
-    """The completion without the end-of-turn marker a decoder may leave at the end."""
-    return END_TOKENS.sub("", str(completion))
-
-
-def answer_of(completion) -> str | None:
-    """The text inside <answer>...</answer> (a missing final </answer> is tolerated), or None."""
-    tagged = split_tagged(clean(completion))
-    return tagged[1] if tagged and tagged[1] else None
-
-
-def format_compliant(completion) -> bool:
-    """Exactly `<reasoning>non-empty</reasoning><answer>non-empty</answer>`, nothing around it."""
-    return STRICT.fullmatch(clean(completion)) is not None
+from tunixhack.student import answer_of, clean, format_compliant
 
 
 def decode_json(value):
-    from data import decode_json as decode
+    from tunixhack.train.data import decode_json as decode
 
     return decode(value)
 

@@ -114,7 +114,7 @@ def load_run(run_dir: str, mesh, merged: bool = False):
     A GRPO run starts from an SFT run (`init`): that model is loaded first, its LoRA merged into the base,
     and the GRPO adapters put on top, exactly as grpo.py built it. merged=True returns a plain Gemma3.
     """
-    import model as models
+    from tunixhack.train import model as models
     from tunix.sft.checkpoint_manager import CheckpointManager
 
     run = read_run(run_dir)
