@@ -56,7 +56,7 @@ def check_parse(recipe, row: dict, content: str, expected: str | None):
         assert r.reason == expected, (r.reason, r.detail)
         return r
     assert expected is None and fields["answer"] == content.strip()
-    assert recipe.verify({"answer": content, "reference": row.get("output")}) is None
+    assert recipe.check(row) is None and recipe.verify({"answer": content, "check": recipe.check(row)}) is None
     return fields
 
 
