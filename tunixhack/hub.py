@@ -21,6 +21,7 @@ from .errors import UserError
 from .traces import is_side_file, read_rejects, read_traces, reason_name
 
 MIX_SPLITS = ("sft", "rl", "eval")
+JSON_COLUMNS_KEY = b"tunixhack_json_columns"  # parquet schema metadata: the columns stored as JSON text
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
@@ -99,6 +100,9 @@ def stage(path: Path, repo_id: str, folder: Path) -> dict:
     names = [name for name, rows in splits.items() if rows]
     json_columns: set[str] = set()
     table = to_table([r for name in names for r in splits[name]], json_columns)
+    # Named in the files too, so that train/ decodes them back (tunixhack/train/sources.py).
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           JSON_COLUMNS_KEY: json.dumps(sorted(json_columns))})
     offset = 0
     for name in names:
         pq.write_table(table.slice(offset, len(splits[name])), folder / "data" / f"{name}-00000-of-00001.parquet")

@@ -6,8 +6,12 @@ A row becomes
 and the loss counts only the model turn: prompt and padding are masked out. Rows longer than --max-len
 are dropped and counted, never cut (a cut trace would teach the model to stop mid-answer).
 
-GRPO gets the prompt text (no <bos>: the sampler adds it) with the columns the rewards read: category,
-reference, options (JSON), tests / test_setup / test_imports (JSON) for code rows, id.
+SFT's stream: --max-epochs passes over its split, each shuffled anew, then (with a time budget that allows
+more) rows of a fill split taken once each in a seeded order; the ids it took are written down so that
+GRPO never trains on a prompt SFT has already answered.
+
+GRPO gets the prompt text (no <bos>: the sampler adds it) with the columns the rewards read: id, question,
+category and the row's `check` (JSON), one check per row, as generation and eval read it.
 """
 
 from __future__ import annotations
@@ -16,23 +20,15 @@ import dataclasses
 import hashlib
 import json
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
 from tunixhack.errors import UserError
 from tunixhack.student import render_completion, render_prompt
-from tunixhack.traces import read_traces
+from tunixhack.train.sources import Provenance, read_split
+from tunixhack.verify import check_of
 
-REWARD_COLUMNS = ("id", "question", "category", "reference", "options", "tests", "test_setup", "test_imports")
-
-
-def _in_memory():
-    """grain's reading options for data already in memory: no reader threads (grain's own advice; its default
-    16 threads and 500-batch prefetch fight the training loop for the CPU and the GIL)."""
-    import grain
-
-    return grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+REWARD_COLUMNS = ("id", "question", "category", "check")
 
 
 @dataclasses.dataclass
@@ -44,59 +40,111 @@ class Loaded:
         return ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
 
 
-def read_rows(path: str) -> list[dict]:
-    if not Path(path).is_file():
-        raise UserError(f"--data {path}: no such file (a trace .jsonl file, e.g. crap.py mix's sft.jsonl)")
-    rows = read_traces(Path(path))
-    if not rows:
-        raise UserError(f"--data {path} has no rows")
-    return rows
+def read_rows(data: str, split: str) -> tuple[list[dict], Provenance]:
+    return read_split(data, split)
 
 
 def is_holdout(row: dict, fraction: float, seed: int) -> bool:
     """A row's place in the holdout depends on its id only, so it stays put when the file grows."""
-    digest = hashlib.sha256(f"{seed}:{row['id']}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32 < fraction
+    return _rank(row["id"], seed) < fraction
+
+
+def _rank(row_id: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{row_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
+def seeded_order(rows: list[dict], seed: int) -> list[dict]:
+    """Rows in an order that depends on their ids and the seed only (not on file order)."""
+    return sorted(rows, key=lambda r: (_rank(r["id"], seed), r["id"]))
 
 
 # --- SFT -----------------------------------------------------------------------------------------------
+def encode_sft(row: dict, tok, ids: dict, max_len: int) -> dict | str:
+    """{"tokens", "mask"} padded to max_len, or the reason the row is not trained on."""
+    if row.get("verified") is False or not (row.get("answer") or "").strip():
+        return "skipped (unverified or empty answer)"
+    prompt = [ids["bos"], *tok.encode(render_prompt(row["prompt"]))]
+    completion = [*tok.encode(render_completion(row)), ids["end_of_turn"]]
+    length = len(prompt) + len(completion)
+    if length > max_len:
+        return f"dropped (longer than --max-len {max_len})"
+    tokens = np.full(max_len, ids["pad"], np.int32)
+    tokens[:length] = prompt + completion
+    mask = np.zeros(max_len, np.int32)
+    mask[len(prompt):length] = 1  # the loss counts the model turn only
+    return {"tokens": tokens, "mask": mask, "id": row["id"]}
+
+
 def tokenize_sft(rows: list[dict], tok, ids: dict, max_len: int) -> Loaded:
     counts: Counter = Counter()
     examples = []
     for row in rows:
-        if row.get("verified") is False or not (row.get("answer") or "").strip():
-            counts["skipped (unverified or empty answer)"] += 1
-            continue
-        prompt = [ids["bos"], *tok.encode(render_prompt(row["prompt"]))]
-        completion = [*tok.encode(render_completion(row)), ids["end_of_turn"]]
-        length = len(prompt) + len(completion)
-        if length > max_len:
-            counts[f"dropped (longer than --max-len {max_len})"] += 1
-            continue
-        tokens = np.full(max_len, ids["pad"], np.int32)
-        tokens[:length] = prompt + completion
-        mask = np.zeros(max_len, np.int32)
-        mask[len(prompt):length] = 1  # the loss counts the model turn only
-        examples.append({"tokens": tokens, "mask": mask})
-        counts["kept"] += 1
+        example = encode_sft(row, tok, ids, max_len)
+        if isinstance(example, str):
+            counts[example] += 1
+        else:
+            examples.append(example)
+            counts["kept"] += 1
     return Loaded(examples, counts)
 
 
-def sft_dataset(examples: list, batch: int, seed: int, repeat: bool = True):
-    """A seeded grain pipeline of TrainingInput batches: shuffled anew each epoch, endless when repeat."""
-    import grain
+class SftStream:
+    """The SFT examples in training order: `epochs` seeded shuffles of `examples`, then the `fill` rows (encoded
+    as they come, too long ones skipped) once each in seeded order. Iterating yields TrainingInput batches."""
+
+    def __init__(self, examples: list[dict], batch: int, seed: int, epochs: int, fill=None, encode=None):
+        if len(examples) < batch:
+            raise UserError(f"only {len(examples)} training examples, fewer than --batch {batch}")
+        self.examples, self.batch, self.seed, self.epochs = examples, batch, seed, epochs
+        self.fill, self.encode = seeded_order(fill or [], seed), encode
+
+    @property
+    def epoch_examples(self) -> int:
+        return self.epochs * len(self.examples)
+
+    def _ordered(self):
+        rng = np.random.default_rng(self.seed)
+        for _ in range(self.epochs):
+            for i in rng.permutation(len(self.examples)):
+                yield self.examples[i]
+        for row in self.fill:
+            example = self.encode(row)
+            if not isinstance(example, str):
+                yield example
+
+    def __iter__(self):
+        from tunix.sft.peft_trainer import TrainingInput
+
+        chunk = []
+        for example in self._ordered():
+            chunk.append(example)
+            if len(chunk) == self.batch:
+                yield TrainingInput(input_tokens=np.stack([e["tokens"] for e in chunk]),
+                                    input_mask=np.stack([e["mask"] for e in chunk]))
+                chunk = []
+
+    def fill_ids_used(self, examples_used: int) -> list[str]:
+        """The ids of the fill rows among the first `examples_used` examples of the stream."""
+        wanted = max(0, examples_used - self.epoch_examples)
+        used = []
+        for row in self.fill:
+            if len(used) >= wanted:
+                break
+            if not isinstance(self.encode(row), str):
+                used.append(row["id"])
+        return used
+
+
+def holdout_batches(examples: list[dict], batch: int) -> list:
+    """The holdout as fixed batches (a holdout smaller than one batch still gives one full batch)."""
     from tunix.sft.peft_trainer import TrainingInput
 
     if len(examples) < batch:
-        if not repeat:  # a holdout smaller than one batch still gives one full batch
-            examples = [examples[i % len(examples)] for i in range(batch)]
-        else:
-            raise UserError(f"only {len(examples)} training examples, fewer than --batch {batch}")
-    ds = grain.MapDataset.source(examples)
-    ds = ds.shuffle(seed=seed).repeat(None) if repeat else ds
-    ds = ds.batch(batch, drop_remainder=True)
-    ds = ds.map(lambda b: TrainingInput(input_tokens=b["tokens"], input_mask=b["mask"]))
-    return ds.to_iter_dataset(_in_memory())
+        examples = [examples[i % len(examples)] for i in range(batch)]
+    return [TrainingInput(input_tokens=np.stack([e["tokens"] for e in examples[s:s + batch]]),
+                          input_mask=np.stack([e["mask"] for e in examples[s:s + batch]]))
+            for s in range(0, len(examples) - batch + 1, batch)]
 
 
 def model_inputs(pad_id: int):
@@ -115,19 +163,8 @@ def model_inputs(pad_id: int):
 # --- GRPO ----------------------------------------------------------------------------------------------
 def reward_columns(row: dict) -> dict:
     """The columns every reward may read, as strings (Tunix repeats them per generation with numpy)."""
-    def as_json(value):
-        return json.dumps(value if value is not None else None)
-
-    return {
-        "id": str(row["id"]),
-        "question": str(row["prompt"]),
-        "category": str(row.get("category") or ""),
-        "reference": "" if row.get("reference") is None else str(row["reference"]),
-        "options": as_json(row.get("options")),
-        "tests": as_json(row.get("tests")),
-        "test_setup": str(row.get("test_setup") or ""),
-        "test_imports": as_json(row.get("test_imports")),
-    }
+    return {"id": str(row["id"]), "question": str(row["prompt"]), "category": str(row.get("category") or ""),
+            "check": json.dumps(check_of(row))}
 
 
 def grpo_prompts(rows: list[dict], tok, max_prompt_len: int) -> Loaded:
@@ -146,17 +183,11 @@ def grpo_prompts(rows: list[dict], tok, max_prompt_len: int) -> Loaded:
 
 def grpo_dataset(examples: list, batch: int, seed: int):
     """Endless seeded batches of {"prompts": [...], column: [...]}, each a numpy array of strings."""
-    import grain
-
     if len(examples) < batch:
         raise UserError(f"only {len(examples)} prompts, fewer than --batch {batch}")
-    ds = grain.MapDataset.source(examples).shuffle(seed=seed).repeat(None)
-    return ds.batch(batch, drop_remainder=True).to_iter_dataset(_in_memory())
-
-
-def decode_json(value):
-    """A JSON column back to its value (numpy strings included); None when absent or unreadable."""
-    try:
-        return json.loads(str(value)) if value is not None else None
-    except json.JSONDecodeError:
-        return None
+    rng = np.random.default_rng(seed)
+    while True:
+        order = rng.permutation(len(examples))
+        for start in range(0, len(order) - batch + 1, batch):
+            chunk = [examples[i] for i in order[start:start + batch]]
+            yield {key: np.asarray([e[key] for e in chunk]) for key in chunk[0]}

@@ -28,6 +28,13 @@ def check_of(row: dict) -> dict | None:
     return derive_check(row)
 
 
+def with_check(row: dict) -> dict:
+    """The row with its `check` field set (derived once for a row written before the field existed)."""
+    if "check" not in row:
+        row["check"] = check_of(row)
+    return row
+
+
 def check(row: dict, answer: str | None) -> bool | None:
     """Is `answer` right for `row`? True / False, or None when nothing can tell."""
     spec = check_of(row)
