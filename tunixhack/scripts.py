@@ -29,6 +29,18 @@ def load_script(path: str | Path, name: str | None = None) -> ModuleType:
             sys.modules.pop(helper, None)
 
 
+def load_recipe(path: str | Path, name: str | None = None):
+    """An instance of the Recipe a recipe script defines (the one its `run(...)` line would run)."""
+    from .recipe import Recipe
+
+    module = load_script(path, name)
+    defined = [v for v in vars(module).values()
+               if isinstance(v, type) and issubclass(v, Recipe) and v.__module__ == module.__name__]
+    if len(defined) != 1:
+        raise ValueError(f"{path} defines {len(defined)} Recipe classes; a recipe script defines one")
+    return defined[0]()
+
+
 def _load(name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

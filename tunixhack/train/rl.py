@@ -24,14 +24,12 @@ ADVANTAGE_ESTIMATOR = "grpo_valid"
 class SeededRollout(VanillaRollout):
     """The vanilla rollout with a fresh seed per call: fold_in(PRNGKey(seed), calls made so far)."""
 
-    seed = 0  # set by make() before the cluster builds the rollout
-
-    def __init__(self, rollout_actor, tokenizer, mesh, rollout_config):
+    def __init__(self, rollout_actor, tokenizer, mesh, rollout_config, seed: int = 0):
         cfg = rollout_actor.config
         super().__init__(rollout_actor, tokenizer, base_rollout.CacheConfig(
             cache_size=rollout_config.kv_cache_size, num_layers=cfg.num_layers, num_kv_heads=cfg.num_kv_heads,
             head_dim=cfg.head_dim))
-        self.mesh = mesh
+        self.mesh, self.seed = mesh, seed
         self.calls = 0
 
     def generate(self, prompts, rollout_config, **kwargs):
@@ -44,9 +42,11 @@ class SeededRollout(VanillaRollout):
         return super().generate(prompts, dataclasses.replace(rollout_config, seed=key), **kwargs)
 
 
-def seeded_rollout(seed: int) -> type[SeededRollout]:
-    """A SeededRollout class for ClusterConfig.rollout_engine (Tunix builds the instance itself)."""
-    return type("SeededRollout", (SeededRollout,), {"seed": int(seed)})
+def seeded_rollout(seed: int):
+    """ClusterConfig.rollout_engine: Tunix builds the rollout itself from this."""
+    import functools
+
+    return functools.partial(SeededRollout, seed=int(seed))
 
 
 class NanAwareRewardManager(SequenceRewardManager):

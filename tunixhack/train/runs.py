@@ -197,6 +197,13 @@ def lora_model(base, run: dict, mesh):
     return lora.apply_lora(base, mesh, spec["rank"], spec["alpha"], run["seed"]) if spec else base
 
 
+def root_model(run: dict) -> str:
+    """The --model a run (or the run it started from) was trained from."""
+    while run.get("init"):
+        run = read_run(run["init"])
+    return run["model"]
+
+
 def adapter_on_stock_base(run: dict) -> bool:
     """Whether the run's adapter applies to the stock model (every run in its chain is LoRA)."""
     while run.get("lora"):
