@@ -31,15 +31,20 @@ class SeededRollout(VanillaRollout):
             head_dim=cfg.head_dim))
         self.mesh, self.seed = mesh, seed
         self.calls = 0
+        self.seconds: list[float] = []  # wall time of each call (bench/device_check.py splits a step with it)
 
     def generate(self, prompts, rollout_config, **kwargs):
         import dataclasses
+        import time
 
         import jax
 
         key = jax.random.fold_in(jax.random.PRNGKey(self.seed), self.calls)
         self.calls += 1
-        return super().generate(prompts, dataclasses.replace(rollout_config, seed=key), **kwargs)
+        start = time.perf_counter()
+        output = super().generate(prompts, dataclasses.replace(rollout_config, seed=key), **kwargs)
+        self.seconds.append(time.perf_counter() - start)  # the sampler returns host arrays: the work is done
+        return output
 
 
 def seeded_rollout(seed: int):
