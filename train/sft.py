@@ -5,7 +5,8 @@
 
 --data is a trace .jsonl, a mix folder, a dataset folder as crap.py push stages it, or a Hub dataset id; SFT
 reads its `sft` split (--split). It makes --max-epochs passes over it; with a --time-budget that allows more it
-goes on with rows of the --fill-split (once each; their ids go to sft_fill_ids.txt so that GRPO skips them), and
+goes on with rows of the --fill-split (once each, at most --fill-share of them; their ids go to sft_fill_ids.txt
+so that GRPO skips them), and
 lays the learning-rate schedule over the steps the budget allows, timed as it runs. LoRA adapters (and, with
 --lora-rank 0, every weight) train in float32 with float32 Adam state whatever the base dtype.
 
@@ -35,6 +36,8 @@ def parse_args(argv=None):
     data.add_argument("--split", default="sft", help="the split to train on (default sft)")
     data.add_argument("--fill-split", default="rl",
                       help="with --time-budget: rows of this split once the epochs are done ('' for none)")
+    data.add_argument("--fill-share", type=float, default=0.5,
+                      help="at most this share of --fill-split goes to SFT; the rest stays GRPO's (default 0.5)")
     data.add_argument("--max-epochs", type=int, default=2, help="passes over --split (default 2)")
     data.add_argument("--eval-data", help="holdout rows, any --data form, its eval split (default: --eval-frac)")
     data.add_argument("--eval-frac", type=float, default=0.05, help="share of --data held out for eval_loss")
@@ -75,6 +78,8 @@ def main(argv=None, batches=None) -> None:
         raise UserError(f"--batch {args.batch} must be a multiple of the mesh's fsdp size {mesh.shape['fsdp']}")
     if args.max_epochs < 1:
         raise UserError(f"--max-epochs must be at least 1, got {args.max_epochs}")
+    if not 0 <= args.fill_share <= 1:
+        raise UserError(f"--fill-share must be between 0 and 1, got {args.fill_share}")
     tok = models.load_tokenizer(source)
     ids = models.token_ids(tok)
     rows, read = traces.read_rows(args.data, args.split)
@@ -98,7 +103,8 @@ def main(argv=None, batches=None) -> None:
     config = {"stage": "sft", "model": source.name, "dtype": args.dtype, "param_dtype": param_dtype, "init": None,
               "lora": {"rank": args.lora_rank, "alpha": args.lora_alpha} if args.lora_rank else None,
               "data": {k: v for k, v in read.as_dict().items() if k != "files"},
-              "fill_split": args.fill_split if fill else None, "max_epochs": args.max_epochs,
+              "fill_split": args.fill_split if fill else None, "fill_share": args.fill_share if fill else None,
+              "max_epochs": args.max_epochs,
               "eval_data": args.eval_data, "eval_frac": args.eval_frac, "max_len": args.max_len, "seed": args.seed,
               "batch": args.batch, "grad_accum": args.grad_accum, "lr": args.lr, "warmup_steps": args.warmup_steps,
               "weight_decay": args.weight_decay, "clip": args.clip, "steps": max_steps,
@@ -137,9 +143,10 @@ def fill_rows(args, read) -> list[dict]:
     if not args.fill_split or read.form == "file" or args.fill_split == args.split:
         return []
     try:
-        return traces.read_rows(args.data, args.fill_split)[0]
+        rows = traces.read_rows(args.data, args.fill_split)[0]
     except UserError:
         return []
+    return traces.seeded_order(rows, args.seed)[: int(len(rows) * args.fill_share)]
 
 
 def full_finetune_memory(model, mesh) -> str:
