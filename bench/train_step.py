@@ -139,12 +139,12 @@ def grpo_direct(steps: int, warmup: int, init: str, out: str) -> list[float]:
     from tunixhack.train import runs
 
     mesh = models.make_mesh(MESH)
-    policy, cfg, tok, run = runs.load_run(init, mesh)  # the SFT adapter on the base, as ours starts
+    sft, cfg, tok, run = runs.load_run(init, mesh)  # the SFT adapter, as ours starts
     ids = models.token_ids(tok)
-    base, _, _ = runs.load_base_of(run, mesh)
-    reference = adapters.apply_lora(base, mesh, run["lora"]["rank"], run["lora"]["alpha"])
-    adapters.set_adapters(reference, adapters.adapters(policy))
-    actor = policy
+    base, _, _ = runs.load_base_of(run, mesh)  # actor and reference share one base, as in ours
+    actor, reference = (adapters.apply_lora(base, mesh, run["lora"]["rank"], run["lora"]["alpha"]) for _ in "ar")
+    for net in (actor, reference):
+        adapters.set_adapters(net, adapters.adapters(sft))
     # The prompt batches ours sees (same seed), without the reward columns: the rollouts are the same.
     prompts = data.grpo_prompts(data.read_rows(str(TRACES), "rl")[0], tok, GRPO["max_prompt"]).examples
     stream = iter(data.grpo_dataset(prompts, GRPO["batch"], seed=0))

@@ -22,6 +22,9 @@ from .traces import is_side_file, read_rejects, read_traces, reason_name
 
 MIX_SPLITS = ("sft", "rl", "eval")
 JSON_COLUMNS_KEY = b"tunixhack_json_columns"  # parquet schema metadata: the columns stored as JSON text
+# Always JSON text: `check` is a tagged union (math, choice, code...) whose kinds have different keys; Arrow would
+# merge them into one struct with every key, null where a kind lacks it, and a row would not read back as written.
+JSON_ALWAYS = {"check"}
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
@@ -71,7 +74,7 @@ def to_table(rows: list[dict], json_columns: set[str]) -> pa.Table:
             array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             array = None
-        if array is None or has_empty_struct(array.type):
+        if array is None or has_empty_struct(array.type) or name in JSON_ALWAYS:
             json_columns.add(name)
             array = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
         columns[name] = array

@@ -78,10 +78,15 @@ def get_horizon(optimizer) -> int:
 
 
 def set_horizon(optimizer, horizon: int) -> None:
+    """Change the horizon between two steps. Same dtype, weak type and placement as before: the compiled step
+    sees an argument of the same kind and is not compiled again."""
+    import jax
     import jax.numpy as jnp
 
     variable = _hyperparams(optimizer)["horizon"]
-    variable.value = jnp.asarray(int(horizon), variable.value.dtype)
+    old = variable.value
+    new = jnp.asarray(int(horizon)) if getattr(old, "weak_type", False) else jnp.asarray(int(horizon), old.dtype)
+    variable.value = jax.device_put(new, old.sharding) if hasattr(old, "sharding") else new
 
 
 class Budget:
