@@ -26,7 +26,8 @@ MODEL_FORMS = "tiny | gemma3-1b-it | a Hugging Face folder | a Kaggle Flax check
 # The tiny model: 2 layers, the real head layout (4 query heads, 1 KV head), a 512-token vocabulary.
 TINY = dict(num_hidden_layers=2, vocab_size=512, hidden_size=64, intermediate_size=128, num_attention_heads=4,
             head_dim=16, num_key_value_heads=1, sliding_window=32)
-TINY_VERSION = "2"
+TINY_VERSION = "3"
+TINY_EMBED_STD = 0.25  # see _write_tiny_weights
 # What the tiny tokenizer learns its pieces from; byte fallback covers every other character.
 TINY_CORPUS = [
     "<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n", "<reasoning>", "</reasoning>", "<answer>",
@@ -256,6 +257,12 @@ def _write_tiny_weights(folder: str) -> None:
         if not value.any():            # give its LoRA adapters no gradient, so randomise whatever is all zero
             std = 0.1 if path[-1] == "scale" else 1 / np.sqrt(value.shape[0])
             state[path] = rng.normal(0, std, value.shape).astype(np.float32)
+    # The output layer is the embedding (tied). At Gemma3's initial scale (std 0.01, rows of norm 0.08 over 64
+    # dimensions) logits stay within about +-0.6 of each other, so no training of the layers can make a
+    # prediction confident and sampled text stays noise. Rows of norm 2 let logits reach about +-16, like a
+    # trained model's.
+    embedding = ("embedder", "input_embedding")
+    state[embedding] = rng.normal(0, TINY_EMBED_STD, state[embedding].shape).astype(np.float32)
     tok = spm.SentencePieceProcessor(model_file=os.path.join(folder, hf.TOKENIZER))
     staging = os.path.join(folder, "weights")
     hf.write_folder(state, cfg, staging, folder, "float32", token_ids(tok))
