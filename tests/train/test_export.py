@@ -29,8 +29,8 @@ def exported(grpo_run, train_env, tmp_path_factory):
 
 
 def test_exported_safetensors_reload_with_the_same_logits(exported, grpo_run, train_env):
-    import model as models
-    import runs
+    from tunixhack.train import model as models
+    from tunixhack.train import runs
     from tunix.models.gemma3 import params_safetensors
 
     mesh = models.make_mesh(None)
@@ -58,7 +58,7 @@ def test_orbax_layout_restores_onto_a_plain_gemma3(exported):
     from flax import nnx
     from tunix.models.gemma3 import model as gemma3
 
-    import hf
+    from tunixhack.train import hf
 
     [step] = list((exported / "ckpts" / "actor").iterdir())
     assert step.name == "2"
@@ -74,9 +74,9 @@ def test_our_lora_merge_matches_tunix_lora_saver(sft_run, tmp_path, tiny):
     import safetensors.numpy
     from tunix.models.gemma3 import params as gemma3_params
 
-    import hf
-    import model as models
-    import runs
+    from tunixhack.train import hf
+    from tunixhack.train import model as models
+    from tunixhack.train import runs
 
     source, _, ids = tiny
     mesh = models.make_mesh(None)

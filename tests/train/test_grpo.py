@@ -4,15 +4,15 @@ import json
 
 import pytest
 
-from tests.train.conftest import GRPO_FLAGS, TRACES
+from tests.train.conftest import GRPO_FLAGS, TRACES, train_script
 
 pytestmark = pytest.mark.train
 
 
 def test_each_reward_gets_the_columns_of_its_row(sft_run, tmp_path, monkeypatch):
-    import data
-    import grpo
-    import rewards
+    from tunixhack.train import data, rewards
+
+    grpo = train_script("grpo")
 
     calls = []
 
