@@ -44,14 +44,14 @@ class MBPP(Recipe):
         group.add_argument("--verify-timeout", type=positive(float), default=self.verify_timeout,
                            help="seconds to run one reply's code and asserts (default 20; one reference "
                                 "solution takes about 3 s)")
-        group.add_argument("--allow-unsafe-sandbox", action="store_true",
+        group.add_argument("--unsafe-run-code", action="store_true",
                            help="run the replies' code even where the sandbox cannot isolate it (no user "
                                 "namespaces and not root): it then runs as you and can read your files")
 
     def configure(self, args):
         super().configure(args)
         self.verify_timeout = args.verify_timeout
-        allow_unsafe(args.allow_unsafe_sandbox)
+        allow_unsafe(args.unsafe_run_code)
         require_isolation()  # refuses now, at start-up, where the code could not be isolated
 
     def describe(self):

@@ -70,7 +70,7 @@ def test_an_unprivileged_user_gets_namespaces_or_a_refusal():
     finally:
         shutil.rmtree(work)
     assert out["uid"] == USER and "uid+rlimits+audit" not in out["levels"]
-    assert "--allow-unsafe-sandbox" in out["unsafe"] and out["allowed"] == "passed"
+    assert "--unsafe-run-code" in out["unsafe"] and out["allowed"] == "passed"
     if out["level"] == "namespaces":  # this machine allows unprivileged user namespaces
         assert (out["good"], out["wrong"], out["thread"]) == ("passed", "assertion_failed", "error")
         assert "hidden" in out["secret"] and "hf_secret" not in out["secret"]

@@ -12,7 +12,7 @@ Levels, strongest first:
 - "uid+rlimits+audit": where namespaces are refused (some containers) but we are root: the harness switches
   to the slot's private uid, RLIMIT_NPROC 1 for that uid, rlimits, and the audit hook.
 - "rlimits+audit": neither namespaces nor root. The code would run as the user, able to read what the user
-  can read; checks are refused unless `allow_unsafe()` was called (the recipes' --allow-unsafe-sandbox).
+  can read; checks are refused unless `allow_unsafe()` was called (the scripts' --unsafe-run-code).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def launch() -> Launch:
         raise IsolationRefused(
             "the code sandbox cannot isolate model-written code here: user namespaces are refused "
             f"({why() or 'a weaker level was forced'}) and we are not root, so the code would run as you; pass "
-            "--allow-unsafe-sandbox (tunixhack.verify.code.allow_unsafe()) to run it anyway")
+            "--unsafe-run-code (tunixhack.verify.code.allow_unsafe()) to run it anyway")
     probed = _probed()
     if level == probed.level:
         return probed
