@@ -170,6 +170,8 @@ def test_no_process_or_connection_through_a_reloaded_posixsubprocess(sandbox_lev
     "_imp.create_dynamic(PathFinder.find_spec('readline')).write_history_file(TARGET)",
     "import _imp\nfrom importlib.machinery import ModuleSpec\n"
     "_imp.create_builtin(ModuleSpec('posix', None)).mkfifo(TARGET)",
+    "import _imp, stat\nfrom importlib.machinery import ModuleSpec\n"
+    "_imp.create_builtin(ModuleSpec('posix', None)).mknod(TARGET, stat.S_IFREG | 0o666)",
     "import os\nos.mkfifo(TARGET)",
     "import os\nos.link(DECOY, 'link')\nopen('link', 'a').write('pwned')",
     "import io\nclass Shifty:\n    calls = 0\n    def __fspath__(self):\n        Shifty.calls += 1\n"

@@ -17,11 +17,13 @@ function under test, setup objects such as `root`, constants the solution define
 chain that starts at such a name (`f(x)`, `f(x)[0]`, `root.left.data`), optionally inside one conversion
 (`list(f(x))`, `set(f(x))`, `sorted(f(x))`...: applied in the sandbox, so a generator or a Counter still
 compares as MBPP meant). In a truth test (`assert f(x)`, `assert not f(x)`) the probe is `bool(f(x))`.
-A test this cannot split (a candidate value inside a comprehension or lambda, an assert that never touches
+An assert that uses no such name takes the builtins it calls as the code's (MBPP task 126 names its
+function `sum`). A test this cannot split (a candidate value inside a comprehension or lambda, an assert that never touches
 the code) fails the check with reason `unsplittable_test`; it is never run the old way.
 
 `test_setup_code` runs in the sandbox after the code (two MBPP tasks build trees from the solution's `Node`
-class there); every name it binds belongs to the sandbox's side.
+class there); every name it binds belongs to the sandbox's side, so a test comparing a call with such a
+name compares two values the program controls (no MBPP test does).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ WRAPPERS = frozenset({"bool", "list", "tuple", "set", "frozenset", "sorted", "st
 PLACEHOLDER = "__probe_{}__"
 MAX_DEPTH = 100        # nesting of a returned value
 MAX_SAME_HASH = 32     # unequal items of one container that may share a hash
-BIG_INT_BITS = 14_000  # ints past this travel as hex (decimal conversion is capped at 4300 digits)
 
 
 class Unsplittable(ValueError):

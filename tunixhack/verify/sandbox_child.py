@@ -56,7 +56,7 @@ PATH_EVENTS = {
 LISTING_EVENTS = ("os.listdir", "os.scandir")
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 MAX_DEPTH = 100        # as tunixhack/verify/code_probes.py
-BIG_INT_BITS = 14_000
+BIG_INT_BITS = 14_000  # ints past this travel as hex (decimal conversion is capped at 4300 digits)
 TAGS = {tuple: "t", set: "s", frozenset: "f"}
 FLOAT_WORDS = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}  # JSON as Python's json reads it
 
