@@ -25,7 +25,8 @@ def logits(model, tokens):
 def exported(grpo_run, train_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     result = run_script("export.py", "--model", "tiny", "--ckpt", grpo_run, "--out", out, env=train_env)
-    assert "max |logit difference| 0.00e+00" in result.stderr
+    diff = float(result.stderr.split("max |logit difference| ")[1].split()[0])
+    assert diff < 1e-4  # hf/ is base + adapter in PEFT's arithmetic; the in-memory merge sums in Tunix's layout
     return out
 
 
