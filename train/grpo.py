@@ -110,7 +110,8 @@ def main(argv=None, batches=None) -> None:
           f"{', '.join(f'{k} {v}' for k, v in sorted(dropped.items())) or 'none dropped'}; "
           f"prompts {prompts.summary()}", file=sys.stderr)
 
-    param_dtype = args.dtype if lora else "float32"  # full fine-tuning keeps float32 master weights
+    # Full fine-tuning keeps float32 master weights; an adapter continued from SFT stays on the base SFT trained it on.
+    param_dtype = "float32" if not lora else init["param_dtype"] if init and init.get("lora") else args.dtype
     config = {"stage": "grpo", "model": source.name, "dtype": args.dtype, "param_dtype": param_dtype,
               "init": str(Path(args.init).resolve()) if args.init else None, "lora": lora,
               "data": {k: v for k, v in read.as_dict().items() if k != "files"},

@@ -47,7 +47,8 @@ def parse_args(argv=None):
     lora.add_argument("--lora-rank", type=int, default=64, help="0 fine-tunes every weight (float32) instead")
     lora.add_argument("--lora-alpha", type=float, default=64.0)
     opt = p.add_argument_group("optimisation (AdamW, linear warmup then cosine decay to the stop)")
-    opt.add_argument("--steps", type=int, help="at most this many optimizer steps (default: what the data gives)")
+    opt.add_argument("--steps", type=int, help="optimizer steps, over as many passes as they take (default: "
+                                               "--max-epochs, then --fill-split rows while the budget lasts)")
     opt.add_argument("--batch", type=int, default=8, help="examples per micro-batch (a multiple of the mesh's fsdp)")
     opt.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     opt.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
@@ -90,14 +91,17 @@ def main(argv=None, batches=None) -> None:
         train_rows = [r for r in rows if not traces.is_holdout(r, args.eval_frac, args.seed)]
     train = traces.tokenize_sft(train_rows, tok, ids, args.max_len)
     holdout = traces.tokenize_sft(eval_rows, tok, ids, args.max_len)
-    fill = fill_rows(args, read) if args.time_budget else []
+    fill = fill_rows(args, read) if args.time_budget and not args.steps else []
     print(f"data: {read.rows} rows read ({read.form}, split {read.split}); train {train.summary()}; holdout "
           f"{holdout.summary() or 'none'}" + (f"; up to {len(fill)} {args.fill_split} rows after "
                                                f"{args.max_epochs} epochs" if fill else ""), file=sys.stderr)
-    stream = traces.SftStream(train.examples, args.batch, args.seed, args.max_epochs, fill,
-                              encode=lambda row: traces.encode_sft(row, tok, ids, args.max_len))
     per_step = args.batch * args.grad_accum
-    max_steps = max(1, min(args.steps or 10**12, (stream.epoch_examples + len(fill)) // per_step))
+    # --steps, when given, is what the user wants: as many passes as it takes. Else --max-epochs, then the fill rows.
+    epochs = max(args.max_epochs, -(-args.steps * per_step // max(1, len(train.examples)))) if args.steps \
+        else args.max_epochs
+    stream = traces.SftStream(train.examples, args.batch, args.seed, epochs, fill,
+                              encode=lambda row: traces.encode_sft(row, tok, ids, args.max_len))
+    max_steps = max(1, min(args.steps or 10**12, (stream.epoch_examples + len(stream.fill)) // per_step))
 
     param_dtype = args.dtype if args.lora_rank else "float32"  # full fine-tuning keeps float32 master weights
     config = {"stage": "sft", "model": source.name, "dtype": args.dtype, "param_dtype": param_dtype, "init": None,

@@ -1,9 +1,9 @@
 """The Kaggle path on a bfloat16 base, as the commands are typed: a mix staged by `crap.py push`, SFT on its sft
 split, GRPO continuing the adapter, export of the adapter and the merged weights, and the base itself.
 
-What float32 adapters and a float32 merge buy over a bfloat16 base:
-  - one GRPO step at the default learning rate moves (nearly) every LoRA-A entry;
-  - the merged model answers like the model that was trained (greedy, 16 prompts).
+What float32 adapters buy over a bfloat16 base: one GRPO step at the default learning rate moves (nearly) every
+LoRA-A entry. (The merged model answering like the trained one: tests/train/test_learning.py, where the model is
+confident enough for greedy decoding to mean something.)
 """
 
 import json
@@ -81,25 +81,6 @@ def test_one_grpo_step_moves_nearly_every_lora_a_entry(chain):
     changed = sum(int((sft[p] != grpo[p]).sum()) for p in lora_a)
     total = sum(sft[p].size for p in lora_a)
     assert changed / total >= 0.9, f"{changed} of {total} LoRA-A entries changed"
-
-
-def test_merged_model_answers_like_the_unmerged_actor(chain, train_env):
-    """Greedy completions of 16 prompts: base + float32 adapter as trained, and the merge cast once to bfloat16."""
-    from tunixhack.student import render_prompt
-    from tunixhack.train import lora, runs
-    from tunixhack.train import model as models
-    from tunixhack.train.decode import Greedy
-
-    tmp, _ = chain
-    mesh = models.make_mesh(None)
-    actor, cfg, tok, run = runs.load_run(str(tmp / "D2"), mesh)
-    merged = lora.merge(actor, cfg, mesh, run["lora"]["alpha"] / run["lora"]["rank"])
-    rows = [json.loads(line) for line in TRACES.read_text().splitlines()][:16]
-    prompts = [render_prompt(r["prompt"]) for r in rows]
-    ids = models.token_ids(tok)
-    ours = Greedy(actor, cfg, tok, ids, max_new_tokens=24, max_prompt_len=256)(prompts, batch=8)
-    flat = Greedy(merged, cfg, tok, ids, max_new_tokens=24, max_prompt_len=256)(prompts, batch=8)
-    assert sum(a == b for a, b in zip(ours, flat)) == 16, [(a, b) for a, b in zip(ours, flat) if a != b]
 
 
 def test_base_plus_adapter_is_the_merged_export_tensor_for_tensor(chain):

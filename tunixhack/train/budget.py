@@ -146,12 +146,14 @@ class Budget:
 
     # --- the batch stream ------------------------------------------------------------------------------
     def batches(self, dataset):
+        first = None  # steps done when this process started (a resumed run's trainer skips the batches before)
         for batch in dataset:
             done = self.steps_done()
+            first = done if first is None else first
             if self.reason is None and done >= self.horizon:
                 return  # the schedule's last step is done
-            if self.reason is None and self.deadline and time.monotonic() > self.deadline and self._clock:
-                self.reason = "time budget reached"
+            if self.reason is None and self.deadline and time.monotonic() > self.deadline and done > first:
+                self.reason = "time budget reached"  # at least one step of this process is saved
             if self.reason:
                 return
             yield batch

@@ -67,7 +67,8 @@ def read_split(data: str, split: str) -> tuple[list[dict], Provenance]:
     if not rows:
         raise UserError(f"--data {data} has no rows in split {split!r}")
     digest = hashlib.sha256("".join(file_fingerprint(f) for f in files).encode()).hexdigest()
-    return rows, Provenance(data, form, None if form == "file" else split, [str(f) for f in files], digest,
+    where = data if form == "hub" else str(path.resolve())  # a resumed run may spell the path differently
+    return rows, Provenance(where, form, None if form == "file" else split, [str(f) for f in files], digest,
                             len(rows), revision)
 
 
