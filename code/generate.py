@@ -17,7 +17,7 @@ A reply passes when its code, then the setup code, then every assert run cleanly
 """
 
 from tunixhack import Recipe, Reject, run
-from tunixhack.cli import positive
+from tunixhack.argtypes import positive
 from tunixhack.verify.code import extract_code, verify_code
 
 PROMPT = "{task}\n\nYour code should pass this test:\n{test}"

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 FSYNC_EVERY = 1.0  # seconds
+SHARD_TAG = re.compile(r"\.shard(\d+)of(\d+)$")  # data/gsm8k.shard1of2.jsonl: shard 1 of 2 of data/gsm8k.jsonl
+
+
+def shard_path(out: Path, shard: tuple[int, int] | None) -> Path:
+    """data/gsm8k.jsonl -> data/gsm8k.shard1of2.jsonl for shard (1, 2); the same path without a shard."""
+    if shard is None:
+        return out
+    return out.with_name(f"{out.name.removesuffix('.jsonl')}.shard{shard[0]}of{shard[1]}.jsonl")
 
 
 def sibling(out: Path, kind: str) -> Path:
