@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ def make_plan(recipe: Recipe, selection: Selection, finished: set[str]) -> Plan:
     if selection.limit:
         order = order[: selection.limit]
     keys = row_keys(recipe, data, selection.split, order)
-    take, total, done = [], 0, 0
+    take, total, done = array("q"), 0, 0  # 8 bytes a row, not a Python int each
     k, n = selection.shard or (1, 1)
     for index, key in zip(order, keys):
         if n > 1 and zlib.crc32(key.encode()) % n != k - 1:
@@ -70,7 +71,7 @@ def make_plan(recipe: Recipe, selection: Selection, finished: set[str]) -> Plan:
             done += 1
         else:
             take.append(index)
-    return Plan(data, recipe, selection.split, total, done, np.array(take, dtype=np.int64))
+    return Plan(data, recipe, selection.split, total, done, np.frombuffer(take, dtype=np.int64))
 
 
 def kept(recipe: Recipe, data) -> range | list[int]:
