@@ -2,12 +2,15 @@
 
 The adaptive limit starts from what the server reports (LM Studio's `parallel`, a vLLM start; see
 teachers/probe.py) or from START_UNKNOWN, then climbs a hill by measurement. Each window of replies started at
-one limit gives a throughput by Little's law, X = (requests in flight) x (tokens or rows per second of one
+one limit gives a throughput by Little's law, X = (requests in flight) x (tokens, or rows, per second of one
 request): when more requests in flight only make each one slower (they queue in the server), X stops rising.
-- While a step up raises X by more than GAIN, keep stepping up (doubling at first, as TCP's slow start).
-- A step that does not pay goes back to the best limit and holds there for HOLD_WINDOWS windows, then probes
-  one small step up again (the server may have freed up), and one step down when replies grow slower at the
-  same limit (someone else is using the server too).
+Replies started while requests of the previous limit were still in flight are not counted: they would
+measure the change, not the limit.
+- Slow start: double the limit while X keeps rising by more than GAIN.
+- A step up that does not pay goes back to the best limit, which then holds for a number of windows (doubling
+  after each unpaid probe), and probes again, one small step down and one up in turn: down is kept when it
+  costs under GAIN/2 (fewer requests queue in the server), up when it pays GAIN (the server may have freed up).
+- Replies slower per token by SLOWER at the same limit (someone else is using the server) probe down at once.
 - 429, 503 and timeouts cut the limit by BACKOFF at once, whatever the measurements say.
 The limit never leaves [1, ceiling] (`--max-concurrency`).
 """
@@ -16,20 +19,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-START_UNKNOWN = 4       # a server that says nothing: LM Studio's default parallel predictions
+START_UNKNOWN = 8       # a server that says nothing: twice LM Studio's default 4 slots (extra requests queue there)
 GAIN = 0.1              # a step up must raise throughput by 10% to count (a step down may cost 5%)
 SLOWER = 1.5            # at the same limit, replies this much slower per token mean congestion: probe down
 BACKOFF = 0.7           # the limit after an overload signal, as a share of the limit the request started under
 HOLD_WINDOWS = 8        # windows to stay at a settled limit before probing again
 MIN_WINDOW = 8          # replies per measurement (at least the limit itself, so each slot is seen)
+SLOW_START_WINDOW = 4   # the same while doubling
 FULL = 0.8              # a window whose requests saw fewer in flight than this share of the limit says nothing
 
 
 @dataclass
 class Ticket:
-    """One request's start: the limit epoch it started under and how many were in flight with it."""
+    """One request's start: the limit epoch it started under, how many were in flight with it, and whether
+    all of those started under the same limit (right after a change, the server still holds requests of the
+    old limit: the first replies of a new limit would measure the change, not the limit)."""
     epoch: int
     in_flight: int
+    clean: bool = True
 
 
 @dataclass
@@ -53,7 +60,7 @@ class FixedLimit:
     def finished(self, ticket: Ticket, seconds: float, tokens: int | None) -> None:
         pass
 
-    def overloaded(self, ticket: Ticket) -> None:
+    def failed(self, ticket: Ticket, overload: bool) -> None:
         pass
 
 
@@ -69,23 +76,36 @@ class AdaptiveLimit:
         self.hold = self.hold_windows = HOLD_WINDOWS
         self.probe_up = False            # the next probe's direction; they alternate
         self._samples: list[tuple[int, float, int | None]] = []  # (in flight, seconds, tokens) this epoch
+        self._in_flight = 0
+        self._older = 0                  # requests in flight that started under an earlier limit
 
     def start(self, in_flight: int) -> Ticket:
-        return Ticket(self.epoch, in_flight)
+        self._in_flight += 1
+        return Ticket(self.epoch, in_flight, self._older == 0)
 
     def finished(self, ticket: Ticket, seconds: float, tokens: int | None) -> None:
+        self._in_flight -= 1
         if ticket.epoch != self.epoch:
+            self._older -= 1
             return  # started under another limit: it measures that one
+        if not ticket.clean:
+            return
         self._samples.append((ticket.in_flight, max(seconds, 1e-6), tokens))
-        if len(self._samples) >= max(MIN_WINDOW, self.limit):
+        # While doubling, a step pays twice over or not at all: a reply from half the slots tells.
+        if len(self._samples) >= (max(SLOW_START_WINDOW, self.limit // 2) if self.slow_start
+                                  else max(MIN_WINDOW, self.limit)):
             now = self._measure()
             if now is not None:
                 self._decide(now)
 
-    def overloaded(self, ticket: Ticket) -> None:
-        """429 / 503 / timeout: the server is past what it can take."""
+    def failed(self, ticket: Ticket, overload: bool) -> None:
+        """A request that did not finish. overload: 429 / 503 / timeout, the server is past what it can take."""
+        self._in_flight -= 1
         if ticket.epoch != self.epoch:
-            return  # the cut for this limit was made already
+            self._older -= 1
+            return  # the cut for that limit was made already
+        if not overload:
+            return
         self.slow_start, self.best = False, None
         self.hold = self.hold_windows = HOLD_WINDOWS
         self._set(int(self.limit * BACKOFF))
@@ -141,6 +161,7 @@ class AdaptiveLimit:
             self.limit = limit
             self.epoch += 1
             self._samples = []
+            self._older = self._in_flight
 
 
 def step(limit: int) -> int:

@@ -91,8 +91,7 @@ class Router:
             except (TransientError, asyncio.TimeoutError) as e:
                 error = e if isinstance(e, TransientError) else TransientError(
                     f"{endpoint.teacher.endpoint}: no reply within {sampling.timeout:g}s (request cancelled)")
-                if any(sign in str(error) for sign in OVERLOAD):
-                    endpoint.limit.overloaded(ticket)
+                endpoint.limit.failed(ticket, overload=any(sign in str(error) for sign in OVERLOAD))
                 self._failed(endpoint, error)
                 self._release(endpoint)
                 if attempt == self.policy.retries:
@@ -101,6 +100,7 @@ class Router:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 continue
             except BaseException:
+                endpoint.limit.failed(ticket, overload=False)
                 self._release(endpoint)
                 raise
             tokens = reply.usage.get("completion_tokens") or 0
