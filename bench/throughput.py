@@ -101,8 +101,16 @@ def client_bare(url: str, rows: int, slots: int) -> dict:
 def client_curator(url: str, rows: int, slots: int, folder: Path) -> dict:
     os.environ.update({"CURATOR_CACHE_DIR": str(folder / "curator"), "CURATOR_DISABLE_CACHE": "1",
                        "TELEMETRY_ENABLED": "false", "CURATOR_VIEWER": "0", "OPENAI_API_KEY": "not-needed"})
+    import tiktoken
     from bespokelabs import curator
+    from bespokelabs.curator.request_processor.online import openai_online_request_processor as processor
     from datasets import Dataset
+
+    # Curator counts prompt tokens with tiktoken's cl100k_base, which it downloads on first use; offline, give it
+    # a byte-level encoding built here (the same kind of work per prompt, no download).
+    offline = tiktoken.Encoding(name="bench_bytes", pat_str=r"\S+|\s+", special_tokens={},
+                                mergeable_ranks={bytes([b]): b for b in range(256)})
+    processor.OpenAIOnlineRequestProcessor.get_token_encoding = lambda self: offline
 
     class Answer(curator.LLM):
         def prompt(self, row):

@@ -90,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         reasoning, content, finish = self._texts(rule)
         usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
                  "completion_tokens": len((reasoning + " " + content).split())}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]  # as real servers add
         if not body.get("stream"):
             message = {"role": "assistant", "content": content}
             if reasoning:
