@@ -4,8 +4,8 @@ The adaptive limit starts from what the server reports (LM Studio's `parallel`, 
 teachers/probe.py) or from START_UNKNOWN, then climbs a hill by measurement. Each window of replies started at
 one limit gives a throughput by Little's law, X = (requests in flight) x (tokens, or rows, per second of one
 request): when more requests in flight only make each one slower (they queue in the server), X stops rising.
-Replies started while requests of the previous limit were still in flight are not counted: they would
-measure the change, not the limit.
+Replies started while requests of the previous limit were still in flight are not counted (they would
+measure the change, not the limit), nor the very first ones (they find the server idle).
 - Slow start: double the limit while X keeps rising by more than GAIN.
 - A step up that does not pay goes back to the best limit, which then holds for a number of windows (doubling
   after each unpaid probe), and probes again, one small step down and one up in turn: down is kept when it
@@ -78,10 +78,13 @@ class AdaptiveLimit:
         self._samples: list[tuple[int, float, int | None]] = []  # (in flight, seconds, tokens) this epoch
         self._in_flight = 0
         self._older = 0                  # requests in flight that started under an earlier limit
+        self._filling = self.limit       # the first requests find the server idle: they measure no queue
 
     def start(self, in_flight: int) -> Ticket:
         self._in_flight += 1
-        return Ticket(self.epoch, in_flight, self._older == 0)
+        clean = self._older == 0 and self._filling == 0
+        self._filling = max(0, self._filling - 1)
+        return Ticket(self.epoch, in_flight, clean)
 
     def finished(self, ticket: Ticket, seconds: float, tokens: int | None) -> None:
         self._in_flight -= 1
