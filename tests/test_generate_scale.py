@@ -222,3 +222,15 @@ def test_crap_reads_a_glob_of_a_runs_files(tmp_path):
     staging = tmp_path / "hub"
     assert crap.main(["push", str(sibling(out, "rejects")), "--repo", "me/g", "--dry-run", "--staging", str(staging)]) == 0
     assert "| train | 6 |" in (staging / "README.md").read_text()
+
+
+def test_resume_reads_ids_past_a_line_that_is_not_json(tmp_path):
+    from tunixhack.store import TraceStore
+
+    out = tmp_path / "gsm8k.jsonl"
+    rows = [{"id": f"gsm8k/test/{i}", "fingerprint": "f" * 16, "reasoning": "long " * 1000} for i in range(3)]
+    out.write_text(json.dumps(rows[0]) + "\n{not json\n" + "".join(json.dumps(r) + "\n" for r in rows[1:]))
+    sibling(out, "errors").write_text(json.dumps({"id": 7, "error": "x"}) + "\n")  # an id that is not text
+    existing = TraceStore(out).load()
+    assert existing.done == {"gsm8k/test/0", "gsm8k/test/1", "gsm8k/test/2"} and existing.failed == {7}
+    assert existing.fingerprints == {"f" * 16: 3}
