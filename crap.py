@@ -70,7 +70,7 @@ def cmd_push(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from tunixhack.compare import compare, discover_recipes, pair_teachers, parse_keyed, pick_recipes, shares
+    from tunixhack.compare import Bakeoff, compare, discover_recipes, pair_teachers, parse_keyed, pick_recipes, shares
     from tunixhack.compare_report import markdown
     from tunixhack.tokens import token_counter
 
@@ -85,8 +85,9 @@ def cmd_compare(args) -> None:
         if getattr(args, flag) is not None:
             passthrough += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     out = Path(args.out)
-    result = compare(teachers, recipes, shares(args.n, list(recipes)), out, counter,
-                     {"source": sources, "split": splits}, {"seed": args.seed, "passthrough": passthrough})
+    bakeoff = Bakeoff(teachers, recipes, shares(args.n, list(recipes)), out, args.seed,
+                      {"source": sources, "split": splits}, passthrough)
+    result = compare(bakeoff, counter)
     print(markdown(result))
     print(f"wrote {out / 'compare.md'}, {out / 'compare.png'} and {out / 'compare.json'}", file=sys.stderr)
 

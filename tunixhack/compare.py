@@ -15,7 +15,7 @@ import json
 import re
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -103,15 +103,28 @@ def run_recipe(script: Path, argv: list[str]):
     return outcome
 
 
-def run_all(teachers: list[Teacher], recipes: dict[str, Path], counts: dict[str, int], out: Path, seed: int,
-            inputs: dict[str, dict[str, str]], passthrough: list[str]) -> None:
-    """Check every recipe's input with a dry run first (no calls), then run each teacher over each recipe.
-    inputs: {"source": {recipe: id or path}, "split": {recipe: split}}."""
+@dataclass
+class Bakeoff:
+    """One bake-off: who answers, which recipes with how many prompts each, and how every recipe is run."""
+
+    teachers: list[Teacher]
+    recipes: dict[str, Path]
+    counts: dict[str, int]              # prompts per recipe (a recipe without any is not run)
+    out: Path
+    seed: int = 0
+    inputs: dict = field(default_factory=dict)        # {"source": {recipe: id or path}, "split": {recipe: split}}
+    passthrough: list[str] = field(default_factory=list)  # flags for every recipe: ["--concurrency", "8"]
+
+
+def run_all(b: Bakeoff) -> None:
+    """Check every recipe's input with a dry run first (no calls), then run each teacher over each recipe."""
+    teachers, recipes, counts, out = b.teachers, b.recipes, b.counts, b.out
+
     def argv(recipe: str, teacher: Teacher, dry: bool) -> list[str]:
         flags = ["--teacher", teacher.spec, "--model", teacher.model,
-                 "--out", str(out / teacher.label / f"{recipe}.jsonl"), "--shuffle", "--seed", str(seed),
-                 "--limit", str(counts[recipe]), *passthrough]
-        for flag, chosen in inputs.items():
+                 "--out", str(out / teacher.label / f"{recipe}.jsonl"), "--shuffle", "--seed", str(b.seed),
+                 "--limit", str(counts[recipe]), *b.passthrough]
+        for flag, chosen in b.inputs.items():
             flags += [f"--{flag}", chosen[recipe]] if recipe in chosen else []
         return flags + (["--dry-run"] if dry else [])
 
@@ -196,11 +209,9 @@ def checkable_recipes(teachers: list[Teacher], recipes: list[str], out: Path) ->
     return found
 
 
-def compare(teachers, recipes, counts, out: Path, counter, inputs: dict, options: dict) -> dict:
-    """inputs: {"source": {recipe: ...}, "split": {recipe: ...}}; options: seed and the flags passed to every
-    recipe ({"seed": 0, "passthrough": ["--concurrency", "8"]})."""
-    seed = options["seed"]
-    run_all(teachers, recipes, counts, out, seed, inputs, options["passthrough"])
+def compare(b: Bakeoff, counter) -> dict:
+    run_all(b)
+    teachers, recipes, counts, out, seed = b.teachers, b.recipes, b.counts, b.out, b.seed
     names = [r for r in recipes if r in counts]
     checkable = checkable_recipes(teachers, names, out)
     figures = [teacher_figures(t, names, out, counter, checkable) for t in teachers]
