@@ -64,26 +64,27 @@ async def generate(recipe: Recipe, settings: Settings, warn=print) -> Outcome:
 
         judge = Judge(routers["judge"], min_score=settings.judge.min_score)
     generation = Generation(recipe, settings, routers["teacher"], store, stamp, judge)
-    code, stopped = 0, None
+    code, stopped = 0, "failed: see the error printed with it"  # unless the run ends one of the ways below
     started = time.monotonic()
     undo_signal = cancel_on_sigterm()
     try:
         if len(plan.todo):
             await generation.run(plan)
+        stopped = None
     except TeacherDown as e:
         stopped, code = f"stopped: {STOP_AFTER_FAILED_ROWS} rows in a row failed, the teacher seems down; last error: {e}", 1
     except asyncio.CancelledError:
         stopped, code = "interrupted", 130
-    finally:
+    finally:  # once the run has started, a summary is written however it ends
         undo_signal()
         store.close()
         await asyncio.gather(*(t.close() for t in teachers), return_exceptions=True)
-    endpoints = {**routers["teacher"].stats(),
-                 **{f"{k} (judge)": v for k, v in (routers["judge"].stats() if judge else {}).items()}}
-    summary = summarise(recipe.name, store, generation.tally, plan, existing,
-                        {"fingerprint": fingerprint, "stopped": stopped, "endpoints": endpoints,
-                         "wall_seconds": time.monotonic() - started, "shard": selection.shard})
-    store.write_summary(summary)
+        endpoints = {**routers["teacher"].stats(),
+                     **{f"{k} (judge)": v for k, v in (routers["judge"].stats() if judge else {}).items()}}
+        summary = summarise(recipe.name, store, generation.tally, plan, existing,
+                            {"fingerprint": fingerprint, "stopped": stopped, "endpoints": endpoints,
+                             "wall_seconds": time.monotonic() - started, "shard": selection.shard})
+        store.write_summary(summary)
     if code == 0 and generation.tally.errors:
         code = 1
     return Outcome(code, summary, plan=plan)

@@ -48,7 +48,7 @@ def print_summary(s: dict, file=None) -> None:
     ]
     for endpoint, stats in s["endpoints"].items():
         line = f"  {endpoint}: {stats['ok']} ok, {stats['failed']} failed"
-        if stats["concurrency"] is not None:
+        if stats["concurrency"] is not None and stats["requests"]:
             how = "auto, settled at" if stats["concurrency_mode"] == "auto" else "fixed"
             line += f", concurrency {how} {stats['concurrency']} (peak {stats['peak_in_flight']} in flight)"
         lines.append(line)
