@@ -87,7 +87,8 @@ class Router:
             ticket = endpoint.limit.start(endpoint.in_flight)
             started = time.monotonic()
             try:
-                reply = await asyncio.wait_for(endpoint.teacher.complete(messages, sampling), sampling.timeout)
+                async with asyncio.timeout(sampling.timeout):  # cancels the request in place: no extra task
+                    reply = await endpoint.teacher.complete(messages, sampling)
             except (TransientError, asyncio.TimeoutError) as e:
                 error = e if isinstance(e, TransientError) else TransientError(
                     f"{endpoint.teacher.endpoint}: no reply within {sampling.timeout:g}s (request cancelled)")
