@@ -234,3 +234,23 @@ def test_resume_reads_ids_past_a_line_that_is_not_json(tmp_path):
     existing = TraceStore(out).load()
     assert existing.done == {"gsm8k/test/0", "gsm8k/test/1", "gsm8k/test/2"} and existing.failed == {7}
     assert existing.fingerprints == {"f" * 16: 3}
+
+
+def test_plain_progress_is_one_line_a_tick_and_a_last_one(monkeypatch):
+    import io
+
+    from tunixhack.progress import Progress
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    stream = io.StringIO()  # not a terminal, as a log file is not
+    progress = Progress(total=10, done_before=4, describe=lambda: "ok 3 rej 0 err 0", stream=stream, every=0)
+    for _ in range(3):
+        progress.update(1)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert "\r" not in stream.getvalue() and len(lines) == 4  # one a row here (every=0), and the last one
+    assert lines[-1].startswith("progress: 7/10 rows (70.0%) | ok 3 rej 0 err 0 |")
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    quiet = io.StringIO()
+    Progress(total=10, done_before=0, describe=lambda: "", stream=quiet, every=0).update(1)
+    assert quiet.getvalue() == ""

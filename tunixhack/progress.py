@@ -23,9 +23,11 @@ def duration(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, total: int, done_before: int, describe: Callable[[], str], stream=None):
+    def __init__(self, total: int, done_before: int, describe: Callable[[], str], stream=None,
+                 every: float = PLAIN_EVERY):
         """`describe()` gives the counts after the row totals: 'ok 12 rej 3 err 0 | 800 tok/s | concurrency 16'."""
         self.stream = stream or sys.stderr
+        self.every = every
         self.total, self.done_before, self.count = total, done_before, 0
         self.describe = describe
         self.started = self._last = time.monotonic()
@@ -48,7 +50,7 @@ class Progress:
         if self.bar is not None and now - self._last >= POSTFIX_EVERY:
             self._last = now
             self.bar.set_postfix_str(self.describe(), refresh=False)
-        elif self.plain and now - self._last >= PLAIN_EVERY:
+        elif self.plain and now - self._last >= self.every:
             self._last = now
             self._line(now)
 
