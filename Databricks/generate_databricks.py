@@ -9,18 +9,17 @@ CC BY-SA 3.0). Example row:
 
 The student sees the instruction and its passage (when there is one); the teacher also gets the category's
 guidance from tunixhack/prompts.py. The human `response` is never sent: it is kept as `reference`, and for
-closed_qa and classification the answer must match it (normalised exact match, leading with it, or token F1
-of at least --min-f1). Other categories have nothing to check; tunixhack/quality.py rejects empty,
+closed_qa and classification the answer must match it (check kind text_match, tunixhack/verify/text.py:
+normalised exact match, leading with it, or token F1 of at least --min-f1). Other categories have nothing to check; tunixhack/quality.py rejects empty,
 looping or chatty replies. Ids are the row index in the split, so `--category` keeps them stable.
     python Databricks/generate_databricks.py --category closed_qa,classification --limit 200
 """
 
 import re
-import string
-from collections import Counter
 
 from tunixhack import Recipe, UserError, prompts, run
 from tunixhack.quality import check_answer
+from tunixhack.verify.text import MIN_F1
 
 CATEGORIES = ("open_qa", "general_qa", "classification", "closed_qa", "brainstorming",
               "information_extraction", "summarization", "creative_writing")
@@ -32,8 +31,6 @@ QUALITY = {  # per category, beyond check_answer's defaults (no meta-talk, no lo
     "summarization": {"minimum_words": 8},
 }
 CITATION = re.compile(r"\[\d+\]")  # Wikipedia markers that older copies of the dataset still carry
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-ARTICLES = {"a", "an", "the"}
 
 
 class Dolly(Recipe):
@@ -45,7 +42,7 @@ class Dolly(Recipe):
     version = "1"
     columns = ("instruction", "context", "response", "category")
     categories: frozenset[str] | None = None   # --category; None keeps every row
-    min_f1 = 0.5                               # --min-f1
+    min_f1 = MIN_F1                            # --min-f1
 
     def add_arguments(self, group):
         group.add_argument("--category", action="append", metavar="NAME[,NAME]",
@@ -90,10 +87,11 @@ class Dolly(Recipe):
         answer = check_answer(reply.content, **QUALITY.get(row["category"], {}))
         return {"reasoning": reply.reasoning, "answer": answer}
 
-    def verify(self, record):
-        if record["category"] not in CHECKED or not record["reference"]:
+    def check(self, row):
+        reference = self.reference(row)
+        if row["category"] not in CHECKED or not reference:
             return None
-        return answer_matches(record["answer"], record["reference"], self.min_f1)
+        return {"kind": "text_match", "reference": reference, "min_f1": self.min_f1}
 
 
 def parse_categories(values: list[str] | None) -> frozenset[str] | None:
@@ -108,37 +106,6 @@ def parse_categories(values: list[str] | None) -> frozenset[str] | None:
 
 def clean(text: str | None) -> str:
     return CITATION.sub("", text or "").strip()
-
-
-def tokens(text: str) -> list[str]:
-    """SQuAD-style normalisation, except that punctuation becomes a space ('10,1981' is two tokens)."""
-    text = (text or "").lower().translate(str.maketrans(string.punctuation + "\u2019\u2018\u201c\u201d",
-                                                        " " * (len(string.punctuation) + 4)))
-    return [t for t in text.split() if t not in ARTICLES]
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    pred, ref = tokens(prediction), tokens(reference)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if not common:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
-
-
-def answer_matches(answer: str, reference: str, min_f1: float = 0.5) -> bool:
-    """The answer, its first line or its first sentence equals the reference (normalised), leads with it,
-    or reaches min_f1 token F1 with it. Teachers put the label first and explain after ('Tope. It is a
-    shark...'), so the leading part is compared as well as the whole."""
-    ref = tokens(reference)
-    if not ref:
-        return False
-    first_line = next((line for line in answer.splitlines() if line.strip()), "")
-    first_sentence = SENTENCE_END.split(first_line.strip(), 1)[0]
-    for part in (answer, first_line, first_sentence):
-        if tokens(part)[: len(ref)] == ref or token_f1(part, reference) >= min_f1:
-            return True
-    return False
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import random
 
 from tunixhack import Recipe, run
 from tunixhack.errors import Reject
-from tunixhack.verify.choice import extract_choice, verify_choice
+from tunixhack.verify.choice import extract_choice
 
 LETTERS = "ABCD"
 SUPPORT = "{support}\n\n"
@@ -86,8 +86,9 @@ class SciQ(Recipe):
             raise Reject("no_choice", "the answer names no option")
         return {"reasoning": reply.reasoning, "answer": reply.content.strip(), "choice": choice}
 
-    def verify(self, record):
-        return verify_choice(record["answer"], record["reference"], record["options"])
+    def check(self, row):
+        options = self.extra(row)["options"]
+        return {"kind": "choice", "options": options, "answer": self.reference(row).split(".", 1)[0]}
 
 
 if __name__ == "__main__":

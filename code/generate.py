@@ -12,13 +12,14 @@ The sanitized config names the task `prompt` instead of `text` and adds `test_im
 
 The teacher sees the task and one assert (it fixes the function name); the reference solution is never sent.
 A reply passes when its code, then the setup code, then every assert run cleanly in the sandbox
-(tunixhack/verify/code.py). The asserts, setup and imports are kept in the row for GRPO rewards.
+(tunixhack/verify/code.py). The asserts, setup, imports and time limit are the row's `check`, read again by the GRPO
+code reward and by eval.
     python code/generate.py --split test --limit 50 --attempts 4
 """
 
 from tunixhack import Recipe, Reject, run
 from tunixhack.argtypes import positive
-from tunixhack.verify.code import extract_code, verify_code
+from tunixhack.verify.code import extract_code
 
 PROMPT = "{task}\n\nYour code should pass this test:\n{test}"
 # Two tasks' asserts use objects that the setup code builds from classes the solution must define.
@@ -63,21 +64,14 @@ class MBPP(Recipe):
     def reference(self, row):
         return row.get("code")
 
-    def extra(self, row):
-        return {
-            "tests": list(row["test_list"]),
-            "test_setup": row.get("test_setup_code") or "",
-            "test_imports": list(row.get("test_imports") or []),
-        }
+    def check(self, row):
+        return {"kind": "code", "tests": list(row["test_list"]), "setup": row.get("test_setup_code") or "",
+                "imports": list(row.get("test_imports") or []), "timeout": self.verify_timeout}
 
     def parse(self, row, reply):
         if extract_code(reply.content) is None:
             raise Reject("no_code", "no ```python block and the reply is not a program")
         return {"reasoning": reply.reasoning, "answer": reply.content}
-
-    def verify(self, record):
-        return verify_code(record["answer"], record["tests"], record["test_setup"], record["test_imports"],
-                           timeout=self.verify_timeout)
 
 
 def normalise_newlines(text: str) -> str:

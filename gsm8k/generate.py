@@ -6,12 +6,13 @@ Example row:
                   clips in May. How many clips did Natalia sell altogether in April and May?",
      "answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\\n... \\n#### 72"}
 
-The teacher sees only the question; the text after '####' (commas stripped) is the gold answer.
+The teacher sees only the question; the text after '####' (commas stripped) is the gold answer, checked with
+math-verify (check kind math).
     python gsm8k/generate.py --split test --limit 100 --concurrency 8
 """
 
 from tunixhack import Recipe, run
-from tunixhack.verify.math import gsm8k_gold, verify_math
+from tunixhack.verify.math import gsm8k_gold
 
 INSTRUCTION = "{question}\n\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 
@@ -38,8 +39,8 @@ class GSM8K(Recipe):
     def reference(self, row):
         return gsm8k_gold(row["answer"])
 
-    def verify(self, record):
-        return verify_math(record["answer"], record["reference"])
+    def check(self, row):
+        return {"kind": "math", "gold": self.reference(row)}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,14 @@
 """Shared test options. Tests under tests/live/ need a real LM Studio or an accelerator: run with --live."""
 
+import os
+from pathlib import Path
+
 import pytest
+
+# Scripts run as subprocesses import `tunixhack` from this checkout, whatever the environment's editable install
+# points at (another worktree's, say): the tests test the code beside them.
+ROOT = str(Path(__file__).resolve().parent.parent)
+os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def pytest_addoption(parser):

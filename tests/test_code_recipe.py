@@ -34,7 +34,7 @@ def reply(content: str) -> Reply:
 
 
 def record_for(row: dict, answer: str) -> dict:
-    return {"answer": answer, **RECIPE.extra(row)}
+    return {"answer": answer, "check": RECIPE.check(row)}
 
 
 # --- prompt -------------------------------------------------------------------------------------------
@@ -66,7 +66,8 @@ def test_setup_code_is_shown_when_the_tests_need_it():
 def test_sanitized_rows_use_prompt_and_keep_test_imports():
     row = SANITIZED_ROWS[139]
     assert RECIPE.prompt(row).startswith("Write a function to find the circumference of a circle.")
-    assert RECIPE.extra(row) == {"tests": row["test_list"], "test_setup": "", "test_imports": ["import math"]}
+    assert RECIPE.check(row) == {"kind": "code", "tests": row["test_list"], "setup": "", "imports": ["import math"],
+                                 "timeout": RECIPE.verify_timeout}
 
 
 def test_row_without_task_text_is_malformed():
@@ -146,8 +147,9 @@ def test_end_to_end_through_a_real_openai_server(tmp_path):
     assert rejects == {"mbpp/test/12": "verify_failed", "mbpp/test/17": "no_code"}
     row = rows["mbpp/test/927"]
     assert row["verified"] is True and row["category"] == "code" and row["reference"] == FULL_ROWS[927]["code"]
-    assert row["tests"] == FULL_ROWS[927]["test_list"] and row["test_setup"] == FULL_ROWS[927]["test_setup_code"]
-    assert row["test_imports"] == [] and row["reasoning"] == "recurse" and "```python" in row["answer"]
+    check = row["check"]
+    assert check["tests"] == FULL_ROWS[927]["test_list"] and check["setup"] == FULL_ROWS[927]["test_setup_code"]
+    assert check["imports"] == [] and row["reasoning"] == "recurse" and "```python" in row["answer"]
     assert len(sent) == 5
     for task in FULL_ROWS.values():  # no gold solution went out
         assert not any(task["code"].strip().splitlines()[-1].strip() in text for text in sent)

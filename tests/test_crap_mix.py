@@ -141,7 +141,7 @@ def test_config_file_and_flags_over_it(tmp_path):
 def test_length_budgets_are_the_trainers(tmp_path):
     """A row the mix keeps is one the SFT trainer keeps with --max-len equal to --max-tokens, and one GRPO keeps
     with --max-prompt-len equal to --max-prompt-tokens; and no other."""
-    from train.data import grpo_prompts, tokenize_sft
+    from tunixhack.train.data import grpo_prompts, tokenize_sft
 
     sp = train_tokenizer(tmp_path / "tokenizer.model")
     ids = {"pad": 0, "bos": 1, "end_of_turn": 2}

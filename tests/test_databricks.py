@@ -117,13 +117,15 @@ VERIFY_CASES = [
 
 @pytest.mark.parametrize("category,answer,reference,expected", VERIFY_CASES)
 def test_verify(category, answer, reference, expected):
-    record = {"category": category, "answer": answer, "reference": reference}
-    assert dolly.Dolly().verify(record) is expected
+    recipe = dolly.Dolly()
+    record = {"answer": answer, "check": recipe.check({"category": category, "response": reference})}
+    assert recipe.verify(record) is expected
 
 
 def test_min_f1_flag_tightens_the_check():
-    record = {"category": "closed_qa", "answer": VERIFY_CASES[1][1], "reference": VIRGIN}
-    assert configured("--min-f1", "0.9")[0].verify(record) is False
+    recipe = configured("--min-f1", "0.9")[0]
+    record = {"answer": VERIFY_CASES[1][1], "check": recipe.check({"category": "closed_qa", "response": VIRGIN})}
+    assert record["check"]["min_f1"] == 0.9 and recipe.verify(record) is False
     with pytest.raises(UserError, match="--min-f1 must be in"):
         configured("--min-f1", "1.5")
 

@@ -2,7 +2,8 @@
 
 import pytest
 
-from tunixhack.reasoning import split_reasoning, split_tagged
+from tunixhack.reasoning import split_reasoning
+from tunixhack.student import split_tagged
 from tunixhack.verify.math import extract_answer, gsm8k_gold, verify_math
 
 

@@ -1,40 +1,26 @@
 """What the recipe tests share: load a recipe script as a module, build replies, run a generate.py for real.
 
-Recipe folders are scripts, not packages, so a test loads `<folder>/generate.py` by path, with the folder on
-sys.path only while it loads (the way Python runs the script), and runs it end to end as a subprocess
-against the fake OpenAI-compatible server.
+Recipe folders are scripts, not packages, so a test loads `<folder>/generate.py` by path
+(tunixhack.scripts), and runs it end to end as a subprocess against the fake OpenAI-compatible server.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
+from tunixhack.scripts import load_script
 from tunixhack.store import read_jsonl, sibling
 from tunixhack.teachers.base import Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-FOLDER_MODULES = ("prompts",)   # a recipe folder's own helper modules: not shared between folders
 
 
 def load_recipe(folder: str, script: str = "generate.py", name: str | None = None):
     """The module of `<folder>/<script>`, registered in sys.modules (Recipe.template_text reads it there)."""
-    path = ROOT / folder / script
-    name = name or f"recipe_{folder.lower()}"
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-        for helper in FOLDER_MODULES:
-            sys.modules.pop(helper, None)
-    return module
+    return load_script(ROOT / folder / script, name or f"recipe_{folder.lower()}")
 
 
 def reply(content: str, reasoning: str = "Let me think this through.") -> Reply:
@@ -70,7 +56,7 @@ def check_parse(recipe, row: dict, content: str, expected: str | None):
         assert r.reason == expected, (r.reason, r.detail)
         return r
     assert expected is None and fields["answer"] == content.strip()
-    assert recipe.verify({"answer": content, "reference": row.get("output")}) is None
+    assert recipe.check(row) is None and recipe.verify({"answer": content, "check": recipe.check(row)}) is None
     return fields
 
 

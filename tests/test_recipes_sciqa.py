@@ -87,7 +87,7 @@ def test_a_row_without_two_distinct_options_is_malformed(recipe, row):
 def test_parse_and_verify(recipe, content, pick):
     gold = letter_of(recipe, CORIOLIS, "coriolis effect")
     other = letter_of(recipe, CORIOLIS, "muon effect")
-    record = {"reference": recipe.reference(CORIOLIS), **recipe.extra(CORIOLIS)}
+    record = {"check": recipe.check(CORIOLIS)}
     record.update(recipe.parse(CORIOLIS, reply(content.format(gold=gold, other=other))))
     assert record["choice"] == {"gold": gold, "other": other}[pick]
     assert recipe.verify(record) is (pick == "gold")

@@ -1,161 +1,199 @@
-"""Evaluate the base model and a checkpoint side by side, with the hackathon's greedy inference settings.
+"""Evaluate the base model and checkpoints side by side: on a published benchmark, or on the mix's holdout.
 
-    python train/eval.py --model tiny --ckpt runs/grpo --data eval.jsonl
-    python train/eval.py --ckpt ckpts/grpo --data eval.jsonl --limit 500
+    python train/eval.py --model tiny --ckpt runs/sft --ckpt runs/grpo --benchmark gsm8k --source gsm8k_test.parquet
+    python train/eval.py --ckpt runs/sft --ckpt runs/grpo --benchmark gsm8k        # openai/gsm8k main test, 1,319
+    python train/eval.py --ckpt runs/grpo --data data/mix                          # the holdout (eval split)
 
---data holds trace rows (crap.py mix's eval.jsonl: GSM8K test, SciQ test, MBPP test, ...). Each row is
-scored by what it carries: math rows against `reference` (math-verify), rows with `options` by the option
-picked, rows with `tests` by running them in the sandbox (tunixhack/verify/code.py: MBPP pass@1), and every
-row for format compliance (exactly <reasoning>...</reasoning><answer>...</answer>). Correctness reads the
-<answer> section when there is one and the whole reply otherwise, so an untrained base model is scored
-on what it says, not on its tags. Writes --out/eval.json, eval.md (the table) and samples.jsonl.
+--benchmark gsm8k|sciq|mbpp reads the real test split (openai/gsm8k main, allenai/sciq, MBPP full), every row
+(--limit: a seeded sample, said so), or --source, a local copy in the same schema. The prompt and the check are
+the dataset's recipe's own. --data reads trace rows (the mix's eval split: a holdout of the training sources,
+easier than the benchmark and in its distribution; never call it a test). Protocol: 0-shot, the student's
+prompt format, greedy decoding (temperature 1e-4, top_k 1, top_p 1, seed 42), --max-new-tokens, the extraction
+stated in eval.json. Each checkpoint is evaluated as it was trained (base + float32 adapter, unmerged).
+Every accuracy comes with n and its 95% Wilson interval. Writes --out/eval.json, eval.md, samples.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-import runs
-
 from tunixhack.errors import UserError
 from tunixhack.traces import write_json, write_jsonl
+from tunixhack.train import runs
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     runs.model_flags(p)
-    p.add_argument("--ckpt", help="a run folder of train/sft.py or train/grpo.py (latest checkpoint)")
-    p.add_argument("--no-base", action="store_true", help="evaluate the checkpoint only")
-    data = p.add_argument_group("data")
-    data.add_argument("--data", required=True, help="trace rows (.jsonl) with references, e.g. eval.jsonl")
-    data.add_argument("--limit", type=int, help="at most N rows per dataset (a seeded sample)")
+    p.add_argument("--ckpt", action="append", default=[], help="a run folder of sft.py or grpo.py (repeatable)")
+    p.add_argument("--no-base", action="store_true", help="evaluate the checkpoints only")
+    data = p.add_argument_group("what to evaluate on (one of)")
+    data.add_argument("--benchmark", help="gsm8k | sciq | mbpp: the real test split")
+    data.add_argument("--source", help="with --benchmark: a local copy of its test split, in the same schema")
+    data.add_argument("--data", help="trace rows: a .jsonl, a mix folder, a pushed dataset folder or USER/NAME")
+    data.add_argument("--split", default="eval", help="with --data: the split (default eval, the holdout)")
+    data.add_argument("--limit", type=int, help="a seeded sample of N rows (per dataset with --data)")
     data.add_argument("--seed", type=int, default=0)
     gen = p.add_argument_group("decoding (greedy: temperature 1e-4, top_k 1, top_p 1, seed 42)")
     gen.add_argument("--max-new-tokens", type=int, default=768)
-    gen.add_argument("--max-prompt-len", type=int, default=512, help="longer prompts are skipped and counted")
     gen.add_argument("--batch", type=int, default=8)
-    p.add_argument("--out", help="output folder (default: CKPT/eval, or eval/ here)")
+    p.add_argument("--unsafe-run-code", action="store_true",
+                   help="run model-written code with no isolation where the machine allows none (see README)")
+    p.add_argument("--out", help="output folder (default: the last CKPT/eval, or eval/ here)")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    import data as traces
+    from tunixhack.train import benchmarks
 
-    rows = sample(traces.read_rows(args.data), args.limit, args.seed)
-    run = runs.read_run(args.ckpt) if args.ckpt else None
-    model_name = runs.root_model(run) if run else args.model
-    if run and args.model not in ("gemma3-1b-it", model_name):
-        raise UserError(f"--model {args.model} differs from the model {args.ckpt} was trained from ({model_name}); "
-                        f"leave --model out")
-    if args.no_base and not run:
+    if bool(args.benchmark) == bool(args.data):
+        raise UserError("give --benchmark gsm8k|sciq|mbpp (a published test split) or --data (trace rows), one")
+    if args.source and not args.benchmark:
+        raise UserError("--source is a local copy of a --benchmark's test split; trace rows go to --data")
+    chain = [runs.read_run(c) for c in args.ckpt]
+    model_name = runs.root_model(chain[0]) if chain else args.model
+    for ckpt, run in zip(args.ckpt, chain):
+        if runs.root_model(run) != model_name or args.model not in ("gemma3-1b-it", model_name):
+            raise UserError(f"--ckpt {ckpt} was trained from {runs.root_model(run)}, not {model_name}: every "
+                            f"checkpoint compared must come from the same base; leave --model out")
+    if args.no_base and not chain:
         raise UserError("--no-base needs --ckpt: there would be nothing to evaluate")
-    out = Path(args.out or (Path(args.ckpt) / "eval" if args.ckpt else "eval"))
+    if args.benchmark:
+        rows, protocol = benchmarks.load(args.benchmark, args.source, args.limit, args.seed)
+    else:
+        rows, protocol = holdout(args)
+    protocol.update(prompt_template=prompt_template(), shots=0, max_new_tokens=args.max_new_tokens,
+                    decoding=decoding(), isolation=sandbox_level(rows, args.unsafe_run_code))
+    labels = ([] if args.no_base else [("base", None)]) + [(c, c) for c in args.ckpt]
     results, samples = {}, []
-    if not args.no_base:
-        results["base"] = evaluate("base", model_name, None, rows, args, samples)
-    if run:
-        results["ckpt"] = evaluate("ckpt", model_name, args.ckpt, rows, args, samples)
-    settings = {"data": args.data, "rows": len(rows), "max_new_tokens": args.max_new_tokens, "limit": args.limit,
-                "model": model_name, "ckpt": args.ckpt, "step": results.get("ckpt", {}).get("step")}
-    write_json(out / "eval.json", {"settings": settings, "results": results})
-    table = markdown(results)
+    for label, ckpt in labels:
+        results[label] = evaluate(label, model_name, ckpt, rows, args, samples)
+    out = Path(args.out or (Path(args.ckpt[-1]) / "eval" if args.ckpt else "eval"))
+    write_json(out / "eval.json", {"protocol": protocol, "results": results})
+    table = markdown(protocol, results)
     (out / "eval.md").write_text(table + "\n")
     write_jsonl(out / "samples.jsonl", samples)
     print(table)
     print(f"\nwritten: {out / 'eval.json'}, {out / 'eval.md'}, {out / 'samples.jsonl'}", file=sys.stderr)
 
 
-def sample(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
-    if not limit:
-        return rows
-    by_dataset = defaultdict(list)
-    for row in rows:
-        by_dataset[row.get("dataset") or "?"].append(row)
-    rng = random.Random(seed)
-    return [r for group in by_dataset.values() for r in (rng.sample(group, limit) if len(group) > limit else group)]
+def holdout(args) -> tuple[list[dict], dict]:
+    import random
+
+    from tunixhack.train import data as traces
+
+    rows, read = traces.read_rows(args.data, args.split)
+    total = len(rows)
+    if args.limit:
+        by_dataset = defaultdict(list)
+        for row in rows:
+            by_dataset[row.get("dataset") or "?"].append(row)
+        rng = random.Random(args.seed)
+        rows = [r for group in by_dataset.values() for r in (rng.sample(group, args.limit)
+                                                             if len(group) > args.limit else group)]
+    return rows, {"benchmark": None, "what": "holdout of the training sources (not a benchmark's test split)",
+                  "data": {k: v for k, v in read.as_dict().items() if k != "files"}, "rows_in_split": total,
+                  "n": len(rows), "sample": f"at most {args.limit} per dataset, seeded ({args.seed})"
+                  if args.limit else "every row", "extraction": "each row's check (tunixhack.verify.check) on "
+                  "the text inside <answer></answer>, the whole reply when the tags are missing"}
+
+
+def prompt_template() -> str:
+    from tunixhack.student import FORMAT_INSTRUCTION, PROMPT_TEMPLATE
+
+    return PROMPT_TEMPLATE.replace("{instruction}", FORMAT_INSTRUCTION)
+
+
+def decoding() -> dict:
+    from tunixhack.train.decode import INFERENCE
+
+    return {"greedy": True, **INFERENCE}
+
+
+def sandbox_level(rows: list[dict], unsafe: bool) -> str | None:
+    """The code sandbox's isolation, named once, when the rows hold code to run."""
+    from tunixhack.verify import check_of
+
+    if not any((check_of(r) or {}).get("kind") == "code" for r in rows):
+        return None
+    from tunixhack.verify import code
+
+    if unsafe and hasattr(code, "allow_unsafe"):
+        code.allow_unsafe()
+    return code.isolation() if hasattr(code, "isolation") else "uid+rlimits+audit"
 
 
 def evaluate(label: str, model_name: str, ckpt: str | None, rows: list[dict], args, samples: list) -> dict:
-    import data as traces
-    import model as models
-    from decode import Greedy
+    from tunixhack.student import answer_of, format_compliant, render_prompt
+    from tunixhack.train import benchmarks
+    from tunixhack.train import model as models
+    from tunixhack.train.decode import Greedy
+    from tunixhack.verify import check_many
 
     mesh = models.make_mesh(args.mesh)
     if ckpt:
-        net, cfg, tok, run = runs.load_run(ckpt, mesh, merged=True)
+        net, cfg, tok, run = runs.load_run(ckpt, mesh)
         step = run["restored_step"]
     else:
         source = models.resolve(model_name)
         (net, cfg), tok, step = models.load_base(source, mesh, args.dtype), models.load_tokenizer(source), None
-    greedy = Greedy(net, cfg, tok, models.token_ids(tok), args.max_new_tokens, args.max_prompt_len)
-    prompts = [traces.render_prompt(r["prompt"]) for r in rows]
-    fits = [i for i, p in enumerate(prompts) if greedy.fits(p)]
-    print(f"{label}: generating {len(fits)} replies ({len(rows) - len(fits)} prompts too long)", file=sys.stderr)
-    replies = dict(zip(fits, greedy([prompts[i] for i in fits], args.batch)))
-    groups: dict = defaultdict(lambda: {"n": 0, "skipped": 0, "checked": 0, "correct": 0, "format": 0})
-    for i, row in enumerate(rows):
-        group = groups[f"{short(row.get('dataset'))} / {row.get('category') or '?'}"]
-        if i not in replies:
-            group["skipped"] += 1
-            continue
-        ok, compliant = score(row, replies[i])
-        group["n"] += 1
-        group["format"] += compliant
-        if ok is not None:
-            group["checked"] += 1
-            group["correct"] += ok
-        samples.append({"model": label, "id": row["id"], "reply": replies[i], "correct": ok, "format": compliant})
-    for group in groups.values():
-        group["accuracy"] = round(group["correct"] / group["checked"], 4) if group["checked"] else None
-        group["format_rate"] = round(group["format"] / group["n"], 4) if group["n"] else None
-    return {"model": model_name, "ckpt": ckpt, "step": step, "groups": dict(sorted(groups.items()))}
-
-
-def score(row: dict, reply: str) -> tuple[bool | None, bool]:
-    """(correct or None when nothing can be checked, format compliant)."""
-    from rewards import answer_of, format_compliant
-
-    answer = answer_of(reply) or reply
-    if row.get("tests"):
-        from tunixhack.verify.code import verify_code
-
-        ok = verify_code(answer, list(row["tests"]), setup=row.get("test_setup") or "",
-                         imports=tuple(row.get("test_imports") or ()))
-    elif row.get("options") and row.get("reference"):
-        from tunixhack.verify.choice import verify_choice
-
-        ok = verify_choice(answer, str(row["reference"]), row["options"])
-    elif row.get("category") == "math" and row.get("reference"):
-        from tunixhack.verify.math import verify_math
-
-        ok = verify_math(answer, str(row["reference"]))
-    else:
-        ok = None
-    return ok, format_compliant(reply)
+    prompts = [render_prompt(r["prompt"]) for r in rows]
+    longest = max(len(tok.encode(p)) for p in prompts) + 1
+    greedy = Greedy(net, cfg, tok, models.token_ids(tok), args.max_new_tokens, max_prompt_len=longest)
+    print(f"{label}: generating {len(rows)} replies", file=sys.stderr)
+    replies = greedy(prompts, args.batch)
+    verdicts = check_many(rows, [answer_of(r) or r for r in replies])
+    groups: dict = defaultdict(lambda: {"correct": 0, "checked": 0, "format": 0, "n": 0})
+    for row, reply, ok in zip(rows, replies, verdicts):
+        compliant = format_compliant(reply)
+        for name in ("all", f"{short(row.get('dataset'))} / {row.get('category') or '?'}"):
+            group = groups[name]
+            group["n"] += 1
+            group["format"] += compliant
+            if ok is not None:
+                group["checked"] += 1
+                group["correct"] += bool(ok)
+        samples.append({"model": label, "id": row["id"], "reply": reply, "correct": ok, "format": compliant})
+    summary = {name: {"accuracy": benchmarks.proportion(g["correct"], g["checked"]),
+                      "format": benchmarks.proportion(g["format"], g["n"])} for name, g in sorted(groups.items())}
+    return {"model": model_name, "ckpt": ckpt, "step": step, **summary.pop("all"), "groups": summary}
 
 
 def short(dataset: str | None) -> str:
     return (dataset or "?").split("/")[-1]
 
 
-def markdown(results: dict) -> str:
-    labels = list(results)
-    head = ["dataset / category", "n"] + [f"{m} accuracy" for m in labels] + [f"{m} format" for m in labels]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def markdown(protocol: dict, results: dict) -> str:
+    what = (f"{protocol['benchmark']}: {protocol['dataset']} {protocol['split']}" if protocol.get("benchmark")
+            else protocol["what"])
+    lines = [f"Evaluated on {what}; n = {protocol['n']} ({protocol['sample']}); {protocol['shots']}-shot, greedy, "
+             f"{protocol['max_new_tokens']} new tokens. Accuracy and format compliance with 95% Wilson intervals.",
+             "", "| model | step | accuracy | 95% CI | format | n |", "|---|---|---|---|---|---|"]
+    for label, r in results.items():
+        acc, fmt = r["accuracy"], r["format"]
+        lines.append(f"| {label} | {r['step'] if r['step'] is not None else '-'} | {pct(acc['value'])} | "
+                     f"{interval(acc['ci95'])} | {pct(fmt['value'])} | {acc['n']} |")
     names = sorted({g for r in results.values() for g in r["groups"]})
-    for name in names:
-        cells = [name, str(max(r["groups"].get(name, {}).get("n", 0) for r in results.values()))]
-        for key in ("accuracy", "format_rate"):
-            for m in labels:
-                value = results[m]["groups"].get(name, {}).get(key)
-                cells.append("-" if value is None else f"{100 * value:.1f}%")
-        lines.append("| " + " | ".join(cells) + " |")
+    if len(names) > 1:
+        lines += ["", "| dataset / category | " + " | ".join(f"{m} accuracy" for m in results) + " |",
+                  "|---|" + "---|" * len(results)]
+        for name in names:
+            cells = [f"{pct(r['groups'][name]['accuracy']['value'])} {interval(r['groups'][name]['accuracy']['ci95'])}"
+                     if name in r["groups"] else "-" for r in results.values()]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def interval(ci) -> str:
+    return "-" if not ci else f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
 
 
 if __name__ == "__main__":

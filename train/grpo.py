@@ -1,37 +1,49 @@
 """GRPO on prompts with verifiable rewards, from an SFT run, with Tunix's RLCluster and GRPOLearner.
 
-    python train/grpo.py --model tiny --init runs/sft --data rl.jsonl --steps 2 --rewards format,math --out runs/grpo
-    python train/grpo.py --init ckpts/sft --data rl.jsonl --rewards format,math,choice,length --out ckpts/grpo
+    python train/grpo.py --model tiny --init runs/sft --data data/mix --steps 2 --rewards format,math --out runs/grpo
+    python train/grpo.py --init runs/sft --data USER/NAME --rewards format,math,choice,code --time-budget 200 --out runs/grpo
 
-The SFT run's LoRA is merged into the base and fresh adapters train on top, so the KL reference is the
-SFT model itself (sharing its weights: no second copy in memory), not the model before SFT. Checkpoints
-go to --out/ckpts/actor/<step>/model_params (the Kaggle layout). metrics.jsonl has per step the mean of
-each reward (rewards/<name>_reward), the KL to the reference (kl), the loss and the completion length
-(completions/mean_length). Re-running resumes; Ctrl-C or --time-budget saves the latest step.
+GRPO reads the `rl` split of --data (--split), less the rows the SFT run already trained on, and keeps the rows
+that one of the chosen answer rewards (math, choice, code, text, judge) can score: on the others every
+completion of a group would tie once the format is learnt, and a tied group teaches nothing. It continues the
+SFT run's float32 LoRA adapter on the stock base, so base + adapter is always the model trained; the KL
+reference is the SFT model (the same base with a frozen copy of the SFT adapter: no second base in memory).
+
+Each step rolls out --batch prompts x --generations completions with a fresh seed; --micro-batch bounds how
+many prompts one forward/backward pass holds, so --batch can grow without raising the actor step's memory.
+A reward that could not be computed is left out of its group's normalisation (tunixhack/train/rl.py).
+Checkpoints: --out/ckpts/actor/<step>/model_params. metrics.jsonl has per step each reward's mean
+(rewards/<name>_reward), the share not computed, the KL, the loss and the completion length.
+Re-running resumes; Ctrl-C or --time-budget saves the latest step; the schedule ends at the budget.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
-import runs
-
 from tunixhack.errors import UserError
-from tunixhack.traces import file_fingerprint
+from tunixhack.train import budget as budgets
+from tunixhack.train import runs
+
+# LoRA learns at about ten times the rate of full fine-tuning ("LoRA Without Regret", Thinking Machines, 2025);
+# GRPO on full weights commonly uses 1e-6 to 3e-6, so 2e-5 here, on float32 adapters where it does not round away.
+DEFAULT_LR = 2e-5
 
 
 def parse_args(argv=None):
-    import rewards
+    from tunixhack.train import rewards
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     runs.model_flags(p)
     p.add_argument("--init", help="an SFT run folder (train/sft.py --out) to start from; default: --model itself")
     data = p.add_argument_group("data")
-    data.add_argument("--data", required=True, help="trace rows (.jsonl), e.g. crap.py mix's rl.jsonl")
+    data.add_argument("--data", required=True, help="a trace .jsonl, a mix folder, a pushed dataset folder or USER/NAME")
+    data.add_argument("--split", default="rl", help="the split to train on (default rl)")
     data.add_argument("--max-prompt-len", type=int, default=256, help="prompt tokens; longer prompts are dropped")
-    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--seed", type=int, default=0, help="data order, LoRA initialisation and rollout sampling")
     rew = p.add_argument_group("rewards")
     rew.add_argument("--rewards", default="format,math,choice", help=f"comma-separated: {','.join(rewards.REWARDS)}")
     rew.add_argument("--length-budget", type=int, default=768, help="length reward: tokens before the penalty")
@@ -46,21 +58,23 @@ def parse_args(argv=None):
     grpo.add_argument("--temperature", type=float, default=0.9)
     grpo.add_argument("--top-p", type=float, default=1.0)
     grpo.add_argument("--top-k", type=int, default=50)
-    lora = p.add_argument_group("LoRA (qwix)")
-    lora.add_argument("--lora-rank", type=int, default=64, help="0 trains every weight (the reference is a copy)")
-    lora.add_argument("--lora-alpha", type=float, default=64.0)
-    opt = p.add_argument_group("optimisation (AdamW, linear warmup then cosine decay)")
-    opt.add_argument("--steps", type=int, default=100, help="optimizer steps, one batch of prompts each")
-    opt.add_argument("--batch", type=int, default=2, help="prompts per step (x --generations completions)")
-    opt.add_argument("--lr", type=float, default=3e-6)
-    opt.add_argument("--warmup", type=float, default=0.1, help="warmup steps as a share of --steps")
+    lora = p.add_argument_group("LoRA (qwix, float32 adapters; from an SFT LoRA run: its adapter, rank and alpha)")
+    lora.add_argument("--lora-rank", type=int, help="default: the SFT run's, else 64; 0 trains every weight")
+    lora.add_argument("--lora-alpha", type=float, help="default: the SFT run's, else 64")
+    opt = p.add_argument_group("optimisation (AdamW, linear warmup then cosine decay to the stop)")
+    opt.add_argument("--steps", type=int, default=100, help="at most this many optimizer steps")
+    opt.add_argument("--batch", type=int, default=8, help="prompts per step (x --generations completions)")
+    opt.add_argument("--micro-batch", type=int, help="prompts per forward/backward pass (default: --batch)")
+    opt.add_argument("--rollout-batch", type=int, help="prompts per rollout call (default: --batch)")
+    opt.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"peak learning rate (default {DEFAULT_LR}: LoRA)")
+    opt.add_argument("--warmup-steps", type=int, default=5, help="linear warmup (at most a tenth of the schedule)")
     opt.add_argument("--weight-decay", type=float, default=0.1)
     opt.add_argument("--clip", type=float, default=0.1, help="gradient clipping by global norm")
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, help="run folder: run.json, metrics.jsonl, tb/, ckpts/actor/")
     out.add_argument("--save-every", type=int, default=50)
     out.add_argument("--keep", type=int, default=3)
-    out.add_argument("--time-budget", type=float, help="minutes; stop (and save) after the step that passes it")
+    out.add_argument("--time-budget", type=float, help="minutes; the schedule ends, and training stops, there")
     out.add_argument("--force", action="store_true", help="resume a folder even if its config differs")
     return p.parse_args(argv)
 
@@ -68,79 +82,162 @@ def parse_args(argv=None):
 def main(argv=None, batches=None) -> None:
     """`batches` (bench/train_step.py) wraps the stream of prompt batches, e.g. to time each step."""
     args = parse_args(argv)
-    import data as traces
-    import model as models
-    import rewards
+    from tunixhack.train import data as traces
+    from tunixhack.train import model as models
+    from tunixhack.train import rewards, rl
 
-    if args.init:
-        init = runs.read_run(args.init)  # fails early with a clear line when it is not a run folder
-        if args.model not in ("gemma3-1b-it", runs.root_model(init)):
-            raise UserError(f"--model {args.model} differs from the model {args.init} was trained from "
-                            f"({runs.root_model(init)}); leave --model out")
-    source = models.resolve(runs.root_model(runs.read_run(args.init)) if args.init else args.model)
+    init = runs.read_run(args.init) if args.init else None  # fails early with a clear line when not a run
+    if init and args.model not in ("gemma3-1b-it", runs.root_model(init)):
+        raise UserError(f"--model {args.model} differs from the model {args.init} was trained from "
+                        f"({runs.root_model(init)}); leave --model out")
+    lora = lora_spec(args, init)
+    source = models.resolve(runs.root_model(init) if init else args.model)
     mesh = models.make_mesh(args.mesh)
-    if (args.batch * args.generations) % mesh.shape["fsdp"]:
-        raise UserError(f"--batch x --generations ({args.batch * args.generations}) must be a multiple of the "
-                        f"mesh's fsdp size {mesh.shape['fsdp']}")
+    micro, rollout_batch = args.micro_batch or args.batch, args.rollout_batch or args.batch
+    check_batches(args, micro, rollout_batch, mesh.shape["fsdp"])
     tok = models.load_tokenizer(source)
     ids = models.token_ids(tok)
-    if "judge" in args.rewards.split(",") and not args.judge:
+    names = rewards.names_of(args.rewards)
+    if "judge" in names and not args.judge:
         raise UserError("--rewards judge needs --judge SPEC (a teacher server: lmstudio | http://HOST:PORT/v1)")
     judge = rewards.judge_client(args.judge, args.judge_model) if args.judge else None
     reward_fns = rewards.select(args.rewards, length_budget=args.length_budget, judge=judge,
                                 count=lambda text: len(tok.encode(text)))
-    prompts = traces.grpo_prompts(traces.read_rows(args.data), tok, args.max_prompt_len)
-    print(f"data: {prompts.summary()}", file=sys.stderr)
+    rows, read = traces.read_rows(args.data, args.split)
+    rows, dropped = scorable(rows, names, runs.fill_ids(args.init))
+    prompts = traces.grpo_prompts(rows, tok, args.max_prompt_len)
+    print(f"data: {read.rows} rows read ({read.form}, split {read.split}); "
+          f"{', '.join(f'{k} {v}' for k, v in sorted(dropped.items())) or 'none dropped'}; "
+          f"prompts {prompts.summary()}", file=sys.stderr)
 
-    config = {"stage": "grpo", "model": source.name, "dtype": args.dtype,
-              "init": str(Path(args.init).resolve()) if args.init else None,
-              "lora": {"rank": args.lora_rank, "alpha": args.lora_alpha} if args.lora_rank else None,
-              "data": str(Path(args.data).resolve()), "data_sha256": file_fingerprint(Path(args.data)),
+    # Full fine-tuning keeps float32 master weights; an adapter continued from SFT stays on the base SFT trained it on.
+    param_dtype = "float32" if not lora else init["param_dtype"] if init and init.get("lora") else args.dtype
+    config = {"stage": "grpo", "model": source.name, "dtype": args.dtype, "param_dtype": param_dtype,
+              "init": str(Path(args.init).resolve()) if args.init else None, "lora": lora,
+              "data": {k: v for k, v in read.as_dict().items() if k != "files"},
               "max_prompt_len": args.max_prompt_len, "seed": args.seed, "rewards": args.rewards,
               "length_budget": args.length_budget, "judge": args.judge, "judge_model": args.judge_model,
+              "micro_batch": micro, "rollout_batch": rollout_batch,
               **{k: getattr(args, k) for k in ("generations", "beta", "epsilon", "iterations", "max_new_tokens",
-                                                "temperature", "top_p", "top_k", "batch", "lr", "warmup",
+                                                "temperature", "top_p", "top_k", "batch", "lr", "warmup_steps",
                                                 "weight_decay", "clip", "steps", "save_every")}}
     out = runs.prepare_out(args.out, config, args.force)
+    runs.record(out, rows_read=read.rows, rows_dropped=dict(dropped), isolation=sandbox_level(names))
 
-    if args.init:
-        policy, cfg, _, _ = runs.load_run(args.init, mesh, merged=True)
-    else:
-        policy, cfg = models.load_base(source, mesh, args.dtype)
-    if args.lora_rank:
-        actor, reference = models.apply_lora(policy, mesh, args.lora_rank, args.lora_alpha, args.seed), policy
-    else:
-        from flax import nnx
-
-        actor, reference = policy, nnx.clone(policy)
-
-    cluster = make_cluster(actor, reference, tok, ids, args, out, mesh)
+    actor, reference = policy_and_reference(args, init, lora, source, mesh)
+    rl.register()
+    budget = budgets.Budget(args.steps, args.time_budget, args.lr, args.warmup_steps)
+    cluster = make_cluster(actor, reference, tok, ids, args, out, mesh, (micro, rollout_batch))
+    trainer = cluster.actor_trainer
+    trainer.with_training_hooks(budgets.step_hooks(budget))
+    budget.attach(trainer.optimizer, lambda: trainer.train_steps)
+    # A step makes batch / rollout-batch rollout calls; counting a resumed run's calls from steps x 1000 keeps
+    # them apart from the first run's, so it draws new random numbers.
+    cluster.rollout.calls = trainer.train_steps * 1000
+    runs.record(out, dtypes=runs.dtypes(actor, trainer.optimizer))
     learner = make_learner(cluster, reward_fns, args)
-    stop = runs.StopControl(args.time_budget)
-    stop.steps_done = lambda: cluster.actor_trainer.train_steps
     # The learner closes the cluster when the batches end, which saves the latest step.
     stream = traces.grpo_dataset(prompts.examples, args.batch, args.seed)
-    learner.train(stop.batches(batches(stream) if batches else stream))
-    step = cluster.actor_trainer.train_steps
+    learner.train(budget.batches(batches(stream) if batches else stream))
+    step = trainer.train_steps
+    runs.record(out, budget=budget.summary(step))
     print(f"step {step}: checkpoint in {out / 'ckpts' / 'actor'}; metrics in {out / 'metrics.jsonl'}",
           file=sys.stderr)
-    stop.finish(step)
+    budget.finish(step)
 
 
-def make_cluster(actor, reference, tok, ids, args, out: Path, mesh):
-    import optax
+def lora_spec(args, init: dict | None) -> dict | None:
+    """GRPO continues the SFT run's adapter: its rank and alpha, unless this run trains every weight."""
+    inherited = (init or {}).get("lora")
+    if inherited and args.lora_rank != 0:
+        if args.lora_rank not in (None, inherited["rank"]) or args.lora_alpha not in (None, inherited["alpha"]):
+            raise UserError(f"GRPO continues the SFT run's adapter (rank {inherited['rank']}, alpha "
+                            f"{inherited['alpha']}); leave --lora-rank and --lora-alpha out, or --lora-rank 0")
+        return dict(inherited)
+    rank = 64 if args.lora_rank is None else args.lora_rank
+    return {"rank": rank, "alpha": args.lora_alpha or 64.0} if rank else None
+
+
+def check_batches(args, micro: int, rollout_batch: int, fsdp: int) -> None:
+    for name, value in (("--micro-batch", micro), ("--rollout-batch", rollout_batch)):
+        if value < 1 or args.batch % value:
+            raise UserError(f"{name} must divide --batch {args.batch}, got {value}")
+    if (micro * args.generations) % fsdp:
+        raise UserError(f"--micro-batch x --generations ({micro * args.generations}) must be a multiple of the "
+                        f"mesh's fsdp size {fsdp}")
+
+
+def scorable(rows: list[dict], names: list[str], sft_ids: set[str]) -> tuple[list[dict], Counter]:
+    """The rows GRPO trains on, and how many were dropped per reason and category."""
+    from tunixhack.train import rewards
+    from tunixhack.verify import check_of
+
+    answer_rewards = [n for n in names if n in rewards.SCORES or n == "judge"]
+    kept, dropped = [], Counter()
+    for row in rows:
+        if row["id"] in sft_ids:
+            dropped[f"seen in SFT ({row.get('category')})"] += 1
+        elif answer_rewards and not rewards.can_score(answer_rewards, check_of(row)):
+            dropped[f"no chosen reward scores it ({row.get('category')})"] += 1
+        else:
+            kept.append(row)
+    if not kept:
+        raise UserError(f"no row left to train on: the chosen rewards ({','.join(names)}) score none of the rows "
+                        f"({', '.join(f'{k} {v}' for k, v in sorted(dropped.items()))})")
+    return kept, dropped
+
+
+def sandbox_level(names: list[str]) -> str | None:
+    """The code sandbox's isolation level, when a code reward will run model-written programs."""
+    if "code" not in names:
+        return None
+    from tunixhack.verify import code
+
+    return code.isolation() if hasattr(code, "isolation") else "uid+rlimits+audit"
+
+
+def policy_and_reference(args, init: dict | None, lora: dict | None, source, mesh):
+    """(actor, KL reference). LoRA: two adapter sets on one base, both starting from the SFT adapter."""
+    from flax import nnx
+
+    from tunixhack.train import lora as adapters
+    from tunixhack.train import model as models
+
+    if not lora:  # every weight trains, in float32; the reference is a frozen copy
+        if init:
+            policy, cfg, _, _ = runs.load_run(args.init, mesh, dtype="float32")
+            policy = adapters.merge(policy, cfg, mesh, init["lora"]["alpha"] / init["lora"]["rank"]) \
+                if init.get("lora") else policy
+        else:
+            policy, _ = models.load_base(source, mesh, "float32")
+        return policy, nnx.clone(policy)
+    spec = {"lora": lora, "seed": args.seed}
+    if init and init.get("lora"):
+        base, _, _ = runs.load_base_of(init, mesh)
+        actor, reference = runs.lora_model(base, spec, mesh), runs.lora_model(base, spec, mesh)
+        step = runs.latest_step(runs.ckpt_root(args.init, init))
+        if step is None:
+            raise UserError(f"{args.init} has no checkpoint yet")
+        runs.restore(actor, runs.ckpt_root(args.init, init), step, lora=True)
+        adapters.set_adapters(reference, adapters.adapters(actor))
+        return actor, reference
+    base = runs.load_run(args.init, mesh)[0] if init else models.load_base(source, mesh, args.dtype)[0]
+    return runs.lora_model(base, spec, mesh), base
+
+
+def make_cluster(actor, reference, tok, ids, args, out: Path, mesh, sizes: tuple[int, int]):
     import orbax.checkpoint as ocp
     from tunix.rl import rl_cluster as rl
     from tunix.rl.rollout.base_rollout import RolloutConfig
 
-    warmup = max(1, int(args.warmup * args.steps))
-    schedule = optax.warmup_cosine_decay_schedule(args.lr / (warmup + 1), args.lr, warmup, max(args.steps, warmup + 1))
+    from tunixhack.train.rl import seeded_rollout
 
-    optimizer = optax.chain(optax.clip_by_global_norm(args.clip),
-                            optax.adamw(schedule, b1=0.9, b2=0.99, weight_decay=args.weight_decay))
+    micro, rollout_batch = sizes
     training = rl.RLTrainingConfig(
-        actor_optimizer=optimizer,
-        max_steps=args.steps, eval_every_n_steps=10**9, mini_batch_size=args.batch, data_sharding_axis=("fsdp",),
+        actor_optimizer=budgets.adamw(args.lr, args.warmup_steps, args.steps, args.weight_decay, args.clip),
+        max_steps=args.steps, eval_every_n_steps=10**9, data_sharding_axis=("fsdp",),
+        mini_batch_size=args.batch, train_micro_batch_size=micro, rollout_micro_batch_size=rollout_batch,
+        compute_logps_micro_batch_size=micro,
         checkpoint_root_directory=str((out / "ckpts").resolve()),
         checkpointing_options=ocp.CheckpointManagerOptions(save_interval_steps=args.save_every, max_to_keep=args.keep),
         metrics_logging_options=runs.metrics_options(out, grpo=True), pbar_description="GRPO")
@@ -149,18 +246,18 @@ def make_cluster(actor, reference, tok, ids, args, out: Path, mesh):
         kv_cache_size=args.max_prompt_len + args.max_new_tokens + 8, temperature=args.temperature,
         top_p=args.top_p, top_k=args.top_k, eos_tokens=[ids["eos"], ids["end_of_turn"]])
     roles = {rl.Role.ACTOR: mesh, rl.Role.REFERENCE: mesh, rl.Role.ROLLOUT: mesh}
-    config = rl.ClusterConfig(role_to_mesh=roles, rollout_engine="vanilla", offload_to_cpu=False,
+    config = rl.ClusterConfig(role_to_mesh=roles, rollout_engine=seeded_rollout(args.seed), offload_to_cpu=False,
                               training_config=training, rollout_config=rollout)
-    cluster = rl.RLCluster(actor=actor, reference=reference, tokenizer=tok, cluster_config=config)
-    cluster.actor_trainer.with_training_hooks(runs.step_hooks(runs.learning_rates(schedule, args.steps)))
-    return cluster
+    return rl.RLCluster(actor=actor, reference=reference, tokenizer=tok, cluster_config=config)
 
 
 def make_learner(cluster, reward_fns, args):
     from tunix.rl.grpo.grpo_learner import GRPOConfig, GRPOLearner
 
+    from tunixhack.train.rl import ADVANTAGE_ESTIMATOR, REWARD_MANAGER
+
     algo = GRPOConfig(num_generations=args.generations, num_iterations=args.iterations, beta=args.beta,
-                      epsilon=args.epsilon)
+                      epsilon=args.epsilon, reward_manager=REWARD_MANAGER, advantage_estimator=ADVANTAGE_ESTIMATOR)
     # Not under jax.set_mesh: RLCluster enters each role's mesh itself (an outer one crashes it).
     return GRPOLearner(rl_cluster=cluster, reward_fns=reward_fns, algo_config=algo)
 

@@ -22,9 +22,12 @@ import numpy as np
 
 from .compare_report import write_report
 from .errors import UserError
-from .recipes import ROOT, discover_recipes, load_recipe_class
+from .scripts import load_recipe
 from .store import read_jsonl, sibling
 from .traces import reason_name, write_json
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,14 @@ class Teacher:
         """A folder name that stays the same between runs, so a re-run resumes instead of starting over."""
         where = re.sub(r"^[a-z]+://", "", self.spec).rstrip("/")
         return re.sub(r"[^\w.@-]+", "_", f"{self.model}@{where}")
+
+
+def discover_recipes(root: Path = ROOT) -> dict[str, Path]:
+    """Recipe folder name -> its generate script (every <folder>/generate*.py; Databricks names its own)."""
+    found = {}
+    for script in sorted(root.glob("*/generate*.py")):
+        found.setdefault(script.parent.name, script)
+    return found
 
 
 def pick_recipes(names: list[str] | None, available: dict[str, Path]) -> dict[str, Path]:
@@ -93,7 +104,7 @@ def run_recipe(script: Path, argv: list[str]):
     from .engine import generate
     from .settings import Settings
 
-    recipe = load_recipe_class(script)()
+    recipe = load_recipe(script, "tunixhack_recipe_" + re.sub(r"\W", "_", f"{script.parent.name}_{script.stem}"))
     args = build_parser(recipe).parse_args(argv)
     recipe.configure(args)
     settings = Settings.from_args(args)

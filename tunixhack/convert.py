@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
-from .reasoning import split_tagged
+from .student import split_tagged
+from .verify import with_check
 
 VERSION = "1"
 COLUMNS = {  # our field -> the headers it has had, normalised (lowercase, _ for spaces and dashes)
@@ -96,6 +97,7 @@ def convert_file(path: Path, dataset: str | None = None, category: str | None = 
                 "fingerprint": fingerprint,
                 "converted_from": {"file": path.name, "row": number, "version": VERSION},
             }
+            with_check(row)
             response = line.get(columns["response"]) or ""
             tagged = split_tagged(response)
             reason = ("empty_prompt" if not row["prompt"] else "empty_response" if not response.strip()

@@ -21,6 +21,10 @@ from .errors import UserError
 from .traces import main_of, read_rejects, read_traces, reason_name, trace_files
 
 MIX_SPLITS = ("sft", "rl", "eval")
+JSON_COLUMNS_KEY = b"tunixhack_json_columns"  # parquet schema metadata: the columns stored as JSON text
+# Always JSON text: `check` is a tagged union (math, choice, code...) whose kinds have different keys; Arrow would
+# merge them into one struct with every key, null where a kind lacks it, and a row would not read back as written.
+JSON_ALWAYS = {"check"}
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
 
 
@@ -70,7 +74,7 @@ def to_table(rows: list[dict], json_columns: set[str]) -> pa.Table:
             array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             array = None
-        if array is None or has_empty_struct(array.type):
+        if array is None or has_empty_struct(array.type) or name in JSON_ALWAYS:
             json_columns.add(name)
             array = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
         columns[name] = array
@@ -99,6 +103,9 @@ def stage(path: Path, repo_id: str, folder: Path) -> dict:
     names = [name for name, rows in splits.items() if rows]
     json_columns: set[str] = set()
     table = to_table([r for name in names for r in splits[name]], json_columns)
+    # Named in the files too, so that train/ decodes them back (tunixhack/train/sources.py).
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                           JSON_COLUMNS_KEY: json.dumps(sorted(json_columns))})
     offset, sizes = 0, {}
     for name in names:
         part = table.slice(offset, len(splits[name]))

@@ -23,7 +23,9 @@ from .decontam import ROW_FIELDS, SHORT_MIN, build_index, decontaminate
 from .dedup import MINHASH_SEED, NUM_PERM, SHINGLE, deduplicate, removal
 from .errors import UserError
 from .tokens import WordCounter
-from .traces import file_fingerprint, read_traces, render_completion, render_prompt, write_json, write_jsonl
+from .student import render_completion, render_prompt
+from .traces import file_fingerprint, read_traces, write_json, write_jsonl
+from .verify import with_check
 
 OUTPUTS = ("sft.jsonl", "rl.jsonl", "eval.jsonl", "removed.jsonl", "mix.json")
 
@@ -101,7 +103,7 @@ def build_mix(files: list[Path], recipe: MixRecipe, counter, eval_files: dict[st
         raise UserError(f"{out} already holds a mix; give another --out or --overwrite")
     rows, inputs = [], []
     for path in files:
-        file_rows = read_traces(path)
+        file_rows = [with_check(r) for r in read_traces(path)]  # every row in the mix says how it is checked
         rows.extend(file_rows)
         inputs.append({"path": str(path), "sha256": file_fingerprint(path) if path.exists() else None,
                        "rows": len(file_rows),

@@ -7,11 +7,9 @@ Servers disagree on where the thinking goes (see ../shared/notes/teachers.md): a
 
 from __future__ import annotations
 
-import re
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
-TAGGED = re.compile(r"<reasoning>(.*?)</reasoning>\s*<answer>(.*?)(?:</answer>|$)", re.DOTALL)
 
 
 def split_reasoning(content: str | None, reasoning_field: str | None = None) -> tuple[str, str, bool]:
@@ -34,15 +32,3 @@ def split_reasoning(content: str | None, reasoning_field: str | None = None) -> 
         return thinking.strip(), before.strip(), False
     return "", content.strip(), True
 
-
-def split_tagged(text: str) -> tuple[str, str] | None:
-    """The written style: the teacher wrote `<reasoning>...</reasoning><answer>...</answer>` itself.
-
-    Returns (reasoning, answer), or None when the tags are missing. A missing final `</answer>` is
-    tolerated (the reply ended right after the answer); the last tagged pair wins.
-    """
-    matches = TAGGED.findall(text or "")
-    if not matches:
-        return None
-    reasoning, answer = matches[-1]
-    return reasoning.strip(), answer.strip()

@@ -6,8 +6,8 @@ A recipe is pure: no clients, files, retries or prints. `run(recipe)` (tunixhack
         name, dataset, config, split, category = "gsm8k", "openai/gsm8k", "main", "train", "math"
         columns = ("question", "answer")
         def prompt(self, row): return row["question"]
-        def reference(self, row): return gold_answer(row["answer"])
-        def verify(self, record): return verify_math(record["answer"], record["reference"])
+        def reference(self, row): return gsm8k_gold(row["answer"])
+        def check(self, row): return {"kind": "math", "gold": self.reference(row)}
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import hashlib
 import json
 import sys
 
-from . import prompts
+from . import prompts, verify
 from .errors import Reject
 from .teachers.base import Reply
 
@@ -59,6 +59,11 @@ class Recipe:
         """The dataset's gold answer, kept in the row and never sent to the teacher."""
         return None
 
+    def check(self, row: dict) -> dict | None:
+        """How an answer to this row is checked (DESIGN.md's `check` field, read by tunixhack.verify.check in
+        generation, GRPO rewards and eval alike), or None when nothing can check it. Never sent to the teacher."""
+        return None
+
     def row_category(self, row: dict) -> str:
         return self.category
 
@@ -71,8 +76,8 @@ class Recipe:
         return {"reasoning": reply.reasoning, "answer": reply.content}
 
     def verify(self, record: dict) -> bool | None:
-        """True / False against the reference, or None when there is nothing to check."""
-        return None
+        """True / False by the row's check, or None when there is nothing to check."""
+        return verify.check(record, record["answer"])
 
     # --- identity ------------------------------------------------------------------------------
     def row_id(self, split: str, row: dict, index: int) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .errors import Reject, TransientError
 from .progress import Progress
 from .prompts import WRITTEN_FORMAT
-from .reasoning import split_tagged
+from .student import split_tagged
 from .recipe import Recipe
 from .router import Router
 from .settings import Settings
@@ -78,6 +78,7 @@ def prepare(recipe: Recipe, key: str, row: dict, style: str) -> Job:
         "category": recipe.row_category(row),
         "prompt": recipe.prompt(row),
         "reference": recipe.reference(row),
+        "check": recipe.check(row),
         "extra": recipe.extra(row),
     }
     return Job(key, row, teacher_messages(recipe, row, style), fields)
@@ -233,6 +234,7 @@ class Generation:
             "reasoning": reply.reasoning,
             "answer": reply.content,
             "reference": fields["reference"],
+            "check": fields["check"],
             "verified": None,
             "finish": reply.finish,
             "thinking_closed": reply.thinking_closed,

@@ -21,20 +21,6 @@ REQUIRED_FIELDS = ("id", "category", "prompt", "reasoning", "answer", "verified"
 SIDE_SUFFIXES = (".rejects.jsonl", ".errors.jsonl", ".summary.json")  # what a run writes beside its main file
 
 
-# What the student sees (Gemma chat turn): the training scripts and the mix's length budget must agree on it.
-FORMAT_INSTRUCTION = ("Think step by step inside <reasoning></reasoning>, then give your final answer inside "
-                      "<answer></answer>.")
-PROMPT_TEMPLATE = "<start_of_turn>user\n{prompt}\n\n{instruction}<end_of_turn>\n<start_of_turn>model\n"
-
-
-def render_prompt(prompt: str) -> str:
-    return PROMPT_TEMPLATE.format(prompt=prompt.strip(), instruction=FORMAT_INSTRUCTION)
-
-
-def render_completion(row: dict) -> str:
-    """What the student learns to write (DESIGN.md): the reasoning, then the answer, in tags."""
-    return f"<reasoning>{row.get('reasoning') or ''}</reasoning><answer>{row.get('answer') or ''}</answer>"
-
 
 def main_of(path: Path) -> Path:
     """The trace file that a run's file belongs to: data/gsm8k.rejects.jsonl, data/gsm8k.summary.json and

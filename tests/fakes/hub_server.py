@@ -11,7 +11,8 @@ huggingface_hub reads HF_ENDPOINT, so a subprocess started with HF_ENDPOINT=fake
 
 Routes (as huggingface_hub 1.x calls them): POST /api/repos/create, POST /api/validate-yaml,
 POST /api/{type}s/{ns}/{name}/preupload/{rev}, POST /api/{type}s/{ns}/{name}/commit/{rev} (ndjson),
-POST /api/collections/{slug}/items. Preupload answers "regular" for every file, so the commit carries
+POST /api/collections/{slug}/items; and the downloads snapshot_download makes: GET /api/{type}s/{repo}/revision|tree/
+{rev} and GET/HEAD /{type}s/{repo}/resolve/{rev}/{path} (a private repo needs the token). Preupload answers "regular" for every file, so the commit carries
 the files' bytes (base64) and no LFS or Xet transfer is needed. A request whose bearer token is not in
 `tokens` gets 401, as the Hub answers a bad token.
 """
@@ -19,12 +20,15 @@ the files' bytes (base64) and no LFS or Xet transfer is needed. A request whose 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 REPO_PATH = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)/(preupload|commit)/([^/?]+)")
+INFO_PATH = re.compile(r"^/api/(models|datasets|spaces)/([^/]+/[^/]+)/(revision|tree)/([^/]+)$")
+RESOLVE_PATH = re.compile(r"^/(datasets/|spaces/)?([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
 COLLECTION_PATH = re.compile(r"^/api/collections/([^/]+/[^/]+)/items$")
 
 
@@ -37,12 +41,46 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self._record(b"")
-        self._json(404, {"error": f"the fake Hub has no route GET {self.path}"})
+        self._read(send_body=True)
+
+    def do_HEAD(self):
+        self._record(b"")
+        self._read(send_body=False)
+
+    def _read(self, send_body: bool):
+        """Downloads: repo info and file list (GET /api/{type}s/{repo}/revision|tree/{rev}), files (/resolve/)."""
+        path = self.path.split("?")[0]
+        info, resolve = INFO_PATH.match(path), RESOLVE_PATH.match(path)
+        repo_id = (info or resolve).group(2) if (info or resolve) else None
+        repo = self.server.repos.get(repo_id)
+        if repo is None or (repo["private"] and not self._authorized()):
+            return self._json(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+        commit = "1" * 40
+        if info and info.group(3) == "tree":
+            return self._json(200, [{"type": "file", "path": name, "size": len(data),
+                                     "oid": hashlib.sha1(data).hexdigest()} for name, data in sorted(repo["files"].items())])
+        if info:
+            siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(repo["files"].items())]
+            return self._json(200, {"id": repo_id, "sha": commit, "private": repo["private"], "siblings": siblings})
+        data = repo["files"].get(resolve.group(4))
+        if data is None:
+            return self._json(404, {"error": "Entry not found"}, {"X-Error-Code": "EntryNotFound"})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("X-Repo-Commit", commit)
+        self.end_headers()
+        if send_body:
+            self.wfile.write(data)
+
+    def _authorized(self) -> bool:
+        return self.headers.get("Authorization") in {f"Bearer {t}" for t in self.server.tokens}
 
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         body = self._record(raw)
-        if self.headers.get("Authorization") not in {f"Bearer {t}" for t in self.server.tokens}:
+        if not self._authorized():
             return self._json(401, {"error": "Invalid credentials in Authorization header"})
         path = self.path.split("?")[0]
         if path == "/api/repos/create":

@@ -3,7 +3,7 @@
 Every test here needs the [train] extra (JAX, Tunix) and is marked `train`. They share, per session:
 a cache folder (the tiny model and tokenizer, made once) and JAX's persistent compilation cache, so a
 program compiled by one script run is reused by the next. Scripts run in subprocesses exactly as a user
-types them; in-process tests import the train/ modules from sys.path.
+types them; in-process tests load a train/ script by path (train_script).
 """
 
 from __future__ import annotations
@@ -26,8 +26,13 @@ SFT_FLAGS = ["--max-len", "256", "--lora-rank", "8", "--lora-alpha", "16", "--lr
 GRPO_FLAGS = ["--lora-rank", "8", "--lora-alpha", "16", "--max-new-tokens", "16", "--max-prompt-len", "128",
               "--batch", "2", "--generations", "2"]
 
-if str(TRAIN) not in sys.path:
-    sys.path.insert(0, str(TRAIN))
+
+
+def train_script(name: str):
+    """A train/ command as a module (train/ is a folder of scripts, not a package)."""
+    from tunixhack.scripts import load_script
+
+    return load_script(TRAIN / f"{name}.py", f"train_{name}")
 
 
 @pytest.fixture(scope="session")
@@ -86,7 +91,7 @@ def grpo_run(sft_run, train_env):
 @pytest.fixture(scope="session")
 def tiny(train_env):
     """(Source, tokenizer, special ids) of the tiny model."""
-    import model as models
+    from tunixhack.train import model as models
 
     source = models.resolve("tiny")
     tok = models.load_tokenizer(source)

@@ -1,5 +1,6 @@
 """Export: the merged Hugging Face folder reloads through Tunix's loader with the trained model's logits;
-the merge agrees with Tunix's own LoRA saver; the Orbax layout restores onto a plain Gemma3."""
+the merge agrees with Tunix's own LoRA saver; the merged Orbax layout restores onto a plain Gemma3.
+(The PEFT adapter and the LoRA layout over a bfloat16 base: test_bfloat16.py.)"""
 
 import json
 
@@ -24,17 +25,20 @@ def logits(model, tokens):
 def exported(grpo_run, train_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     result = run_script("export.py", "--model", "tiny", "--ckpt", grpo_run, "--out", out, env=train_env)
-    assert "max |logit difference| 0.00e+00" in result.stderr
+    diff = float(result.stderr.split("max |logit difference| ")[1].split()[0])
+    assert diff < 1e-4  # hf/ is base + adapter in PEFT's arithmetic; the in-memory merge sums in Tunix's layout
     return out
 
 
 def test_exported_safetensors_reload_with_the_same_logits(exported, grpo_run, train_env):
-    import model as models
-    import runs
+    from tunixhack.train import model as models
+    from tunixhack.train import runs
     from tunix.models.gemma3 import params_safetensors
 
     mesh = models.make_mesh(None)
     trained, cfg, tok, run = runs.load_run(str(grpo_run), mesh)  # the LoRA model as trained, not merged
+    report = json.loads((exported / "export.json").read_text())
+    assert report["step"] == 2 and report["base_plus_adapter_vs_tunix_merge"] < 1e-6
     reloaded = params_safetensors.create_model_from_safe_tensors(str(exported / "hf"), cfg, mesh)
     tokens = np.array([[2, *tok.encode("<start_of_turn>user\nWhat is 48 + 24?<end_of_turn>")]], np.int32)
     np.testing.assert_allclose(logits(reloaded, tokens), logits(trained, tokens), atol=1e-4)
@@ -58,10 +62,10 @@ def test_orbax_layout_restores_onto_a_plain_gemma3(exported):
     from flax import nnx
     from tunix.models.gemma3 import model as gemma3
 
-    import hf
+    from tunixhack.train import hf
 
-    [step] = list((exported / "ckpts" / "actor").iterdir())
-    assert step.name == "2"
+    [step] = list((exported / "ckpts" / "merged").iterdir())
+    assert step.name == "2" and (exported / "ckpts" / "actor" / "2" / "model_params").is_dir()
     cfg = hf.model_config(hf.read_config(str(exported / "hf")), "float32")
     abstract = nnx.state(nnx.eval_shape(lambda: gemma3.Gemma3(cfg, rngs=nnx.Rngs(params=0))))
     restored = ocp.StandardCheckpointer().restore((step / "model_params").resolve(), target=abstract)
@@ -74,9 +78,8 @@ def test_our_lora_merge_matches_tunix_lora_saver(sft_run, tmp_path, tiny):
     import safetensors.numpy
     from tunix.models.gemma3 import params as gemma3_params
 
-    import hf
-    import model as models
-    import runs
+    from tunixhack.train import hf, lora, runs
+    from tunixhack.train import model as models
 
     source, _, ids = tiny
     mesh = models.make_mesh(None)
@@ -84,7 +87,7 @@ def test_our_lora_merge_matches_tunix_lora_saver(sft_run, tmp_path, tiny):
     gemma3_params.save_lora_merged_model_as_safetensors(
         local_model_path=source.path, output_dir=str(tmp_path / "tunix"), lora_model=lora_net,
         rank=run["lora"]["rank"], alpha=run["lora"]["alpha"])
-    merged = models.merge_lora(lora_net, cfg, mesh, run["lora"]["alpha"] / run["lora"]["rank"])
+    merged = lora.merge(lora_net, cfg, mesh, run["lora"]["alpha"] / run["lora"]["rank"])
     hf.write_folder(models.flat_params(merged), cfg, str(tmp_path / "ours"), source.path, "float32", ids)
     theirs = safetensors.numpy.load_file(tmp_path / "tunix" / "model.safetensors")
     ours = safetensors.numpy.load_file(tmp_path / "ours" / "model.safetensors")

@@ -1,19 +1,21 @@
-"""GRPO hands each reward the columns of the row each completion answers."""
+"""GRPO hands each reward the columns of the row each completion answers, keeps the rows its rewards can score,
+skips the rows SFT trained on, and trains in micro-batches."""
 
 import json
 
 import pytest
 
-from tests.train.conftest import GRPO_FLAGS, TRACES
+from tests.train.conftest import GRPO_FLAGS, TRACES, run_script, train_script
 
 pytestmark = pytest.mark.train
 
 
 def test_each_reward_gets_the_columns_of_its_row(sft_run, tmp_path, monkeypatch):
-    import data
-    import grpo
-    import rewards
+    from tunixhack.student import render_prompt
+    from tunixhack.train import data, rewards
+    from tunixhack.verify import check_of
 
+    grpo = train_script("grpo")
     calls = []
 
     def spy_reward(prompts, completions, **columns):
@@ -27,17 +29,40 @@ def test_each_reward_gets_the_columns_of_its_row(sft_run, tmp_path, monkeypatch)
                "--out", str(out), *GRPO_FLAGS])
 
     assert len(calls) == 2  # one call per step, each over batch x generations completions
-    rows = {r["id"]: r for r in data.read_rows(str(TRACES))}
+    rows = {r["id"]: r for r in data.read_rows(str(TRACES), "rl")[0]}
     for call in calls:
         assert set(call) == {"prompts", "completions", *data.REWARD_COLUMNS}
         assert len(call["prompts"]) == len(call["completions"]) == 4 and len(set(call["id"])) == 2
         for i, row_id in enumerate(call["id"]):
             row = rows[row_id]
-            assert call["prompts"][i] == data.render_prompt(row["prompt"]) and call["question"][i] == row["prompt"]
+            assert call["prompts"][i] == render_prompt(row["prompt"]) and call["question"][i] == row["prompt"]
             assert call["category"][i] == row["category"]
-            assert call["reference"][i] == ("" if row["reference"] is None else str(row["reference"]))
-            assert json.loads(call["tests"][i]) == row.get("tests")
-            assert json.loads(call["options"][i]) == row.get("options")
+            assert json.loads(call["check"][i]) == check_of(row)
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["rewards/spy_reward"] for r in logged] == [0.5, 0.5]
-    assert all("rewards/format_reward" in r for r in logged)
+    assert all("rewards/format_reward" in r and r["rewards/uncomputed"] == 0.0 for r in logged)
+
+
+def test_rows_no_reward_scores_and_rows_sft_saw_are_left_out(sft_run, tmp_path, train_env):
+    fill = sft_run / "sft_fill_ids.txt"
+    seen = "gsm8k/train/0\ngsm8k/train/1\n"
+    original = fill.read_text()
+    try:
+        fill.write_text(seen)  # as if SFT had taken these two rows of the rl split
+        result = run_script("grpo.py", "--init", sft_run, "--data", TRACES, "--steps", 2, "--rewards", "format,math",
+                            "--out", tmp_path / "g", *GRPO_FLAGS, "--batch", 4, "--micro-batch", 2, env=train_env)
+    finally:
+        fill.write_text(original)
+    run = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert run["rows_dropped"] == {"seen in SFT (math)": 2, "no chosen reward scores it (science)": 8,
+                                   "no chosen reward scores it (code)": 4,
+                                   "no chosen reward scores it (creative_writing)": 4}
+    assert "no chosen reward scores it (science) 8" in result.stderr
+    assert run["micro_batch"] == 2 and run["batch"] == 4 and run["isolation"] is None
+    assert run["dtypes"]["trainable"] == "float32" and run["budget"]["steps_done"] == 2
+
+
+def test_grpo_refuses_when_no_row_is_left(sft_run, tmp_path, train_env):
+    result = run_script("grpo.py", "--init", sft_run, "--data", TRACES, "--steps", 2, "--rewards", "format,text",
+                        "--out", tmp_path / "g", *GRPO_FLAGS, env=train_env, check=False)
+    assert result.returncode == 2 and "no row left to train on" in result.stderr.splitlines()[-1]

@@ -15,7 +15,7 @@ def write_kaggle_checkpoint(hf_dir: str, out: str) -> None:
     import orbax.checkpoint as ocp
     import safetensors.numpy
 
-    import hf
+    from tunixhack.train import hf
 
     w = safetensors.numpy.load_file(os.path.join(hf_dir, "model.safetensors"))
     cfg = hf.model_config(hf.read_config(hf_dir), "float32")
@@ -55,7 +55,7 @@ def logits(model, tokens):
 
 
 def test_a_kaggle_flax_checkpoint_loads_like_the_hugging_face_folder(tiny, tmp_path):
-    import model as models
+    from tunixhack.train import model as models
 
     source, tok, _ = tiny
     kaggle = tmp_path / "gemma3-kaggle"
@@ -74,7 +74,7 @@ def test_a_kaggle_flax_checkpoint_loads_like_the_hugging_face_folder(tiny, tmp_p
 
 
 def test_the_tiny_model_is_made_once_and_reused(tiny):
-    import model as models
+    from tunixhack.train import model as models
 
     source, _, _ = tiny
     before = os.path.getmtime(os.path.join(source.path, "model.safetensors"))

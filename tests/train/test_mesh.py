@@ -13,9 +13,10 @@ pytestmark = pytest.mark.train
 
 SCRIPT = """
 import json, sys
-sys.path.insert(0, "train")
 import jax
-import model as models, runs, sft, grpo
+from tunixhack.scripts import load_script
+from tunixhack.train import model as models, runs
+sft, grpo = load_script("train/sft.py", "train_sft"), load_script("train/grpo.py", "train_grpo")
 
 out, traces, sft_flags, grpo_flags = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4])
 mesh = models.make_mesh(None)

@@ -47,23 +47,26 @@ def test_grpo_logs_each_reward_kl_and_length(grpo_run):
     assert run["stage"] == "grpo" and run["init"] and run["rewards"] == "format,math"
 
 
-def test_eval_writes_json_and_table_for_base_and_checkpoint(grpo_run, train_env, tmp_path):
+def test_eval_on_the_holdout_writes_json_and_table_for_base_and_checkpoints(sft_run, grpo_run, train_env, tmp_path):
     out = tmp_path / "eval"
-    result = run_script("eval.py", "--model", "tiny", "--ckpt", grpo_run, "--data", TRACES, "--limit", 2,
-                        "--max-new-tokens", 16, "--max-prompt-len", 128, "--batch", 4, "--out", out, env=train_env)
+    result = run_script("eval.py", "--model", "tiny", "--ckpt", sft_run, "--ckpt", grpo_run, "--data", TRACES,
+                        "--limit", 2, "--max-new-tokens", 16, "--batch", 4, "--out", out, env=train_env)
     report = json.loads((out / "eval.json").read_text())
-    assert set(report["results"]) == {"base", "ckpt"} and report["results"]["ckpt"]["step"] == 2
-    groups = report["results"]["ckpt"]["groups"]
+    assert list(report["results"]) == ["base", str(sft_run), str(grpo_run)]
+    assert report["results"][str(grpo_run)]["step"] == 2 and report["results"][str(sft_run)]["step"] == 30
+    assert report["protocol"]["what"].startswith("holdout") and report["protocol"]["n"] == 8
+    groups = report["results"][str(grpo_run)]["groups"]
     assert set(groups) == {"gsm8k / math", "sciq / science", "mbpp / code",
                            "essays-creative-writing-prompts / creative_writing"}
-    assert all(g["n"] == 2 for g in groups.values())
-    assert groups["gsm8k / math"]["checked"] == 2 and groups["essays-creative-writing-prompts / creative_writing"][
-        "checked"] == 0
+    assert all(g["format"]["n"] == 2 for g in groups.values())
+    assert groups["gsm8k / math"]["accuracy"]["n"] == 2
+    assert groups["essays-creative-writing-prompts / creative_writing"]["accuracy"] == {
+        "value": None, "correct": 0, "n": 0, "ci95": None}  # nothing to check: no accuracy, not 0%
     table = (out / "eval.md").read_text()
-    assert "| dataset / category | n | base accuracy | ckpt accuracy | base format | ckpt format |" in table
+    assert "holdout of the training sources" in table and "test" not in table.split("\n")[0]
     assert table.strip() in result.stdout
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 16 and {s["model"] for s in samples} == {"base", "ckpt"}
+    assert len(samples) == 24 and {s["model"] for s in samples} == {"base", str(sft_run), str(grpo_run)}
 
 
 def test_a_resumed_run_continues_and_its_time_budget_saves_the_step_it_made(sft_run, train_env, tmp_path):
@@ -73,7 +76,7 @@ def test_a_resumed_run_continues_and_its_time_budget_saves_the_step_it_made(sft_
     # More steps than before (allowed on resume); a budget that ends it after its first step.
     result = run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 500, "--out", out, *SFT_FLAGS,
                         "--time-budget", "0.0001", env=train_env)
-    assert "time budget reached at step 31; re-run the same command to continue" in result.stderr
+    assert "time budget reached at step 31" in result.stderr
     assert (out / "ckpts" / "31" / "model_params").is_dir()
     after = metrics(out)[len(before):]
     assert [r["step"] for r in after] == [31]  # no step trained twice, none logged twice
@@ -108,9 +111,13 @@ def test_ctrl_c_saves_the_step_it_reached(sft_run, train_env, tmp_path):
 
 def test_full_fine_tuning_trains_every_weight_and_exports(train_env, tmp_path):
     out = tmp_path / "full"
-    run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 3, "--out", out, *SFT_FLAGS,
-               "--lora-rank", "0", env=train_env)
+    result_sft = run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 3, "--out", out, *SFT_FLAGS,
+                            "--lora-rank", "0", env=train_env)
     run = json.loads((out / "run.json").read_text())
     assert run["lora"] is None and (out / "ckpts" / "3" / "model_params").is_dir()
+    assert "full fine-tuning: 0.00 B parameters x 16 bytes" in result_sft.stderr
+    assert run["param_dtype"] == "float32" and run["dtypes"]["trainable"] == "float32"
     result = run_script("export.py", "--ckpt", out, "--out", tmp_path / "export", env=train_env)
-    assert "max |logit difference| 0.00e+00" in result.stderr
+    assert "max |logit difference| 0.00e+00" in result.stderr and "adapter: none" not in result.stderr
+    assert (tmp_path / "export" / "ckpts" / "actor" / "3" / "model_params").is_dir()
+    assert not (tmp_path / "export" / "adapter").exists()

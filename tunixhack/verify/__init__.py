@@ -1,4 +1,71 @@
-"""Answer checks shared by the generation filter, the GRPO rewards and the evaluation, so the three agree.
+"""How an answer is checked: one entry point shared by generation, GRPO rewards and evaluation.
 
-Each returns True / False, or None when there is nothing to check against.
+Every trace row carries `check`, written by its recipe (DESIGN.md):
+
+    {"kind": "math", "gold": "72"}                                        math.py (math-verify)
+    {"kind": "choice", "options": {"A": "...", ...}, "answer": "C"}       choice.py
+    {"kind": "code", "tests": [...], "setup": "", "imports": [...], "timeout": 20}    code.py (sandboxed)
+    {"kind": "text_match", "reference": "...", "min_f1": 0.5}            text.py
+    null                                                                  nothing can check the answer
+
+`check(row, answer)` returns True / False, or None when nothing can check the answer (no check, or a
+check that could not finish, e.g. math-verify out of time). Rows written before the field existed get
+theirs from `legacy.derive_check`, in that one place. The checks load when first used, so importing
+this package loads none of them.
 """
+
+from __future__ import annotations
+
+KINDS = ("math", "choice", "code", "text_match")
+
+
+def check_of(row: dict) -> dict | None:
+    """The row's check: its own `check` field, or, for a row written before the field, one derived from it."""
+    if "check" in row:
+        return row["check"]
+    from .legacy import derive_check
+
+    return derive_check(row)
+
+
+def with_check(row: dict) -> dict:
+    """The row with its `check` field set (derived once for a row written before the field existed)."""
+    if "check" not in row:
+        row["check"] = check_of(row)
+    return row
+
+
+def check(row: dict, answer: str | None) -> bool | None:
+    """Is `answer` right for `row`? True / False, or None when nothing can tell."""
+    spec = check_of(row)
+    if not spec:
+        return None
+    kind = spec.get("kind")
+    if kind == "math":
+        from .math import verify_math
+
+        return verify_math(answer, spec.get("gold"))
+    if kind == "choice":
+        from .choice import verify_choice
+
+        return verify_choice(answer, spec.get("answer"), spec.get("options") or {})
+    if kind == "code":
+        from .code import verify_code
+
+        return verify_code(answer or "", list(spec.get("tests") or []), spec.get("setup") or "",
+                           tuple(spec.get("imports") or ()), timeout=float(spec.get("timeout") or 20.0))
+    if kind == "text_match":
+        from .text import MIN_F1, answer_matches
+
+        return answer_matches(answer, spec.get("reference"), float(spec.get("min_f1") or MIN_F1))
+    raise ValueError(f"check kind must be one of {', '.join(KINDS)}, got {kind!r}")
+
+
+def check_many(rows: list[dict], answers: list[str | None], workers: int = 4) -> list[bool | None]:
+    """check() over pairs, code checks run in parallel in the sandbox; one verdict per pair, in order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if len(rows) != len(answers):
+        raise ValueError(f"check_many needs one answer per row, got {len(answers)} answers for {len(rows)} rows")
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(check, rows, answers))

@@ -65,12 +65,12 @@ def as_number(text: str) -> Fraction | None:
         return None
 
 
-def math_equal(pred: str, gold: str, time_limit: float = TIME_LIMIT) -> bool | None:
-    """True when pred and gold are the same value; None when the comparison ran out of time."""
+def math_equal(pred: str, gold: str, time_limit: float | None = None) -> bool | None:
+    """True when pred and gold are the same value; None when the comparison ran out of time (TIME_LIMIT)."""
     a, b = as_number(pred), as_number(gold)
     if a is not None and b is not None:
         return a == b
-    return _with_time_limit(_math_verify_equal, time_limit, pred, gold)
+    return _with_time_limit(_math_verify_equal, time_limit or TIME_LIMIT, pred, gold)
 
 
 def verify_math(text: str | None, gold: str | None) -> bool | None:

@@ -132,17 +132,27 @@ def tensors(state: dict, cfg) -> dict[str, np.ndarray]:
 
 
 def write_folder(state: dict, cfg, out: str, tokenizer_dir: str, dtype: str, ids: dict) -> None:
+    """Write a Tunix state (path tuples to host arrays, see model.flat_params) as a Hugging Face folder."""
+    write_tensors(tensors(state, cfg), cfg, out, tokenizer_dir, dtype, ids)
+
+
+def read_tensors(folder: str) -> dict[str, np.ndarray]:
+    import safetensors.numpy
+
+    return safetensors.numpy.load_file(os.path.join(folder, WEIGHTS))
+
+
+def write_tensors(hf_tensors: dict[str, np.ndarray], cfg, out: str, tokenizer_dir: str, dtype: str, ids: dict) -> None:
     """Write model.safetensors, config.json, generation_config.json and the tokenizer files to `out`.
 
-    `state` maps path tuples to host arrays (see model.flat_params). The folder is written under a
-    temporary name and renamed, so a crash never leaves a half-written model behind.
+    The folder is written under a temporary name and renamed, so a crash never leaves a half-written model.
     """
     import safetensors.numpy
 
     tmp = out.rstrip("/") + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    arrays = {name: a.astype(_np_dtype(dtype)) for name, a in tensors(state, cfg).items()}
+    arrays = {name: np.ascontiguousarray(a).astype(_np_dtype(dtype)) for name, a in hf_tensors.items()}
     safetensors.numpy.save_file(arrays, os.path.join(tmp, WEIGHTS), metadata={"format": "pt"})
     with open(os.path.join(tmp, CONFIG), "w") as f:
         json.dump(config_dict(cfg, dtype, ids), f, indent=2)

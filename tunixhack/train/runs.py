@@ -19,12 +19,16 @@ import time
 from pathlib import Path
 
 from tunixhack.errors import UserError
+from tunixhack.train import budget
 from tunixhack.traces import write_json
 
 RUN_FILE = "run.json"
 # Flags that may change when a run is resumed (to train longer, or log differently); any other change is
 # a different run and is refused.
 RESUMABLE = {"steps", "save_every", "eval_every", "time_budget", "force", "samples", "out"}
+# What a run measures and writes down as it goes (record()): never compared on resume.
+MEASURED = {"dtypes", "budget", "sft_fill", "rows_dropped", "isolation", "memory", "rows_read"}
+FILL_IDS = "sft_fill_ids.txt"  # the fill-split rows an SFT run trained on (GRPO from it skips them)
 
 
 def cli(main) -> None:
@@ -35,7 +39,7 @@ def cli(main) -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except Stopped as e:
+    except budget.Stopped as e:
         print(str(e), file=sys.stderr)
         sys.exit(e.code)
     except KeyboardInterrupt:
@@ -73,8 +77,9 @@ def prepare_out(out: str, config: dict, force: bool) -> Path:
     record = path / RUN_FILE
     if record.exists():
         old = json.loads(record.read_text())
-        diff = {k: (old.get(k), v) for k, v in config.items() if k not in RESUMABLE and old.get(k) != v}
-        diff.update({k: (v, None) for k, v in old.items() if k not in RESUMABLE and k not in config})
+        fixed = lambda k: k not in RESUMABLE and k not in MEASURED  # noqa: E731
+        diff = {k: (old.get(k), v) for k, v in config.items() if fixed(k) and old.get(k) != v}
+        diff.update({k: (v, None) for k, v in old.items() if fixed(k) and k not in config})
         if diff and not force:
             shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items())[:4])
             raise UserError(f"{out} holds a run with a different config ({shown}); use a new --out, or --force "
@@ -87,9 +92,35 @@ def prepare_out(out: str, config: dict, force: bool) -> Path:
             raise UserError(f"{out}/ckpts holds checkpoints but no {RUN_FILE}: not a run of ours; use a new --out, "
                             f"or --force to resume from them")
     path.mkdir(parents=True, exist_ok=True)
+    if record.exists():  # keep what the earlier part of the run measured until it is measured again
+        config = {**{k: v for k, v in json.loads(record.read_text()).items() if k in MEASURED}, **config}
     write_json(record, config)
     return path
 
+
+def record(out: Path, **measured) -> None:
+    """Add what the run measured (dtypes, budget, ...) to its run.json."""
+    unknown = set(measured) - MEASURED
+    if unknown:
+        raise ValueError(f"not a measured field of run.json: {', '.join(sorted(unknown))}")
+    path = Path(out) / RUN_FILE
+    write_json(path, {**json.loads(path.read_text()), **measured})
+
+
+def dtypes(model, optimizer) -> dict:
+    """The dtypes of the base weights, of what trains and of the optimizer state, read off the live objects."""
+    import jax
+    from flax import nnx
+
+    def names(state) -> str:
+        found = sorted({str(leaf.dtype) for leaf in jax.tree.leaves(state) if hasattr(leaf, "dtype")
+                        and leaf.ndim > 0})
+        return ",".join(found) or "none"
+
+    lora = bool(jax.tree.leaves(nnx.state(model, nnx.LoRAParam)))
+    trainable = nnx.state(model, nnx.LoRAParam) if lora else nnx.state(model, nnx.Param)
+    base = nnx.state(model, nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam)))
+    return {"base": names(base), "trainable": names(trainable), "optimizer_state": names(optimizer.opt_state)}
 
 def read_run(run_dir: str) -> dict:
     record = Path(run_dir) / RUN_FILE
@@ -108,35 +139,62 @@ def latest_step(root: str) -> int | None:
 
 
 # --- loading a run back --------------------------------------------------------------------------------
-def load_run(run_dir: str, mesh, merged: bool = False):
-    """(model, cfg, tokenizer, run) with the run's latest checkpoint restored.
+def load_run(run_dir: str, mesh, dtype: str | None = None):
+    """(model, cfg, tokenizer, run): the model exactly as the run trained it, at its latest checkpoint.
 
-    A GRPO run starts from an SFT run (`init`): that model is loaded first, its LoRA merged into the base,
-    and the GRPO adapters put on top, exactly as grpo.py built it. merged=True returns a plain Gemma3.
+    A LoRA run is the base plus its float32 adapters, unmerged. The base is the stock model when every run
+    in the chain is LoRA (GRPO continues the SFT adapter), or the full weights of the full fine-tune it
+    started from. `run["restored_step"]` is the step restored. `dtype` loads the stock base in another dtype.
     """
-    import model as models
-    from tunix.sft.checkpoint_manager import CheckpointManager
-
     run = read_run(run_dir)
-    if run.get("init"):
-        base, cfg, tok, _ = load_run(run["init"], mesh, merged=True)
-    else:
-        source = models.resolve(run["model"])
-        base, cfg = models.load_base(source, mesh, run["dtype"])
-        tok = models.load_tokenizer(source)
-    lora = run.get("lora")
-    net = models.apply_lora(base, mesh, lora["rank"], lora["alpha"], run["seed"]) if lora else base
+    base, cfg, tok = load_base_of(run, mesh, dtype)
+    net = lora_model(base, run, mesh)
     root = ckpt_root(run_dir, run)
     step = latest_step(root)
     if step is None:
         raise UserError(f"{run_dir} has no checkpoint yet (looked in {root})")
-    manager = CheckpointManager(root)
-    manager.maybe_restore(net, step=step, restore_only_lora_params=bool(lora))
-    manager.close()
+    restore(net, root, step, bool(run.get("lora")))
     run["restored_step"] = step
-    if merged and lora:
-        net = models.merge_lora(net, cfg, mesh, lora["alpha"] / lora["rank"])
     return net, cfg, tok, run
+
+
+def restore(net, root: str, step: int, lora: bool) -> None:
+    """Load a checkpoint's weights (the adapters only, for a LoRA run) into `net`."""
+    from tunix.sft.checkpoint_manager import CheckpointManager
+
+    manager = CheckpointManager(root)
+    manager.maybe_restore(net, step=step, restore_only_lora_params=lora)
+    manager.close()
+
+
+def fill_ids(run_dir: str | None) -> set[str]:
+    """The ids of the fill-split rows an SFT run trained on (none for another run)."""
+    path = Path(run_dir) / FILL_IDS if run_dir else None
+    return set(path.read_text().split()) if path and path.exists() else set()
+
+def load_base_of(run: dict, mesh, dtype: str | None = None):
+    """(base model, cfg, tokenizer) that `run`'s adapters (or, for a full fine-tune, its weights) apply to."""
+    from tunixhack.train import model as models
+
+    init = read_run(run["init"]) if run.get("init") else None
+    if init and not (run.get("lora") and init.get("lora")):  # on top of a full fine-tune, or itself one
+        net, cfg, tok, _ = load_run(run["init"], mesh, dtype)
+        if init.get("lora"):  # a full fine-tune from a LoRA run starts from its merge
+            from tunixhack.train import lora
+
+            net = lora.merge(net, cfg, mesh, init["lora"]["alpha"] / init["lora"]["rank"])
+        return net, cfg, tok
+    source = models.resolve(root_model(run))
+    base, cfg = models.load_base(source, mesh, dtype or run.get("param_dtype") or run["dtype"])
+    return base, cfg, models.load_tokenizer(source)
+
+
+def lora_model(base, run: dict, mesh):
+    """The base with the run's adapters (fresh: a checkpoint or an init run fills them), or the base itself."""
+    from tunixhack.train import lora
+
+    spec = run.get("lora")
+    return lora.apply_lora(base, mesh, spec["rank"], spec["alpha"], run["seed"]) if spec else base
 
 
 def root_model(run: dict) -> str:
@@ -144,6 +202,15 @@ def root_model(run: dict) -> str:
     while run.get("init"):
         run = read_run(run["init"])
     return run["model"]
+
+
+def adapter_on_stock_base(run: dict) -> bool:
+    """Whether the run's adapter applies to the stock model (every run in its chain is LoRA)."""
+    while run.get("lora"):
+        if not run.get("init"):
+            return True
+        run = read_run(run["init"])
+    return False
 
 
 # --- metrics.jsonl -------------------------------------------------------------------------------------
@@ -247,99 +314,3 @@ def mesh_context(mesh):
 def read_metrics(out) -> list[dict]:
     path = Path(out) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-# --- stopping cleanly ----------------------------------------------------------------------------------
-class Stopped(Exception):
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
-
-
-class StopControl:
-    """Ends training between two steps, where model, optimizer and step counter agree.
-
-    The first Ctrl-C (or the end of --time-budget, counted once this process has made a step) ends the
-    stream of batches: Tunix's trainers take that as the end of the data, finish, and save the latest step.
-    A second Ctrl-C stops at once (the checkpoints already written stay).
-    """
-
-    def __init__(self, budget_minutes: float | None):
-        self.deadline = time.monotonic() + budget_minutes * 60 if budget_minutes else None
-        self.reason: str | None = None
-        self.steps_done = lambda: 0
-        self._previous = signal.signal(signal.SIGINT, self._on_sigint)
-
-    def _on_sigint(self, signum, frame):
-        if self.reason == "interrupted":
-            raise KeyboardInterrupt
-        self.reason = "interrupted"
-        print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
-
-    def batches(self, dataset):
-        """The dataset's batches until a stop is asked for."""
-        first = None
-        for batch in dataset:
-            first = self.steps_done() if first is None else first
-            if self.reason is None and self.deadline and time.monotonic() > self.deadline \
-                    and self.steps_done() > first:
-                self.reason = "time budget reached"
-            if self.reason:
-                return
-            yield batch
-
-    def finish(self, step: int) -> None:
-        """Restore Ctrl-C; if training was stopped early, say so (exit 130 when interrupted)."""
-        signal.signal(signal.SIGINT, self._previous)
-        if self.reason:
-            raise Stopped(f"{self.reason} at step {step}; re-run the same command to continue",
-                          130 if self.reason == "interrupted" else 0)
-
-
-def learning_rates(schedule, steps: int):
-    """The schedule's rate for every step, computed once: logging it from the optimizer state instead
-    (optax.inject_hyperparams) makes Tunix wait for each step to finish before it dispatches the next."""
-    import numpy as np
-
-    return np.asarray(schedule(np.arange(steps + 1)), dtype=np.float64)
-
-
-def step_hooks(rates, batches=None):
-    """Tunix TrainingHooks: log each finished step's learning rate (rates[step - 1]: optax counts from 0)
-    and, given `batches` whose `previous` is the real token count of the finished step's batch, tokens/s."""
-    from tunix.sft.hooks import TrainingHooks
-
-    class Hooks(TrainingHooks):
-        def __init__(self):
-            self.started = None  # (time, completed steps, measurable) at the last step start
-
-        def on_train_start(self, trainer):
-            self.started = None
-
-        def on_train_step_start(self, trainer):
-            now, done = time.perf_counter(), trainer.train_steps
-            log = trainer.metrics_logger.log
-            if self.started and done == self.started[1] + 1:
-                log(trainer.metrics_prefix, "learning_rate", float(rates[min(done, len(rates)) - 1]), "train", done)
-                # The first step after a start also compiled: its tokens/s would mislead.
-                if batches is not None and self.started[2]:
-                    log(trainer.metrics_prefix, "tokens_per_sec", batches.previous / (now - self.started[0]),
-                        "train", done)
-            self.started = (now, done, self.started is not None)
-
-        def on_train_end(self, trainer):
-            if self.started and trainer.train_steps == self.started[1] + 1:  # the last step: no start follows
-                done = trainer.train_steps
-                trainer.metrics_logger.log(trainer.metrics_prefix, "learning_rate",
-                                           float(rates[min(done, len(rates)) - 1]), "train", done)
-
-        def on_train_step_end(self, trainer, train_step, train_loss):
-            pass
-
-        def on_eval_step_start(self, trainer):
-            pass
-
-        def on_eval_step_end(self, trainer, eval_loss):
-            pass
-
-    return Hooks()

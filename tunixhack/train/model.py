@@ -1,4 +1,4 @@
-"""Gemma3 for training: where the weights come from, the tokenizer, the mesh, LoRA.
+"""Gemma3 for training: where the weights come from, the tokenizer, the mesh (LoRA: tunixhack/train/lora.py).
 
 `--model` is one of:
   tiny           a tiny random Gemma3 and a SentencePiece tokenizer trained on the spot, written once as a
@@ -17,17 +17,17 @@ import glob
 import os
 import shutil
 
-import hf
+from tunixhack.train import hf
 from tunixhack.errors import UserError
 
 HF_REPO = "google/gemma-3-1b-it"
 KAGGLE_HANDLE = "google/gemma-3/flax/gemma3-1b-it"
 MODEL_FORMS = "tiny | gemma3-1b-it | a Hugging Face folder | a Kaggle Flax checkpoint folder"
-LORA_MODULES = ".*q_einsum|.*kv_einsum|.*gate_proj|.*down_proj|.*up_proj|.*attn_vec_einsum"
 # The tiny model: 2 layers, the real head layout (4 query heads, 1 KV head), a 512-token vocabulary.
 TINY = dict(num_hidden_layers=2, vocab_size=512, hidden_size=64, intermediate_size=128, num_attention_heads=4,
             head_dim=16, num_key_value_heads=1, sliding_window=32)
-TINY_VERSION = "2"
+TINY_VERSION = "3"
+TINY_EMBED_STD = 0.25  # see _write_tiny_weights
 # What the tiny tokenizer learns its pieces from; byte fallback covers every other character.
 TINY_CORPUS = [
     "<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n", "<reasoning>", "</reasoning>", "<answer>",
@@ -198,51 +198,6 @@ def kaggle_config(orbax_dir: str, dtype: str):
                                 sliding_window=512, rope_theta=1_000_000, rope_local_base_freq=10_000), dtype)
 
 
-def apply_lora(model, mesh, rank: int, alpha: float, seed: int = 0):
-    """Wrap `model` with qwix LoRA adapters; the adapters share (do not copy) the base weights."""
-    import jax
-    import qwix
-    from flax import nnx
-
-    provider = qwix.LoraProvider(module_path=LORA_MODULES, rank=rank, alpha=float(alpha))
-    lora = qwix.apply_lora_to_model(model, provider, rngs=nnx.Rngs(seed), **model.get_model_input())
-    state = nnx.state(lora)
-    nnx.update(lora, jax.device_put(state, nnx.get_named_sharding(state, mesh)))
-    return lora
-
-
-def merge_lora(lora_model, cfg, mesh, scale: float):
-    """A plain Gemma3 whose weights are base + LoRA delta (scale = alpha / rank), placed on the mesh.
-
-    The delta of an einsum weight is the einsum of its two adapters back into the weight's own axes
-    (qwix keeps the adapter einsum string on the module); of a Linear kernel, lora_a @ lora_b.
-    """
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-    from tunix.models.gemma3 import model as gemma3
-
-    state = nnx.to_flat_state(nnx.state(lora_model, nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))))
-    merged = {path: v.get_value() for path, v in state}
-    for path, module in nnx.iter_modules(lora_model):
-        for name in [k[: -len("_lora_a")] for k in vars(module) if k.endswith("_lora_a")]:
-            a, b = getattr(module, name + "_lora_a")[...], getattr(module, name + "_lora_b")[...]
-            weight = merged[(*path, name)]
-            lora_str = getattr(module, name + "_lora_einsum_str", None)
-            if lora_str:
-                _, a_axes, b_axes = lora_str.split("->")[0].split(",")
-                w_axes = module.einsum_str.split("->")[0].split(",")[1]
-                delta = jnp.einsum(f"{a_axes},{b_axes}->{w_axes}", a, b)
-            else:
-                delta = a.reshape(-1, a.shape[-1]) @ b.reshape(b.shape[0], -1)
-            merged[(*path, name)] = (weight + (delta * scale).reshape(weight.shape)).astype(weight.dtype)
-    plain = nnx.eval_shape(lambda: gemma3.Gemma3(cfg, rngs=nnx.Rngs(params=0)))
-    nnx.update(plain, nnx.from_flat_state(merged))
-    state = nnx.state(plain)
-    nnx.update(plain, jax.device_put(state, nnx.get_named_sharding(state, mesh)))
-    return plain
-
-
 def flat_params(model) -> dict:
     """{path tuple: host numpy array} of the model's plain parameters (LoRA adapters left out)."""
     import numpy as np
@@ -302,6 +257,12 @@ def _write_tiny_weights(folder: str) -> None:
         if not value.any():            # give its LoRA adapters no gradient, so randomise whatever is all zero
             std = 0.1 if path[-1] == "scale" else 1 / np.sqrt(value.shape[0])
             state[path] = rng.normal(0, std, value.shape).astype(np.float32)
+    # The output layer is the embedding (tied). At Gemma3's initial scale (std 0.01, rows of norm 0.08 over 64
+    # dimensions) logits stay within about +-0.6 of each other, so no training of the layers can make a
+    # prediction confident and sampled text stays noise. Rows of norm 2 let logits reach about +-16, like a
+    # trained model's.
+    embedding = ("embedder", "input_embedding")
+    state[embedding] = rng.normal(0, TINY_EMBED_STD, state[embedding].shape).astype(np.float32)
     tok = spm.SentencePieceProcessor(model_file=os.path.join(folder, hf.TOKENIZER))
     staging = os.path.join(folder, "weights")
     hf.write_folder(state, cfg, staging, folder, "float32", token_ids(tok))
