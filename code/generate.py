@@ -18,7 +18,7 @@ code reward and by eval.
 """
 
 from tunixhack import Recipe, Reject, run
-from tunixhack.cli import positive
+from tunixhack.argtypes import positive
 from tunixhack.verify.code import extract_code
 
 PROMPT = "{task}\n\nYour code should pass this test:\n{test}"
