@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from tunixhack.argtypes import concurrency
 from tunixhack.errors import UserError
 
 
@@ -69,7 +70,7 @@ def cmd_push(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from tunixhack.compare import compare, discover_recipes, pair_teachers, parse_keyed, pick_recipes, shares
+    from tunixhack.compare import Bakeoff, compare, discover_recipes, pair_teachers, parse_keyed, pick_recipes, shares
     from tunixhack.compare_report import markdown
     from tunixhack.tokens import token_counter
 
@@ -84,8 +85,9 @@ def cmd_compare(args) -> None:
         if getattr(args, flag) is not None:
             passthrough += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     out = Path(args.out)
-    result = compare(teachers, recipes, shares(args.n, list(recipes)), out, args.seed, counter, sources, splits,
-                     passthrough)
+    bakeoff = Bakeoff(teachers, recipes, shares(args.n, list(recipes)), out, args.seed,
+                      {"source": sources, "split": splits}, passthrough)
+    result = compare(bakeoff, counter)
     print(markdown(result))
     print(f"wrote {out / 'compare.md'}, {out / 'compare.png'} and {out / 'compare.json'}", file=sys.stderr)
 
@@ -173,7 +175,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--split", action="append", metavar="RECIPE=SPLIT", help="a recipe's split (repeatable)")
     b.add_argument("--out", default="data/compare", help="OUT/<teacher>/<recipe>.jsonl and compare.md/.png/.json")
     b.add_argument("--tokenizer", help="count lengths in the student's tokens (SentencePiece .model or HF folder)")
-    b.add_argument("--concurrency", type=int, help="passed to every generate.py")
+    b.add_argument("--concurrency", type=concurrency, metavar="N|auto", help="passed to every generate.py (default auto)")
     b.add_argument("--max-tokens", type=int, help="passed to every generate.py")
     b.add_argument("--timeout", type=float, help="passed to every generate.py")
     b.add_argument("--style", choices=("native", "written"), help="passed to every generate.py")

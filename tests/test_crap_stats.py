@@ -92,8 +92,6 @@ def test_stats_bad_input(tmp_path):
     assert "trace file not found: nope.jsonl" in one_line_error(missing)
     error = one_line_error(run_script("crap.py", "stats", TRACES / "bad" / "not_traces.jsonl", "--out", out))
     assert "row 1 is not a trace row: it lacks id, category, prompt, reasoning" in error
-    error = one_line_error(run_script("crap.py", "stats", TRACES / "gsm8k.rejects.jsonl", "--out", out))
-    assert "side file" in error
     bad = tmp_path / "broken.jsonl"
     lines = (TRACES / "sciq.jsonl").read_text().splitlines()
     bad.write_text(lines[0] + "\n{not json\n" + lines[1] + "\n")

@@ -11,7 +11,9 @@ import pytest
 from tests.fakes.openai_server import OpenAIFake
 from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling
 from tunixhack import prompts
-from tunixhack.cli import build_parser, select_rows
+from tunixhack.cli import build_parser
+from tunixhack.rows import make_plan
+from tunixhack.settings import Settings
 from tests.test_recipes_harness import load_recipe
 from tunixhack.errors import Reject, UserError
 from tunixhack.teachers.base import Reply
@@ -129,6 +131,10 @@ def test_min_f1_flag_tightens_the_check():
 
 
 # --- category filter ----------------------------------------------------------------------------------
+def select_rows(recipe, args) -> list[tuple[str, dict]]:
+    return list(make_plan(recipe, Settings.from_args(args).selection, set()).rows())
+
+
 def test_category_filter_keeps_original_row_indices_as_ids():
     recipe, args = configured("--category", "closed_qa,summarization", "--category", "classification")
     ids = [key for key, _ in select_rows(recipe, args)]

@@ -1,4 +1,4 @@
-"""tunixhack/judge.py over the real openai client against the fake OpenAI-compatible server, and through a
+"""tunixhack/judge.py over the OpenAI-compatible backend against the fake OpenAI-compatible server, and through a
 generate.py run with --judge (one fake serving both the teacher and the judge)."""
 
 import asyncio

@@ -156,3 +156,18 @@ def test_fake_runs_as_a_subprocess(tmp_path):
             assert reply.content == "72"
         finally:
             proc.terminate()
+
+
+def test_reports_the_loaded_models_parallel_as_lm_studio_0_4_does():
+    async def reported(server, model=MODEL):
+        teacher = LMStudioTeacher(server.host, model)
+        try:
+            return await teacher.reported_parallel()
+        finally:
+            await teacher.close()
+
+    with LMStudioFake(Script(rules=RULES, models=[MODEL]), parallel=3) as server:
+        assert asyncio.run(reported(server)) == 3
+        assert asyncio.run(reported(server, "another-model")) is None  # not loaded: nothing said of it
+    with LMStudioFake(Script(rules=RULES, models=[MODEL])) as server:  # before 0.4: no /api/v1/models
+        assert asyncio.run(reported(server)) is None

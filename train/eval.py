@@ -95,7 +95,7 @@ def holdout(args) -> tuple[list[dict], dict]:
         rng = random.Random(args.seed)
         rows = [r for group in by_dataset.values() for r in (rng.sample(group, args.limit)
                                                              if len(group) > args.limit else group)]
-    return rows, {"benchmark": None, "what": "holdout of the training sources (not a benchmark's test split)",
+    return rows, {"benchmark": None, "what": "the holdout of the training sources (the mix's eval split), not a benchmark",
                   "data": {k: v for k, v in read.as_dict().items() if k != "files"}, "rows_in_split": total,
                   "n": len(rows), "sample": f"at most {args.limit} per dataset, seeded ({args.seed})"
                   if args.limit else "every row", "extraction": "each row's check (tunixhack.verify.check) on "

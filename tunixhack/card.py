@@ -57,7 +57,8 @@ def sampling_of(row: dict) -> str:
 
 
 def render_card(repo_id: str, splits: dict[str, list[dict]], mix: dict | None, rejects: dict[str, Counter],
-                json_columns: list[str]) -> str:
+                json_columns: list[str], split_bytes: dict[str, int] | None = None) -> str:
+    """split_bytes: each split's size in memory (Arrow), for dataset_info's num_bytes."""
     rows = [r for part in splits.values() for r in part]
     sources = Counter(r.get("dataset") or "unknown" for r in rows)
     licences = {s: LICENSES.get(s, UNKNOWN) for s in sources}
@@ -73,13 +74,16 @@ def render_card(repo_id: str, splits: dict[str, list[dict]], mix: dict | None, r
         source_datasets=sorted(s for s in sources if s in LICENSES),
         configs=[{"config_name": "default",
                   "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits]}],
+        dataset_info=dataset_info(splits, split_bytes or {}),
     )
     name = repo_id.split("/")[-1]
     body = [f"# {name}", "",
             f"Reasoning traces distilled from a teacher model, verified where the source has a gold answer: "
             f"{len(rows)} rows in {len(splits)} split(s). Each row's `reasoning` and `answer` render as "
             "`<reasoning>...</reasoning><answer>...</answer>`, the format the student learns.", ""]
-    body += ["## Splits and categories", ""]
+    body += ["## Splits", ""]
+    body += table(["split", "rows"], [[s, len(part)] for s, part in splits.items()] + [["total", len(rows)]])
+    body += ["", "## Categories by split", ""]
     body += table(["category", *splits, "total"],
                   [[c, *(sum(r["category"] == c for r in splits[s]) for s in splits),
                     sum(r["category"] == c for r in rows)] for c in categories])
@@ -113,6 +117,15 @@ def render_card(repo_id: str, splits: dict[str, list[dict]], mix: dict | None, r
         body += ["", f"Columns stored as JSON strings (their values differ in type between rows): "
                      f"{', '.join(f'`{c}`' for c in json_columns)}; read them with `json.loads`."]
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
+
+
+def dataset_info(splits: dict[str, list[dict]], split_bytes: dict[str, int]) -> dict:
+    """The card's `dataset_info`: each split's row count (and size), as the Hub's dataset viewer reads them."""
+    info = {"splits": [{"name": s, **({"num_bytes": split_bytes[s]} if s in split_bytes else {}),
+                        "num_examples": len(part)} for s, part in splits.items()]}
+    if split_bytes:
+        info["dataset_size"] = sum(split_bytes.values())
+    return info
 
 
 def verification(rows: list[dict], rejects: dict[str, Counter]) -> list[str]:

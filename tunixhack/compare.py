@@ -1,28 +1,31 @@
 """The teacher bake-off: the same N prompts, drawn seeded across the recipes, answered by every teacher.
 
-Each (teacher, recipe) pair is one run of the recipe's own generate.py, exactly as a user runs it, with
-`--shuffle --seed S --limit k`: the same seed gives every teacher the same rows. Runs go one after another, so
-no teacher's speed is measured while another shares the machine. Outputs land in OUT/<teacher>/<recipe>.jsonl
-(re-running the same command resumes them), then one table per teacher: lengths, speed, wall time,
-verified share where the recipe can check, and reject reasons; as markdown, JSON and a PNG.
+Each (teacher, recipe) pair is one run of the recipe through the generation engine, with the recipe script's
+own flags, exactly as `generate.py --shuffle --seed S --limit k` runs it: the same seed gives every teacher
+the same rows. Runs go one after another, so no teacher's speed is measured while another shares the machine.
+Outputs land in OUT/<teacher>/<recipe>.jsonl (re-running the same command resumes them), then one table per
+teacher: lengths, speed, wall time, verified share where the recipe can check, and reject reasons; as
+markdown, JSON and a PNG.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .compare_report import write_report
 from .errors import UserError
+from .scripts import load_recipe
 from .store import read_jsonl, sibling
 from .traces import reason_name, write_json
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,57 +98,64 @@ def parse_keyed(items: list[str] | None, flag: str, recipes: dict[str, Path]) ->
     return out
 
 
-def run_child(cmd: list[str]) -> tuple[int, str]:
-    """Run one generate.py, its progress shown live on stderr; return its exit code and its last words."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)
-    tail = b""
-    try:
-        while chunk := proc.stdout.read1(4096):
-            sys.stderr.buffer.write(chunk)
-            sys.stderr.flush()
-            tail = (tail + chunk)[-4000:]
-        return proc.wait(), tail.decode(errors="replace")
-    except KeyboardInterrupt:
-        proc.wait()  # the child got the same Ctrl-C and keeps its finished rows
-        raise
+def run_recipe(script: Path, argv: list[str]):
+    """One recipe run in this process, through the engine, from the recipe script's own command line."""
+    from .cli import build_parser, report, warn
+    from .engine import generate
+    from .settings import Settings
+
+    recipe = load_recipe(script, "tunixhack_recipe_" + re.sub(r"\W", "_", f"{script.parent.name}_{script.stem}"))
+    args = build_parser(recipe).parse_args(argv)
+    recipe.configure(args)
+    settings = Settings.from_args(args)
+    outcome = asyncio.run(generate(recipe, settings, warn=warn))
+    if not settings.dry_run:
+        report(outcome, settings)
+    return outcome
 
 
-def last_error(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    return (errors or lines or ["(no output)"])[-1].removeprefix("error:").strip()
+@dataclass
+class Bakeoff:
+    """One bake-off: who answers, which recipes with how many prompts each, and how every recipe is run."""
+
+    teachers: list[Teacher]
+    recipes: dict[str, Path]
+    counts: dict[str, int]              # prompts per recipe (a recipe without any is not run)
+    out: Path
+    seed: int = 0
+    inputs: dict = field(default_factory=dict)        # {"source": {recipe: id or path}, "split": {recipe: split}}
+    passthrough: list[str] = field(default_factory=list)  # flags for every recipe: ["--concurrency", "8"]
 
 
-def run_all(teachers: list[Teacher], recipes: dict[str, Path], counts: dict[str, int], out: Path, seed: int,
-            sources: dict[str, str], splits: dict[str, str], passthrough: list[str]) -> None:
-    """Check every recipe's input with --dry-run first (no calls), then run each teacher over each recipe."""
-    def command(script: Path, recipe: str, teacher: Teacher, dry: bool) -> list[str]:
-        cmd = [sys.executable, str(script), "--teacher", teacher.spec, "--model", teacher.model,
-               "--out", str(out / teacher.label / f"{recipe}.jsonl"), "--shuffle", "--seed", str(seed),
-               "--limit", str(counts[recipe]), *passthrough]
-        cmd += ["--source", sources[recipe]] if recipe in sources else []
-        cmd += ["--split", splits[recipe]] if recipe in splits else []
-        return cmd + (["--dry-run"] if dry else [])
+def run_all(b: Bakeoff) -> None:
+    """Check every recipe's input with a dry run first (no calls), then run each teacher over each recipe."""
+    teachers, recipes, counts, out = b.teachers, b.recipes, b.counts, b.out
 
-    for recipe, script in recipes.items():
-        if recipe not in counts:
-            continue
-        result = subprocess.run(command(script, recipe, teachers[0], dry=True), capture_output=True, text=True,
-                                cwd=ROOT)
-        if result.returncode != 0:
-            raise UserError(f"{script.relative_to(ROOT)}: {last_error(result.stderr + result.stdout)}")
+    def argv(recipe: str, teacher: Teacher, dry: bool) -> list[str]:
+        flags = ["--teacher", teacher.spec, "--model", teacher.model,
+                 "--out", str(out / teacher.label / f"{recipe}.jsonl"), "--shuffle", "--seed", str(b.seed),
+                 "--limit", str(counts[recipe]), *b.passthrough]
+        for flag, chosen in b.inputs.items():
+            flags += [f"--{flag}", chosen[recipe]] if recipe in chosen else []
+        return flags + (["--dry-run"] if dry else [])
+
+    chosen = {recipe: script for recipe, script in recipes.items() if recipe in counts}
+    for recipe, script in chosen.items():
+        try:
+            run_recipe(script, argv(recipe, teachers[0], dry=True))
+        except UserError as e:
+            raise UserError(f"{script.relative_to(ROOT)}: {e}") from None
     for i, teacher in enumerate(teachers, 1):
-        for recipe, script in recipes.items():
-            if recipe not in counts:
-                continue
+        for recipe, script in chosen.items():
             print(f"[{i}/{len(teachers)}] {teacher.model} at {teacher.spec}: {recipe}, {counts[recipe]} prompts",
                   file=sys.stderr, flush=True)
-            code, tail = run_child(command(script, recipe, teacher, dry=False))
-            if code == 130:
+            try:
+                outcome = run_recipe(script, argv(recipe, teacher, dry=False))
+            except UserError as e:
+                raise UserError(f"{script.relative_to(ROOT)} with teacher {teacher.spec} ({teacher.model}): {e}") from None
+            if outcome.code == 130:
                 raise KeyboardInterrupt
-            if code not in (0, 1):  # 1: some rows failed after retries; they are counted, not fatal
-                raise UserError(f"{script.relative_to(ROOT)} with teacher {teacher.spec} ({teacher.model}) "
-                                f"exited {code}: {last_error(tail)}")
+            # code 1: some rows failed after retries; they are counted, not fatal
 
 
 def teacher_figures(teacher: Teacher, recipes: list[str], out: Path, counter, checkable: set[str]) -> dict:
@@ -210,8 +220,9 @@ def checkable_recipes(teachers: list[Teacher], recipes: list[str], out: Path) ->
     return found
 
 
-def compare(teachers, recipes, counts, out: Path, seed: int, counter, sources, splits, passthrough) -> dict:
-    run_all(teachers, recipes, counts, out, seed, sources, splits, passthrough)
+def compare(b: Bakeoff, counter) -> dict:
+    run_all(b)
+    teachers, recipes, counts, out, seed = b.teachers, b.recipes, b.counts, b.out, b.seed
     names = [r for r in recipes if r in counts]
     checkable = checkable_recipes(teachers, names, out)
     figures = [teacher_figures(t, names, out, counter, checkable) for t in teachers]

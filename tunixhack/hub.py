@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from .card import render_card
 from .errors import UserError
-from .traces import is_side_file, read_rejects, read_traces, reason_name
+from .traces import main_of, read_rejects, read_traces, reason_name, trace_files
 
 MIX_SPLITS = ("sft", "rl", "eval")
 JSON_COLUMNS_KEY = b"tunixhack_json_columns"  # parquet schema metadata: the columns stored as JSON text
@@ -34,13 +34,13 @@ def split_sources(path: Path) -> tuple[dict[str, Path], dict | None]:
     A mix folder gives its sft/rl/eval files; another folder, each trace file as a split named after it;
     one file, the split `train`."""
     if path.is_file():
-        return {"train": path}, None
+        return {"train": main_of(path)}, None  # a run's rejects or summary, or one shard: its whole trace file
     if not path.is_dir():
         raise UserError(f"nothing to push at {path}: give a trace file, a folder of them or a mix folder")
     if (path / "mix.json").is_file():
         mix = json.loads((path / "mix.json").read_text())
         return {s: path / f"{s}.jsonl" for s in MIX_SPLITS if (path / f"{s}.jsonl").is_file()}, mix
-    files = sorted(p for p in path.glob("*.jsonl") if not is_side_file(p) and p.name != "removed.jsonl")
+    files = [p for p in trace_files([str(path)]) if p.name != "removed.jsonl"]
     if not files:
         raise UserError(f"no trace files (*.jsonl) in {path}")
     return {re.sub(r"\W", "_", p.stem): p for p in files}, None
@@ -106,11 +106,13 @@ def stage(path: Path, repo_id: str, folder: Path) -> dict:
     # Named in the files too, so that train/ decodes them back (tunixhack/train/sources.py).
     table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                            JSON_COLUMNS_KEY: json.dumps(sorted(json_columns))})
-    offset = 0
+    offset, sizes = 0, {}
     for name in names:
-        pq.write_table(table.slice(offset, len(splits[name])), folder / "data" / f"{name}-00000-of-00001.parquet")
+        part = table.slice(offset, len(splits[name]))
+        pq.write_table(part, folder / "data" / f"{name}-00000-of-00001.parquet")
+        sizes[name] = part.nbytes  # in memory, as dataset_info counts num_bytes
         offset += len(splits[name])
-    card = render_card(repo_id, {n: splits[n] for n in names}, mix, rejects, sorted(json_columns))
+    card = render_card(repo_id, {n: splits[n] for n in names}, mix, rejects, sorted(json_columns), sizes)
     (folder / "README.md").write_text(card, encoding="utf-8")
     return {"folder": str(folder), "splits": {n: len(splits[n]) for n in names}}
 

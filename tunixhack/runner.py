@@ -1,30 +1,31 @@
 """Drive a recipe over its rows: bounded concurrency, resampling, verification, resume, progress, summary.
 
-Teacher calls are bounded by --concurrency; verification runs in a thread pool beside them (so a slow
-check never holds a teacher slot), and the number of rows in progress is bounded, so memory stays flat
-however large the dataset is.
+Rows come lazily from the plan (tunixhack/rows.py) and are prepared as they are dispatched. Teacher calls are
+bounded per endpoint by the router (tunixhack/router.py); verification runs in a thread pool beside them (so a
+slow check never holds a teacher slot), and the rows in progress are bounded by twice what the endpoints take
+at once, so memory stays flat however large the dataset is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tqdm import tqdm
-
 from .errors import Reject, TransientError
+from .progress import Progress
 from .prompts import WRITTEN_FORMAT
 from .student import split_tagged
 from .recipe import Recipe
 from .router import Router
+from .settings import Settings
 from .store import FSYNC_EVERY, TraceStore
-from .teachers.base import Reply, Sampling
+from .teachers.base import Reply
 
 STOP_AFTER_FAILED_ROWS = 20  # rows in a row that end in errors before the run stops: the teacher is down
+ROW_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)  # a malformed row or reply
 
 
 @dataclass
@@ -33,6 +34,13 @@ class Job:
     row: dict
     messages: list[dict]
     fields: dict        # what the recipe says of the row before any reply: prompt, reference, category...
+
+
+@dataclass
+class Stamp:
+    """What every row of this run carries: where it came from and the fingerprint of how it was made."""
+    fingerprint: str
+    source: dict        # dataset, config, split
 
 
 @dataclass
@@ -45,6 +53,8 @@ class Tally:
     completion_tokens: int = 0
     failed_streak: int = 0
     last_error: str = ""
+    wall_seconds: float = 0.0   # from the first request to the last row
+    cpu_seconds: float = 0.0    # this process's CPU over the same time (all threads)
 
     @property
     def finished(self) -> int:
@@ -74,29 +84,51 @@ def prepare(recipe: Recipe, key: str, row: dict, style: str) -> Job:
     return Job(key, row, teacher_messages(recipe, row, style), fields)
 
 
-class Generation:
-    def __init__(self, recipe: Recipe, router: Router, store: TraceStore, *, sampling: Sampling, style: str,
-                 attempts: int, concurrency: int, verify_workers: int, fingerprint: str, source: dict,
-                 judge=None):
-        self.recipe, self.router, self.store = recipe, router, store
-        self.sampling, self.style, self.attempts = sampling, style, attempts
-        self.fingerprint, self.source, self.judge = fingerprint, source, judge
-        self.slots = asyncio.Semaphore(concurrency)
-        self.window = asyncio.Semaphore(2 * concurrency + verify_workers)
-        self.verify_pool = ThreadPoolExecutor(max_workers=verify_workers, thread_name_prefix="verify")
-        self.tally = Tally()
-        self.bar: tqdm | None = None
+def malformed_record(key: str, row: dict, source: dict, error: Exception) -> dict:
+    return {"id": key, **source, "reason": f"malformed_row: {type(error).__name__}: {error}", "row": row}
 
-    async def run(self, jobs: list[Job], total: int, done_before: int) -> Tally:
-        self.bar = tqdm(total=total, initial=done_before, unit="row", dynamic_ncols=True, smoothing=0.05)
+
+class Generation:
+    def __init__(self, recipe: Recipe, settings: Settings, router: Router, store: TraceStore, stamp: Stamp,
+                 judge=None):
+        self.recipe, self.settings, self.router, self.store = recipe, settings, router, store
+        self.sampling, self.style, self.attempts = settings.sampling, settings.style, settings.attempts
+        self.fingerprint, self.source, self.judge = stamp.fingerprint, stamp.source, judge
+        self.verify_pool = ThreadPoolExecutor(max_workers=settings.verify_workers, thread_name_prefix="verify")
+        self.tally = Tally()
+        self.progress: Progress | None = None
+        self._in_progress = 0
+        self._room = asyncio.Event()
+
+    def describe(self) -> str:
+        t = self.tally
+        elapsed = max(1e-9, time.monotonic() - self.started)
+        return (f"ok {t.accepted} rej {sum(t.rejected.values())} err {t.errors} | "
+                f"{t.completion_tokens / elapsed:,.0f} tok/s | concurrency {self.router.settled()}")
+
+    async def run(self, plan) -> Tally:
+        """Send every row the plan has left to do; malformed rows go straight to the rejects."""
         self.started = time.monotonic()
+        cpu = time.process_time()
+        self.progress = Progress(plan.total, plan.done, self.describe)
         tasks: set[asyncio.Task] = set()
-        syncer = asyncio.create_task(self._sync_every_second())
+        ticker = asyncio.create_task(self._every_second())
         try:
-            for job in jobs:
-                await self.window.acquire()
+            for key, row in plan.rows():
+                try:
+                    job = prepare(self.recipe, key, row, self.style)
+                except ROW_ERRORS as e:
+                    self.store.write("rejects", malformed_record(key, row, self.source, e))
+                    self.tally.rejected["malformed_row"] += 1
+                    self.progress.update(1)
+                    continue
+                # Rows in progress: enough to keep every slot busy while others are verified and written.
+                while self._in_progress >= 2 * self.router.capacity() + self.settings.verify_workers:
+                    self._room.clear()
+                    await self._room.wait()
                 if self.tally.failed_streak >= STOP_AFTER_FAILED_ROWS:
                     raise TeacherDown(self.tally.last_error)
+                self._in_progress += 1
                 task = asyncio.create_task(self._row(job))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
@@ -105,36 +137,38 @@ class Generation:
             if self.tally.failed_streak >= STOP_AFTER_FAILED_ROWS:
                 raise TeacherDown(self.tally.last_error)
         finally:
-            syncer.cancel()
+            ticker.cancel()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.verify_pool.shutdown(wait=False, cancel_futures=True)
-            self.bar.close()
+            self.progress.close()
+            self.tally.wall_seconds = time.monotonic() - self.started
+            self.tally.cpu_seconds = time.process_time() - cpu
         return self.tally
 
-    async def _sync_every_second(self) -> None:
-        """A row written just before a quiet spell still reaches the disk within a second."""
+    async def _every_second(self) -> None:
+        """A row written just before a quiet spell still reaches the disk within a second; progress lines go on."""
         while True:
             await asyncio.sleep(FSYNC_EVERY)
             self.store.sync()
+            self.progress.tick()
 
     async def _row(self, job: Job) -> None:
         try:
             await self._attempts(job)
         except Exception as e:  # a bug must not lose the row silently: it is retried on the next run
             self._error(job, f"{type(e).__name__}: {e}", 0)
-            tqdm.write(f"warning: {job.id}: {type(e).__name__}: {e}", file=sys.stderr)
+            self.progress.write(f"warning: {job.id}: {type(e).__name__}: {e}")
         finally:
-            self.window.release()
-            self.bar.update(1)
-            self._postfix()
+            self._in_progress -= 1
+            self._room.set()
+            self.progress.update(1)
 
     async def _attempts(self, job: Job) -> None:
         for attempt in range(1, self.attempts + 1):
             try:
-                async with self.slots:
-                    reply = await self.router.complete(job.messages, self.sampling)
+                reply = await self.router.complete(job.messages, self.sampling)
             except TransientError as e:
                 self._error(job, str(e), attempt)
                 return
@@ -173,7 +207,7 @@ class Generation:
                 reply = Reply(**{**reply.__dict__, "reasoning": tagged[0], "content": tagged[1]})
             try:
                 record.update(self.recipe.parse(job.row, reply))
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            except ROW_ERRORS as e:
                 raise Reject("parse_error", f"{type(e).__name__}: {e}") from None
             if not (record.get("answer") or "").strip():
                 raise Reject("empty_answer")
@@ -218,11 +252,3 @@ class Generation:
         self.tally.errors += 1
         self.tally.failed_streak += 1
         self.tally.last_error = message
-
-    def _postfix(self) -> None:
-        t = self.tally
-        elapsed = max(1e-9, time.monotonic() - self.started)
-        self.bar.set_postfix_str(
-            f"ok {t.accepted} rej {sum(t.rejected.values())} err {t.errors} | {t.completion_tokens / elapsed:,.0f} tok/s",
-            refresh=False,
-        )

@@ -15,7 +15,14 @@ def is_local(source: str) -> bool:
 
 def load_rows(source: str, config: str | None, split: str, columns: tuple[str, ...] = (),
               splits: tuple[str, ...] = ()) -> list[dict]:
-    """All rows of the split, as dicts. A local file is read whole as the split."""
+    """All rows of the split, as dicts (for tools over small splits; generation reads open_split lazily)."""
+    return open_split(source, config, split, columns, splits).to_list()
+
+
+def open_split(source: str, config: str | None, split: str, columns: tuple[str, ...] = (),
+               splits: tuple[str, ...] = ()):
+    """The split as a `datasets.Dataset`: Arrow on disk, memory-mapped, so rows are read only when asked for.
+    A local file is read whole as the split (converted to Arrow once, in the datasets cache)."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -45,7 +52,7 @@ def load_rows(source: str, config: str | None, split: str, columns: tuple[str, .
             f"{source} lacks column {', '.join(repr(c) for c in missing)}; it has {', '.join(data.column_names)}; "
             f"this recipe needs {', '.join(columns)}"
         )
-    return data.to_list()
+    return data
 
 
 def first_line(error: Exception) -> str:

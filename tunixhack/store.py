@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 FSYNC_EVERY = 1.0  # seconds
+KEYS_BLOCK = 16 << 20  # bytes Arrow reads at once: more than the longest row, or it cannot parse it
+SHARD_TAG = re.compile(r"\.shard(\d+)of(\d+)$")  # data/gsm8k.shard1of2.jsonl: shard 1 of 2 of data/gsm8k.jsonl
+
+
+def shard_path(out: Path, shard: tuple[int, int] | None) -> Path:
+    """data/gsm8k.jsonl -> data/gsm8k.shard1of2.jsonl for shard (1, 2); the same path without a shard."""
+    if shard is None:
+        return out
+    return out.with_name(f"{out.name.removesuffix('.jsonl')}.shard{shard[0]}of{shard[1]}.jsonl")
 
 
 def sibling(out: Path, kind: str) -> Path:
@@ -36,6 +46,28 @@ def read_jsonl(path: Path) -> list[dict]:
                 except json.JSONDecodeError:
                     pass
     return rows
+
+
+def read_keys(path: Path) -> list[dict]:
+    """Each row's id and fingerprint, all that resuming needs. Arrow's JSON reader parses only those two fields
+    (finished rows with long reasoning are hundreds of MB: a rerun must not decode all of it); a file it cannot
+    read (a line that is not JSON, an id that is not text) is read row by row instead, bad lines skipped."""
+    if not path.exists() or path.stat().st_size == 0:
+        return []
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    schema = pa.schema([("id", pa.string()), ("fingerprint", pa.string())])
+    keys = []
+    try:  # streamed a block at a time: memory does not grow with the file
+        with pj.open_json(path, read_options=pj.ReadOptions(block_size=KEYS_BLOCK, use_threads=False),
+                          parse_options=pj.ParseOptions(explicit_schema=schema,
+                                                        unexpected_field_behavior="ignore")) as reader:
+            for batch in reader:
+                keys += batch.to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return read_jsonl(path)
+    return keys
 
 
 def cut_torn_tail(path: Path) -> bool:
@@ -88,7 +120,7 @@ class TraceStore:
         for kind, path in self.paths.items():
             if cut_torn_tail(path):
                 existing.torn.append(str(path))
-            for row in read_jsonl(path):
+            for row in read_keys(path):
                 if kind == "errors":
                     existing.failed.add(row.get("id"))
                     continue

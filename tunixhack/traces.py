@@ -9,24 +9,48 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 from .errors import UserError
-from .store import sibling
+from .store import SHARD_TAG, sibling
 
 # The fields every tool here relies on; the other schema fields are optional (converted rows lack most).
 REQUIRED_FIELDS = ("id", "category", "prompt", "reasoning", "answer", "verified")
-SIDE_FILES = (".rejects.jsonl", ".errors.jsonl")
+SIDE_SUFFIXES = (".rejects.jsonl", ".errors.jsonl", ".summary.json")  # what a run writes beside its main file
 
 
 
-def is_side_file(path: Path) -> bool:
-    return path.name.endswith(SIDE_FILES)
+def main_of(path: Path) -> Path:
+    """The trace file that a run's file belongs to: data/gsm8k.rejects.jsonl, data/gsm8k.summary.json and
+    data/gsm8k.shard1of2.jsonl (with their own side files) all belong to data/gsm8k.jsonl."""
+    name = path.name
+    for suffix in SIDE_SUFFIXES:
+        if name.endswith(suffix):
+            name = name.removesuffix(suffix) + ".jsonl"
+            break
+    stem = SHARD_TAG.sub("", name.removesuffix(".jsonl"))
+    return path.with_name(stem + ".jsonl") if name.endswith(".jsonl") else path
+
+
+def shard_parts(path: Path) -> list[Path]:
+    """The files a trace file's rows are in: the file itself, and the shards that machines wrote of it
+    (generate.py --shard K/N writes <stem>.shardKofN.jsonl), read together as one."""
+    pattern = re.compile(re.escape(path.name.removesuffix(".jsonl")) + r"\.shard\d+of\d+\.jsonl")
+    shards = sorted(p for p in path.parent.glob("*.shard*of*.jsonl") if pattern.fullmatch(p.name))
+    return [path, *shards]
+
+
+def has_rows(path: Path) -> bool:
+    """Whether a trace file (or any shard of it) has rows or rejects to read."""
+    return any(p.is_file() or sibling(p, "rejects").is_file() for p in shard_parts(path))
 
 
 def trace_files(args: list[str], default_dir: str = "data") -> list[Path]:
-    """Expand the command line's FILES: folders give their *.jsonl trace files (not rejects/errors)."""
+    """Expand the command line's FILES into trace files: a folder gives its trace files; a run's side files
+    (rejects, errors, summary) and shards, as a glob such as data/* brings them in, stand for their main file.
+    A main file whose run kept nothing (only rejects) still counts; one with only failed requests has no rows."""
     if not args:
         folder = Path(default_dir)
         if not folder.is_dir():
@@ -36,20 +60,19 @@ def trace_files(args: list[str], default_dir: str = "data") -> list[Path]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            # A run where every row was rejected leaves only <stem>.rejects.jsonl: it still counts.
-            found = {p for p in path.glob("*.jsonl") if not is_side_file(p)}
-            found |= {p.with_name(p.name.removesuffix(".rejects.jsonl") + ".jsonl")
-                      for p in path.glob("*.rejects.jsonl")}
+            found = {main_of(p) for p in path.glob("*.jsonl")}
+            found = sorted(p for p in found if has_rows(p))
             if not found:
                 raise UserError(f"no trace files (*.jsonl) in {arg}")
-            files.extend(sorted(found))
-        elif is_side_file(path):
-            raise UserError(f"{arg} is a side file; give the main trace file, its rejects are read next to it")
-        elif path.is_file() or sibling(path, "rejects").is_file():
-            files.append(path)
-        else:
+            files.extend(found)
+        elif has_rows(main_of(path)):
+            files.append(main_of(path))
+        elif not path.exists():
             raise UserError(f"trace file not found: {arg}")
-    return list(dict.fromkeys(files))  # the same file named twice counts once
+        elif not path.name.endswith(SIDE_SUFFIXES):
+            raise UserError(f"{arg} is not a trace file (*.jsonl)")
+        # else: the errors or summary of a run that kept nothing: no rows to read, and nothing wrong
+    return list(dict.fromkeys(files))  # the same file named twice (or through its side files) counts once
 
 
 def read_jsonl_strict(path: Path) -> list[dict]:
@@ -74,7 +97,12 @@ def read_jsonl_strict(path: Path) -> list[dict]:
 
 
 def read_traces(path: Path) -> list[dict]:
-    """The rows of one trace file, checked for the fields the tools need (none if only its rejects exist)."""
+    """The rows of one trace file and its shards, checked for the fields the tools need (none if only its
+    rejects exist)."""
+    return [row for part in shard_parts(path) for row in checked_rows(part)]
+
+
+def checked_rows(path: Path) -> list[dict]:
     rows = read_jsonl_strict(path) if path.exists() else []
     for number, row in enumerate(rows, 1):
         missing = [f for f in REQUIRED_FIELDS if f not in row]
@@ -94,9 +122,9 @@ def read_traces(path: Path) -> list[dict]:
 
 
 def read_rejects(path: Path) -> list[dict]:
-    """The sibling <stem>.rejects.jsonl of a trace file; none is an empty list."""
-    rejects = sibling(path, "rejects")
-    return read_jsonl_strict(rejects) if rejects.exists() else []
+    """The sibling <stem>.rejects.jsonl of a trace file and of its shards; none is an empty list."""
+    sides = [sibling(part, "rejects") for part in shard_parts(path)]
+    return [row for side in sides if side.exists() for row in read_jsonl_strict(side)]
 
 
 def reason_name(reject: dict) -> str:

@@ -27,6 +27,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Response
 
+from .openai_server import lmstudio_model
 from .script import Rule, Script, split_chunks
 
 STEP_S = 0.01  # pause between streamed fragments, so a cancel can land mid-reply
@@ -60,9 +61,12 @@ def count_tokens(text: str) -> int:
 class LMStudioFake:
     """Serves a Script over the LM Studio protocol and records what clients sent."""
 
-    def __init__(self, script: Script, port: int = 0):
+    def __init__(self, script: Script, port: int = 0, parallel: int | None = None):
+        """parallel: what LM Studio 0.4's REST API reports for the loaded model (GET /api/v1/models); None:
+        an older LM Studio, without that endpoint."""
         self.script = script
         self.port = port
+        self.parallel = parallel
         self.predictions: list[dict] = []  # {"model", "messages", "config"} for each predict request
         self.cancels: list[str] = []       # prompts of the predictions the client cancelled
         self.connections: list[str] = []   # the path of every websocket opened, e.g. "/llm"
@@ -101,8 +105,13 @@ class LMStudioFake:
     # -- protocol --------------------------------------------------------------------------------------
 
     def _greeting(self, connection: ServerConnection, request):
-        if request.path == "/lmstudio-greeting":
-            body = json.dumps({"lmstudio": True}).encode()
+        if request.path in ("/lmstudio-greeting", "/api/v1/models"):
+            if request.path == "/lmstudio-greeting":
+                body = json.dumps({"lmstudio": True}).encode()
+            elif self.parallel is None:
+                return Response(HTTPStatus.NOT_FOUND, "Not Found", Headers({"Content-Length": "0"}), b"")
+            else:
+                body = json.dumps({"models": [lmstudio_model(key, self.parallel) for key in self.script.models]}).encode()
             headers = Headers({"Content-Type": "application/json", "Content-Length": str(len(body))})
             return Response(HTTPStatus.OK, "OK", headers, body)
         return None  # anything else goes on to the websocket handshake

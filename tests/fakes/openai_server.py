@@ -4,11 +4,13 @@
         fake.url                               # "http://127.0.0.1:PORT/v1"
         fake.requests                          # every chat request body received (JSON), in arrival order
 
-    python -m tests.fakes.openai_server --script FILE.json [--port N] [--slots S]
+    python -m tests.fakes.openai_server --script FILE.json [--port N] [--slots S] [--reports lmstudio|vllm]
         prints "listening on http://127.0.0.1:PORT/v1" (for subprocess tests and bench/)
 
 `slots` bounds how many replies are generated at once, like a server's parallel slots: requests beyond it
-wait in the server. `reasoning_field` picks where the thinking goes: reasoning_content (LM Studio,
+wait in the server. `reports` says where the server tells its slots, as real ones do: "lmstudio" serves
+LM Studio 0.4's `GET /api/v1/models` (each loaded instance's `config.parallel` = slots), "vllm" serves a
+Prometheus `GET /metrics` with vLLM's gauges; None (the default) tells nothing, so a client must find out. `reasoning_field` picks where the thinking goes: reasoning_content (LM Studio,
 llama.cpp, DeepSeek), reasoning (vLLM, Ollama, OpenRouter), think_tags (<think> in content) or
 lone_close (the template opened <think>: content holds only the closing tag).
 """
@@ -43,7 +45,17 @@ class Handler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self):
-        if self.path.rstrip("/").endswith("/models"):
+        fake = self.server
+        if self.path == "/api/v1/models" and fake.reports == "lmstudio":
+            return self._json(200, {"models": [lmstudio_model(m, fake.slot_count) for m in fake.script.models]})
+        if self.path == "/metrics" and fake.reports == "vllm":
+            data = vllm_metrics(fake.script.models[0], fake.in_flight).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            return self.wfile.write(data)
+        if self.path.rstrip("/").endswith("/v1/models"):
             models = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.server.script.models]
             return self._json(200, {"object": "list", "data": models})
         self._json(404, {"error": {"message": f"no route {self.path}"}})
@@ -78,6 +90,7 @@ class Handler(BaseHTTPRequestHandler):
         reasoning, content, finish = self._texts(rule)
         usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
                  "completion_tokens": len((reasoning + " " + content).split())}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]  # as real servers add
         if not body.get("stream"):
             message = {"role": "assistant", "content": content}
             if reasoning:
@@ -149,13 +162,35 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
+def lmstudio_model(key: str, parallel: int) -> dict:
+    """One entry of LM Studio 0.4's GET /api/v1/models, loaded once with `parallel` slots."""
+    return {"type": "llm", "publisher": "fake", "key": key, "display_name": key, "architecture": "qwen3",
+            "quantization": {"name": "Q4_K_M", "bits_per_weight": 4}, "size_bytes": 1, "params_string": "14B",
+            "loaded_instances": [{"id": key, "config": {"context_length": 32768, "eval_batch_size": 512,
+                                                        "parallel": parallel, "flash_attention": True,
+                                                        "offload_kv_cache_to_gpu": True}}],
+            "max_context_length": 32768, "format": "gguf"}
+
+
+def vllm_metrics(model: str, running: int) -> str:
+    """The start of vLLM's /metrics (Prometheus text): the gauges that say it is vLLM."""
+    return (f'# HELP vllm:num_requests_running Number of requests in model execution batches.\n'
+            f'# TYPE vllm:num_requests_running gauge\n'
+            f'vllm:num_requests_running{{engine="0",model_name="{model}"}} {float(running)}\n'
+            f'# TYPE vllm:num_requests_waiting gauge\n'
+            f'vllm:num_requests_waiting{{engine="0",model_name="{model}"}} 0.0\n'
+            f'vllm:cache_config_info{{block_size="16",engine="0",num_gpu_blocks="31000"}} 1.0\n')
+
+
 class FakeHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 256
+    request_queue_size = 1024
 
-    def __init__(self, script: Script, port: int = 0, slots: int = 64, reasoning_field: str = "reasoning_content"):
+    def __init__(self, script: Script, port: int = 0, slots: int = 64, reasoning_field: str = "reasoning_content",
+                 reports: str | None = None):
         super().__init__(("127.0.0.1", port), Handler)
         self.script = script
+        self.slot_count, self.reports = slots, reports
         self.slots = threading.BoundedSemaphore(slots)
         self.reasoning_field = reasoning_field
         self.lock = threading.Lock()
@@ -169,9 +204,10 @@ class FakeHTTPServer(ThreadingHTTPServer):
 
 
 class OpenAIFake:
-    def __init__(self, script: Script | dict, slots: int = 64, reasoning_field: str = "reasoning_content"):
+    def __init__(self, script: Script | dict, slots: int = 64, reasoning_field: str = "reasoning_content",
+                 reports: str | None = None):
         self.script = script if isinstance(script, Script) else Script.from_dict(script)
-        self.server = FakeHTTPServer(self.script, slots=slots, reasoning_field=reasoning_field)
+        self.server = FakeHTTPServer(self.script, slots=slots, reasoning_field=reasoning_field, reports=reports)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     @property
@@ -193,8 +229,9 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--slots", type=int, default=64)
     p.add_argument("--reasoning-field", default="reasoning_content")
+    p.add_argument("--reports", choices=("lmstudio", "vllm"), help="tell the slots where real servers do")
     args = p.parse_args()
-    server = FakeHTTPServer(Script.load(args.script), args.port, args.slots, args.reasoning_field)
+    server = FakeHTTPServer(Script.load(args.script), args.port, args.slots, args.reasoning_field, args.reports)
     print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:
         server.serve_forever()

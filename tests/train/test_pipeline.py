@@ -54,7 +54,7 @@ def test_eval_on_the_holdout_writes_json_and_table_for_base_and_checkpoints(sft_
     report = json.loads((out / "eval.json").read_text())
     assert list(report["results"]) == ["base", str(sft_run), str(grpo_run)]
     assert report["results"][str(grpo_run)]["step"] == 2 and report["results"][str(sft_run)]["step"] == 30
-    assert report["protocol"]["what"].startswith("holdout") and report["protocol"]["n"] == 8
+    assert report["protocol"]["what"].startswith("the holdout") and report["protocol"]["n"] == 8
     groups = report["results"][str(grpo_run)]["groups"]
     assert set(groups) == {"gsm8k / math", "sciq / science", "mbpp / code",
                            "essays-creative-writing-prompts / creative_writing"}

@@ -18,6 +18,7 @@ from httpx_ws import HTTPXWSException
 from ..errors import FatalTeacherError, TransientError, UserError
 from ..reasoning import split_reasoning
 from .base import Reply, Sampling, usage_dict
+from .probe import PROBE_TIMEOUT_S, lmstudio_parallel
 
 LOCAL_SERVER = "localhost:1234"  # where `lms server start` listens; the SDK's own scan skips it
 CANCEL_GRACE_S = 5.0  # after a cancel, how long to let the server close the prediction before giving up on it
@@ -66,6 +67,19 @@ class LMStudioTeacher:
                 available = []
             hint = f"; available: {', '.join(available)}" if available else "; see `lms ls`"
             raise FatalTeacherError(f"{exc}{hint}") from None
+
+    async def reported_parallel(self) -> int | None:
+        """The loaded model's `parallel` (Max Concurrent Predictions) from LM Studio's REST API on the same port:
+        the SDK 1.5.0 does not expose it. None when this LM Studio does not say (before 0.4)."""
+        try:
+            host = await self._find_host()
+            token = os.environ.get("LMSTUDIO_API_TOKEN")
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S, trust_env=False) as http:
+                response = await http.get(f"http://{host}/api/v1/models", headers=headers)
+        except (httpx.HTTPError, OSError, TransientError):
+            return None
+        return lmstudio_parallel(response.text, self.model) if response.status_code == 200 else None
 
     async def complete(self, messages: list[dict], sampling: Sampling) -> Reply:
         llm, client = await self._connect(), self._client

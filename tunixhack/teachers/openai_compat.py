@@ -1,23 +1,29 @@
 """Any OpenAI-compatible server (vLLM, llama.cpp, LM Studio's REST API, Ollama, DeepSeek, OpenRouter...).
 
-Streams every request so that a timeout or Ctrl-C closes the connection and the server stops generating.
-The client's own retries are off: only the runner retries, with a cap and backoff.
+Speaks the chat-completions wire format directly over aiohttp, streamed as server-sent events: the `openai`
+package's request building (typed parameter transforms, its own HTTP layer) cost more client CPU than the rest
+of the engine together, and a run sends hundreds of requests a second to a large server. Streaming also means
+that a timeout or Ctrl-C closes the connection and the server stops generating. Nothing here retries: only
+the router does, with a cap and backoff.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
+from urllib.parse import urlsplit
 
-import httpx2  # the openai package's own HTTP layer (openai >= 3)
-import openai
+import aiohttp
 
 from ..errors import FatalTeacherError, TransientError, UserError
 from ..reasoning import split_reasoning
 from .base import Reply, Sampling, usage_dict
+from .probe import PROBE_TIMEOUT_S, lmstudio_parallel, vllm_start
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "other", "tool_calls": "other"}
+CONNECT_TIMEOUT_S = 10.0  # the whole request is timed by the router
 
 
 class OpenAITeacher:
@@ -26,124 +32,171 @@ class OpenAITeacher:
     def __init__(self, base_url: str, model: str):
         self.endpoint = base_url.rstrip("/")
         self.model = model
-        self._client: openai.AsyncOpenAI | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        key = os.environ.get("OPENAI_API_KEY")
+        if key:  # local servers need none; a hosted API names the variable in its 401, see _status_error
+            self._headers["Authorization"] = f"Bearer {key}"
 
     @property
-    def client(self) -> openai.AsyncOpenAI:
-        if self._client is None:
-            self._client = openai.AsyncOpenAI(
-                base_url=self.endpoint,
-                # Local servers ignore the key, but the client insists on one.
-                api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
-                max_retries=0,
-                timeout=openai.Timeout(None, connect=10.0),  # the runner times the whole request
+    def session(self) -> aiohttp.ClientSession:
+        """One connection pool per event loop, made on first use inside it (a session belongs to its loop)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._session._loop is not loop:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)  # the router bounds what is in flight
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as curl and httpx read them
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
             )
-        return self._client
+        return self._session
 
     async def check(self) -> None:
         try:
-            served = [m.id async for m in self.client.models.list()]
-        except openai.APIConnectionError as e:
-            raise UserError(f"cannot reach the teacher at {self.endpoint}: {_cause(e)}; is the server running?") from None
-        except openai.NotFoundError:
+            async with self.session.get(f"{self.endpoint}/models", headers=self._headers) as response:
+                body = await response.read()
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
+            raise UserError(f"cannot reach the teacher at {self.endpoint}: {cause(e)}; is the server running?") from None
+        if response.status == 404:
             return  # some servers have no /models; the first request will tell
-        except openai.APIStatusError as e:
-            raise _classify(e, self) from None
+        if response.status >= 400:
+            raise self._status_error(response.status, body)
+        try:
+            served = [m["id"] for m in json.loads(body).get("data") or []]
+        except (ValueError, TypeError, KeyError, AttributeError):
+            served = []  # not a model list: the first request will tell
         if served and self.model not in served:
             raise FatalTeacherError(f"model {self.model!r} is not served at {self.endpoint}; it serves: {', '.join(served)}")
 
+    async def reported_parallel(self) -> int | None:
+        """How many requests the server says it runs at once: LM Studio's loaded-model `parallel`
+        (GET /api/v1/models), or a vLLM start from its /metrics; None when it says nothing."""
+        origin = urlsplit(self.endpoint)._replace(path="", query="", fragment="").geturl()
+        for path, read in (("/api/v1/models", lambda text: lmstudio_parallel(text, self.model)),
+                           ("/metrics", vllm_start)):
+            try:
+                async with self.session.get(origin + path, headers=self._headers,
+                                            timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as response:
+                    if response.status != 200:
+                        continue
+                    found = read(await response.text())
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError, UnicodeDecodeError):
+                continue
+            if found:
+                return found
+        return None
+
     async def complete(self, messages: list[dict], sampling: Sampling) -> Reply:
         start = time.monotonic()
-        content: list[str] = []
-        reasoning: list[str] = []
-        finish = usage = None
+        body = json.dumps({
+            "model": self.model, "messages": messages, "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
+            "min_p": sampling.min_p, "stream": True, "stream_options": {"include_usage": True},
+        }, ensure_ascii=False).encode()
+        stream = Stream(self.endpoint)
         try:
-            # The raw stream, one json.loads per line: the typed chunk objects cost about a third of the
-            # client's CPU per request, and a long reply is a thousand chunks.
-            async with self.client.chat.completions.with_streaming_response.create(
-                model=self.model,
-                messages=messages,
-                max_tokens=sampling.max_tokens,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                stream=True,
-                stream_options={"include_usage": True},
-                extra_body={"top_k": sampling.top_k, "min_p": sampling.min_p},
-            ) as response:  # leaving it closes the connection: on cancel, the server stops generating
-                async for line in response.iter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = json.loads(data)
-                    if chunk.get("error"):
-                        raise TransientError(f"{self.endpoint}: error mid-reply: {str(chunk['error'])[:300]}")
-                    usage = chunk.get("usage") or usage
-                    for choice in chunk.get("choices") or ():
-                        delta = choice.get("delta") or {}
-                        if delta.get("content"):
-                            content.append(delta["content"])
-                        thought = delta.get("reasoning_content") or delta.get("reasoning")
-                        if thought:
-                            reasoning.append(thought)
-                        finish = choice.get("finish_reason") or finish
-        except openai.APIStatusError as e:
-            raise _classify(e, self) from None
-        except (openai.APIConnectionError, httpx2.TransportError) as e:
-            raise TransientError(f"{self.endpoint}: {_cause(e)}") from None
-        except json.JSONDecodeError as e:
-            raise TransientError(f"{self.endpoint}: unreadable stream chunk ({e})") from None
-        if finish is None:
-            raise TransientError(f"{self.endpoint}: the reply ended without a finish reason")
-        seconds = time.monotonic() - start
-        thinking, answer, closed = split_reasoning("".join(content), "".join(reasoning) or None)
-        finish = FINISH.get(finish, "other")
-        if finish == "length" and not answer:
-            closed = False  # cut off while still thinking: the server never saw </think>
-        usage = usage or {}
-        details = usage.get("completion_tokens_details") or {}
-        return Reply(
-            content=answer,
-            reasoning=thinking,
-            finish=finish,
-            thinking_closed=closed,
-            model=self.model,
-            endpoint=self.endpoint,
-            backend=self.backend,
-            usage=usage_dict(
-                usage.get("prompt_tokens"),
-                usage.get("completion_tokens"),
-                seconds,
-                reasoning_tokens=details.get("reasoning_tokens"),
-            ),
-        )
+            response = await self.session.post(f"{self.endpoint}/chat/completions", data=body, headers=self._headers)
+            try:
+                if response.status >= 400:
+                    raise self._status_error(response.status, await response.read())
+                await stream.read(response)
+            except BaseException:
+                response.close()  # not back to the pool half-read: the server sees the client go and stops
+                raise
+            finally:
+                response.release()
+        except (aiohttp.ClientError, OSError) as e:
+            raise TransientError(f"{self.endpoint}: {cause(e)}") from None
+        return stream.reply(self, time.monotonic() - start)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    def _status_error(self, status: int, body: bytes) -> Exception:
+        """429, 408, 409 and 5xx can pass; anything else (unknown model, bad request, auth) cannot."""
+        detail = error_detail(body)
+        message = f"{self.endpoint}: HTTP {status}: {detail}"
+        if status in (408, 409, 429) or status >= 500:
+            return TransientError(message)
+        if status == 404:
+            return FatalTeacherError(f"model {self.model!r} not found at {self.endpoint} (HTTP 404: {detail})")
+        if status in (401, 403):
+            return FatalTeacherError(f"{message} (set OPENAI_API_KEY for this server)")
+        return FatalTeacherError(message)
 
 
-def _classify(error: openai.APIStatusError, teacher: OpenAITeacher) -> Exception:
-    """429, 408, 409 and 5xx can pass; anything else (unknown model, bad request, auth) cannot."""
-    status = error.status_code
-    message = f"{teacher.endpoint}: HTTP {status}: {_cause(error)}"
-    if status in (408, 409, 429) or status >= 500:
-        return TransientError(message)
-    if status == 404:
-        return FatalTeacherError(f"model {teacher.model!r} not found at {teacher.endpoint} (HTTP 404: {_cause(error)})")
-    if status in (401, 403):
-        return FatalTeacherError(f"{message} (set OPENAI_API_KEY for this server)")
-    return FatalTeacherError(message)
+class Stream:
+    """The server-sent events of one streamed reply, gathered into the answer, the thinking and the usage."""
+
+    def __init__(self, endpoint: str):
+        self.endpoint = endpoint
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.finish = None
+        self.usage: dict = {}
+
+    async def read(self, response: aiohttp.ClientResponse) -> None:
+        # Read to the end of the body, past `data: [DONE]`, so the connection goes back to the pool.
+        pending = b""
+        try:
+            async for block in response.content.iter_any():
+                *lines, pending = (pending + block).split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data:"):
+                        self._event(line[5:].strip())
+        except json.JSONDecodeError as e:
+            raise TransientError(f"{self.endpoint}: unreadable stream chunk ({e})") from None
+        if pending.startswith(b"data:"):
+            self._event(pending[5:].strip())
+
+    def _event(self, data: bytes) -> None:
+        if not data or data == b"[DONE]":
+            return
+        chunk = json.loads(data)
+        if chunk.get("error"):
+            raise TransientError(f"{self.endpoint}: error mid-reply: {str(chunk['error'])[:300]}")
+        self.usage = chunk.get("usage") or self.usage
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                self.content.append(delta["content"])
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if thought:
+                self.reasoning.append(thought)
+            self.finish = choice.get("finish_reason") or self.finish
+
+    def reply(self, teacher: OpenAITeacher, seconds: float) -> Reply:
+        if self.finish is None:
+            raise TransientError(f"{self.endpoint}: the reply ended without a finish reason")
+        thinking, answer, closed = split_reasoning("".join(self.content), "".join(self.reasoning) or None)
+        finish = FINISH.get(self.finish, "other")
+        if finish == "length" and not answer:
+            closed = False  # cut off while still thinking: the server never saw </think>
+        usage = self.usage
+        details = usage.get("completion_tokens_details") or {}
+        return Reply(
+            content=answer, reasoning=thinking, finish=finish, thinking_closed=closed, model=teacher.model,
+            endpoint=teacher.endpoint, backend=teacher.backend,
+            usage=usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens"), seconds,
+                             reasoning_tokens=details.get("reasoning_tokens")),
+        )
 
 
-def _cause(error: Exception) -> str:
-    body = getattr(error, "body", None)
-    if isinstance(body, dict):
-        detail = body.get("error", body)
+def error_detail(body: bytes) -> str:
+    """The server's own words from an error body: {"error": {"message": ...}}, {"error": "..."}, or the text."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        detail = data.get("error", data)
         if isinstance(detail, dict):
             detail = detail.get("message", detail)
-        return str(detail).splitlines()[0][:300]
-    root = error.__cause__ or error.__context__ or error
-    return (str(root) or type(root).__name__).splitlines()[0][:300]
+        text = str(detail)
+    return (text.splitlines() or ["(empty body)"])[0][:300]
+
+
+def cause(error: Exception) -> str:
+    return (str(error) or type(error).__name__).splitlines()[0][:300]

@@ -86,7 +86,10 @@ def set_horizon(optimizer, horizon: int) -> None:
     variable = _hyperparams(optimizer)["horizon"]
     old = variable.value
     new = jnp.asarray(int(horizon)) if getattr(old, "weak_type", False) else jnp.asarray(int(horizon), old.dtype)
-    variable.value = jax.device_put(new, old.sharding) if hasattr(old, "sharding") else new
+    # Before the trainer shards its optimizer state the value is uncommitted and must stay so (a value committed to
+    # one device cannot be re-sharded onto the mesh); after, it keeps the mesh's sharding.
+    sharded = isinstance(getattr(old, "sharding", None), jax.sharding.NamedSharding)
+    variable.value = jax.device_put(new, old.sharding) if sharded else new
 
 
 class Budget:

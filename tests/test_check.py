@@ -1,0 +1,93 @@
+"""One check per row: every recipe writes `check`, and the generation filter, the GRPO rewards and the evaluation
+give the same verdict on the same answer, because all three call tunixhack.verify.check on the row's check."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_recipes_harness import load_recipe
+from tunixhack.source import load_rows
+from tunixhack.student import answer_of
+from tunixhack.train import rewards
+from tunixhack.verify import check_many, check_of
+from tunixhack.verify.legacy import derive_check
+
+FIXTURES = "tests/fixtures"
+REWARD_OF_KIND = {"math": rewards.math_reward, "choice": rewards.choice_reward, "code": rewards.code_reward,
+                  "text_match": rewards.text_reward}
+
+
+def first_row(folder, script, source, split="train", **where):
+    module = load_recipe(folder, script)
+    recipe = next(v for v in vars(module).values() if isinstance(v, type) and v.__module__ == module.__name__
+                  and hasattr(v, "check") and v.__name__ != "Recipe")()
+    rows = load_rows(f"{FIXTURES}/{source}", recipe.config, split, recipe.columns)
+    return recipe, next(r for r in rows if all(r.get(k) == v for k, v in where.items()))
+
+
+def sciq_letter(recipe, row, text):
+    return next(k for k, v in recipe.extra(row)["options"].items() if v == text)
+
+
+CASES = [  # (recipe folder, script, fixture, row filter, right answer, wrong answer)
+    ("gsm8k", "generate.py", "gsm8k/test.jsonl", {}, "GOLD", "\\boxed{-1}"),
+    ("SciQA", "generate.py", "sciq/train.jsonl", {}, "LETTER:mesophilic organisms", "LETTER:viruses"),
+    ("code", "generate.py", "mbpp/full.jsonl", {"task_id": 17},
+     "```python\ndef square_perimeter(a):\n    return 4 * a\n```", "```python\ndef square_perimeter(a):\n    return a\n```"),
+    ("Databricks", "generate_databricks.py", "dolly/databricks-dolly-15k.jsonl", {"category": "classification"},
+     "REFERENCE", "Both of them are fish."),
+    ("Databricks", "generate_databricks.py", "dolly/databricks-dolly-15k.jsonl", {"category": "closed_qa"},
+     "REFERENCE", "It was founded in 1850."),
+    ("Databricks", "generate_databricks.py", "dolly/databricks-dolly-15k.jsonl", {"category": "open_qa"},
+     "Anything.", None),
+    ("brainstorming", "generate.py", "brainstorming/train.json", {}, "1. a\n2. b\n3. c", None),
+    ("rewriting", "generate.py", "rewriting/train.json", {}, "A rewritten text.", None),
+    ("CreativeWriting", "generate.py", "creative/train.jsonl", {}, "Once upon a time.", None),
+]
+
+
+@pytest.mark.parametrize("folder, script, source, where, right, wrong", CASES,
+                         ids=[f"{c[0]}-{c[3].get('category', '')}" for c in CASES])
+def test_generation_rewards_and_eval_agree(folder, script, source, where, right, wrong):
+    recipe, row = first_row(folder, script, source, **where)
+    check = recipe.check(row)
+    assert check is None or check["kind"] in REWARD_OF_KIND
+    if right.startswith("LETTER:"):
+        right = f"The answer is \\boxed{{{sciq_letter(recipe, row, right[7:])}}}."
+        wrong = f"The answer is \\boxed{{{sciq_letter(recipe, row, wrong[7:])}}}."
+    if right == "REFERENCE":
+        right = recipe.reference(row)
+    if right == "GOLD":
+        right = f"So the total is \\boxed{{{recipe.reference(row)}}}."
+    for answer, expected in ((right, True), (wrong, False)):
+        if answer is None:
+            continue
+        expected = expected if check else None
+        generation = recipe.verify({"check": check, "answer": answer})  # what the runner calls on a reply
+        completion = f"<reasoning>Thinking.</reasoning><answer>{answer}</answer>"
+        columns = {"check": np.array([json.dumps(check)]), "question": np.array(["q"]), "category": np.array(["c"])}
+        reward = REWARD_OF_KIND[check["kind"]](["p"], [completion], **columns)[0] if check else None
+        evaluated = check_many([{"check": check}], [answer_of(completion)])[0]  # what eval.py scores a reply with
+        assert generation is expected and evaluated is expected, (answer, generation, evaluated)
+        assert reward == (None if expected is None else float(expected))
+
+
+def test_every_kind_of_row_written_before_check_existed_gets_the_same_check():
+    """Rows from before the field: the check derived from their stored fields is the recipe's own."""
+    cases = [
+        ({"id": "gsm8k/test/0", "category": "math", "reference": "72"}, {"kind": "math", "gold": "72"}),
+        ({"id": "sciq/train/0", "category": "science", "reference": "B. carbon dioxide",
+          "options": {"A": "oxygen", "B": "carbon dioxide"}},
+         {"kind": "choice", "options": {"A": "oxygen", "B": "carbon dioxide"}, "answer": "B. carbon dioxide"}),
+        ({"id": "mbpp/test/17", "category": "code", "reference": "def f(): pass", "tests": ["assert f() is None"],
+          "test_setup": "", "test_imports": []},
+         {"kind": "code", "tests": ["assert f() is None"], "setup": "", "imports": [], "timeout": 20.0}),
+        ({"id": "dolly/train/3", "category": "classification", "reference": "Tope"},
+         {"kind": "text_match", "reference": "Tope", "min_f1": 0.5}),
+        ({"id": "dolly/train/4", "category": "open_qa", "reference": "Camels store fat."}, None),
+        ({"id": "brainstorming/train/1", "category": "brainstorming", "reference": "1. x"}, None),
+    ]
+    for row, expected in cases:
+        assert derive_check(row) == expected and check_of(row) == expected
+        assert check_of({**row, "check": None}) is None  # a row that says it has no check has none
