@@ -91,3 +91,15 @@ def test_every_kind_of_row_written_before_check_existed_gets_the_same_check():
     for row, expected in cases:
         assert derive_check(row) == expected and check_of(row) == expected
         assert check_of({**row, "check": None}) is None  # a row that says it has no check has none
+
+
+def test_importing_a_check_loads_no_engine():
+    """A reward or an evaluation imports a check without the CLI, the runner, their clients or tqdm."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tunixhack.verify.math, tunixhack.verify; "
+            "loaded = [m for m in ('tqdm', 'tunixhack.cli', 'tunixhack.runner', 'tunixhack.engine', 'aiohttp') "
+            "if m in sys.modules]; print(loaded); assert not loaded")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

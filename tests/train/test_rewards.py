@@ -81,8 +81,9 @@ def test_an_answer_that_cannot_be_checked_is_nan_not_wrong(monkeypatch):
     from tunixhack.train import rewards
     from tunixhack.verify import math as verify_math
 
-    monkeypatch.setattr(verify_math, "TIME_LIMIT", 1e-6)  # no LaTeX comparison finishes in a microsecond
-    got = rewards.math_reward(["p"] * 2, [f"{R}<answer>\\boxed{{\\frac{{144}}{{2}}}}</answer>", f"{R}<answer>71</answer>"],
+    monkeypatch.setattr(verify_math, "TIME_LIMIT", 1e-9)  # no LaTeX comparison finishes in a nanosecond
+    unseen = "\\frac{2 \\cdot 3 \\cdot 1201}{100.0833}"  # an expression no other test parsed (math-verify caches)
+    got = rewards.math_reward(["p"] * 2, [f"{R}<answer>\\boxed{{{unseen}}}</answer>", f"{R}<answer>71</answer>"],
                               **columns(2, MATH))
     assert math.isnan(got[0]) and got[1] == 0.0  # a plain number is compared without math-verify
 

@@ -3,6 +3,11 @@ bench/device_check.py measures step times, memory and MFU at exactly these shape
 
 Each stage's length is not set here: every stage times its own steps and lays its schedule over what its
 time budget allows (tunixhack/train/budget.py). These shapes fix what one step holds.
+
+Measured: not yet on a TPU v5e-8, nor on any accelerator (none has been available to this project). The shapes
+follow the public Tunix Gemma3 demos and the memory arithmetic in the comments; `bash bench/device_check.sh` on the
+accelerator measures step time, tokens/s, MFU and peak memory per device at exactly these shapes and appends them
+to bench/README.md: run it before the first real session and adjust here if memory is short.
 """
 
 MESH = "2,4"   # fsdp 2 x tp 4: all 8 chips (tp must divide Gemma3-1B's 4 heads)
