@@ -122,9 +122,10 @@ def sandbox_level(rows: list[dict], unsafe: bool) -> str | None:
         return None
     from tunixhack.verify import code
 
-    if unsafe and hasattr(code, "allow_unsafe"):
-        code.allow_unsafe()
-    return code.isolation() if hasattr(code, "isolation") else "uid+rlimits+audit"
+    code.allow_unsafe(unsafe)
+    level = code.require_isolation()  # refused here, at start-up, rather than in the middle of scoring
+    print(f"code sandbox: {level}" + (f" ({code.why()})" if code.why() else ""), file=sys.stderr)
+    return {"level": level, "why": code.why() or None}
 
 
 def evaluate(label: str, model_name: str, ckpt: str | None, rows: list[dict], args, samples: list) -> dict:

@@ -49,6 +49,8 @@ def parse_args(argv=None):
     rew.add_argument("--length-budget", type=int, default=768, help="length reward: tokens before the penalty")
     rew.add_argument("--judge", metavar="SPEC", help="judge reward: teacher server (lmstudio | http://HOST:PORT/v1)")
     rew.add_argument("--judge-model", default="qwen3-14b")
+    rew.add_argument("--unsafe-run-code", action="store_true",
+                     help="code reward: run model-written code where the machine allows no isolation (README)")
     grpo = p.add_argument_group("GRPO")
     grpo.add_argument("--generations", type=int, default=4, help="completions per prompt (G)")
     grpo.add_argument("--beta", type=float, default=0.08, help="KL penalty to the reference")
@@ -122,7 +124,8 @@ def main(argv=None, batches=None) -> None:
                                                 "temperature", "top_p", "top_k", "batch", "lr", "warmup_steps",
                                                 "weight_decay", "clip", "steps", "save_every")}}
     out = runs.prepare_out(args.out, config, args.force)
-    runs.record(out, rows_read=read.rows, rows_dropped=dict(dropped), isolation=sandbox_level(names))
+    runs.record(out, rows_read=read.rows, rows_dropped=dict(dropped),
+                isolation=sandbox_level(names, args.unsafe_run_code))
 
     actor, reference = policy_and_reference(args, init, lora, source, mesh)
     rl.register()
@@ -187,13 +190,17 @@ def scorable(rows: list[dict], names: list[str], sft_ids: set[str]) -> tuple[lis
     return kept, dropped
 
 
-def sandbox_level(names: list[str]) -> str | None:
-    """The code sandbox's isolation level, when a code reward will run model-written programs."""
+def sandbox_level(names: list[str], unsafe: bool) -> dict | None:
+    """The code sandbox's isolation, checked at start-up (not at the first rollout), when the code reward will run
+    model-written programs; refused where the machine isolates nothing unless --unsafe-run-code."""
     if "code" not in names:
         return None
     from tunixhack.verify import code
 
-    return code.isolation() if hasattr(code, "isolation") else "uid+rlimits+audit"
+    code.allow_unsafe(unsafe)
+    level = code.require_isolation()
+    print(f"code sandbox: {level}" + (f" ({code.why()})" if code.why() else ""), file=sys.stderr)
+    return {"level": level, "why": code.why() or None}
 
 
 def policy_and_reference(args, init: dict | None, lora: dict | None, source, mesh):

@@ -39,6 +39,10 @@ def test_a_benchmark_is_evaluated_whole_with_its_protocol(benchmark, sft_run, tr
     assert "<answer></answer>" in protocol["prompt_template"] and protocol["extraction"]
     assert protocol["max_new_tokens"] == 8
     assert (protocol["isolation"] is not None) == (benchmark == "mbpp")  # named when model-written code runs
+    if benchmark == "mbpp":
+        from tunixhack.verify import code
+
+        assert protocol["isolation"]["level"] == code.isolation()
     assert list(report["results"]) == ["base", str(sft_run)]
     for model in report["results"].values():
         accuracy = model["accuracy"]

@@ -49,16 +49,19 @@ def test_rows_no_reward_scores_and_rows_sft_saw_are_left_out(sft_run, tmp_path, 
     original = fill.read_text()
     try:
         fill.write_text(seen)  # as if SFT had taken these two rows of the rl split
-        result = run_script("grpo.py", "--init", sft_run, "--data", TRACES, "--steps", 2, "--rewards", "format,math",
+        result = run_script("grpo.py", "--init", sft_run, "--data", TRACES, "--steps", 2, "--rewards", "format,math,code",
                             "--out", tmp_path / "g", *GRPO_FLAGS, "--batch", 4, "--micro-batch", 2, env=train_env)
     finally:
         fill.write_text(original)
     run = json.loads((tmp_path / "g" / "run.json").read_text())
     assert run["rows_dropped"] == {"seen in SFT (math)": 2, "no chosen reward scores it (science)": 8,
-                                   "no chosen reward scores it (code)": 4,
                                    "no chosen reward scores it (creative_writing)": 4}
     assert "no chosen reward scores it (science) 8" in result.stderr
-    assert run["micro_batch"] == 2 and run["batch"] == 4 and run["isolation"] is None
+    from tunixhack.verify import code
+
+    assert run["isolation"]["level"] == code.isolation()  # named once, at start-up, when model-written code runs
+    assert f"code sandbox: {code.isolation()}" in result.stderr
+    assert run["micro_batch"] == 2 and run["batch"] == 4
     assert run["dtypes"]["trainable"] == "float32" and run["budget"]["steps_done"] == 2
 
 

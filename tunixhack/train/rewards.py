@@ -35,7 +35,7 @@ def _verdicts(kind: str, completions, check) -> list[float]:
     checks = _checks(check)
     todo = [i for i, c in enumerate(checks) if c and c.get("kind") == kind]
     answers = [answer_of(completions[i]) for i in todo]
-    verdicts = check_many([{"check": checks[i]} for i in todo], answers) if todo else []
+    verdicts = check_many([{"check": checks[i]} for i in todo], answers, sandbox_failed=None) if todo else []
     out = [0.0] * len(completions)
     for i, answer, verdict in zip(todo, answers, verdicts):
         out[i] = 0.0 if answer is None else NAN if verdict is None else float(verdict)

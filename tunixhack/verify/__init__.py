@@ -61,11 +61,26 @@ def check(row: dict, answer: str | None) -> bool | None:
     raise ValueError(f"check kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
-def check_many(rows: list[dict], answers: list[str | None], workers: int = 4) -> list[bool | None]:
-    """check() over pairs, code checks run in parallel in the sandbox; one verdict per pair, in order."""
+def check_many(rows: list[dict], answers: list[str | None], workers: int = 4,
+               sandbox_failed: bool | None | str = "raise") -> list[bool | None]:
+    """check() over pairs, code checks run in parallel in the sandbox; one verdict per pair, in order.
+
+    A sandbox that could not start (SandboxError: never caused by the program checked) raises, unless
+    `sandbox_failed` is given: then that pair's verdict is `sandbox_failed` (a GRPO reward takes None: not
+    computed). Generation never maps it to None, which would keep an unverified row.
+    """
     from concurrent.futures import ThreadPoolExecutor
 
     if len(rows) != len(answers):
         raise ValueError(f"check_many needs one answer per row, got {len(answers)} answers for {len(rows)} rows")
+
+    def one(row, answer):
+        try:
+            return check(row, answer)
+        except Exception as e:  # noqa: BLE001 - only the sandbox's own failure is turned into a verdict
+            if sandbox_failed == "raise" or type(e).__name__ != "SandboxError":
+                raise
+            return sandbox_failed
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(check, rows, answers))
+        return list(pool.map(one, rows, answers))
