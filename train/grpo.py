@@ -31,6 +31,7 @@ from tunixhack.train import runs
 # LoRA learns at about ten times the rate of full fine-tuning ("LoRA Without Regret", Thinking Machines, 2025);
 # GRPO on full weights commonly uses 1e-6 to 3e-6, so 2e-5 here, on float32 adapters where it does not round away.
 DEFAULT_LR = 2e-5
+UNBOUNDED = 10**6  # --steps with a --time-budget and no --steps: the budget decides
 
 
 def parse_args(argv=None):
@@ -64,7 +65,8 @@ def parse_args(argv=None):
     lora.add_argument("--lora-rank", type=int, help="default: the SFT run's, else 64; 0 trains every weight")
     lora.add_argument("--lora-alpha", type=float, help="default: the SFT run's, else 64")
     opt = p.add_argument_group("optimisation (AdamW, linear warmup then cosine decay to the stop)")
-    opt.add_argument("--steps", type=int, default=100, help="at most this many optimizer steps")
+    opt.add_argument("--steps", type=int,
+                     help="at most this many optimizer steps (default: 100, or with --time-budget what it allows)")
     opt.add_argument("--batch", type=int, default=8, help="prompts per step (x --generations completions)")
     opt.add_argument("--micro-batch", type=int, help="prompts per forward/backward pass (default: --batch)")
     opt.add_argument("--rollout-batch", type=int, help="prompts per rollout call (default: --batch)")
@@ -88,6 +90,7 @@ def main(argv=None, batches=None) -> None:
     from tunixhack.train import model as models
     from tunixhack.train import rewards, rl
 
+    args.steps = args.steps or (UNBOUNDED if args.time_budget else 100)
     init = runs.read_run(args.init) if args.init else None  # fails early with a clear line when not a run
     if init and args.model not in ("gemma3-1b-it", runs.root_model(init)):
         raise UserError(f"--model {args.model} differs from the model {args.init} was trained from "
