@@ -133,7 +133,7 @@ def evaluate(label: str, model_name: str, ckpt: str | None, rows: list[dict], ar
     from tunixhack.train import benchmarks
     from tunixhack.train import model as models
     from tunixhack.train.decode import Greedy
-    from tunixhack.verify import check_many
+    from tunixhack.verify import check_many, check_of
 
     mesh = models.make_mesh(args.mesh)
     if ckpt:
@@ -148,19 +148,21 @@ def evaluate(label: str, model_name: str, ckpt: str | None, rows: list[dict], ar
     print(f"{label}: generating {len(rows)} replies", file=sys.stderr)
     replies = greedy(prompts, args.batch)
     verdicts = check_many(rows, [answer_of(r) or r for r in replies])
-    groups: dict = defaultdict(lambda: {"correct": 0, "checked": 0, "format": 0, "n": 0})
+    groups: dict = defaultdict(lambda: {"correct": 0, "checked": 0, "uncheckable": 0, "format": 0, "n": 0})
     for row, reply, ok in zip(rows, replies, verdicts):
         compliant = format_compliant(reply)
         for name in ("all", f"{short(row.get('dataset'))} / {row.get('category') or '?'}"):
             group = groups[name]
             group["n"] += 1
             group["format"] += compliant
-            if ok is not None:
+            if check_of(row) is not None:  # a row with a check counts, even when its answer could not be checked
                 group["checked"] += 1
-                group["correct"] += bool(ok)
+                group["correct"] += ok is True
+                group["uncheckable"] += ok is None  # e.g. math-verify out of time: counted wrong, and said
         samples.append({"model": label, "id": row["id"], "reply": reply, "correct": ok, "format": compliant})
     summary = {name: {"accuracy": benchmarks.proportion(g["correct"], g["checked"]),
-                      "format": benchmarks.proportion(g["format"], g["n"])} for name, g in sorted(groups.items())}
+                      "uncheckable": g["uncheckable"], "format": benchmarks.proportion(g["format"], g["n"])}
+               for name, g in sorted(groups.items())}
     return {"model": model_name, "ckpt": ckpt, "step": step, **summary.pop("all"), "groups": summary}
 
 

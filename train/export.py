@@ -39,6 +39,8 @@ def parse_args(argv=None):
     runs.model_flags(p)
     p.add_argument("--ckpt", help="a run folder of sft.py or grpo.py (its latest checkpoint); none: the base model")
     p.add_argument("--out", required=True, help="export folder: adapter/, hf/, ckpts/, export.json")
+    p.add_argument("--hf-dtype", choices=["base", "float32"], default="base",
+                   help="dtype of hf/ (base: the base's, e.g. bfloat16; float32 keeps every bit of the merge)")
     p.add_argument("--no-verify", action="store_true", help="skip reloading the export to compare logits")
     p.add_argument("--force", action="store_true", help="replace an existing export in --out")
     return p.parse_args(argv)
@@ -73,15 +75,19 @@ def main(argv=None) -> None:
         source = models.resolve(args.model)
         (net, cfg), tok, step, spec = models.load_base(source, mesh, args.dtype), models.load_tokenizer(source), 0, None
     ids, dtype = models.token_ids(tok), np.dtype(cfg.param_dtype).name
-    report = {"run": args.ckpt, "step": step, "model": source.name, "dtype": dtype, "lora": spec, "files": {}}
+    hf_dtype = dtype if args.hf_dtype == "base" else "float32"
+    report = {"run": args.ckpt, "step": step, "model": source.name, "dtype": dtype, "hf_dtype": hf_dtype,
+              "lora": spec, "files": {}}
 
     if spec:
         scale = spec["alpha"] / spec["rank"]
-        tunix_merged = {p: np.asarray(v) for p, v in lora.merged_params(net, scale).items()}
+        keep = np.float32 if hf_dtype == "float32" else None
+        tunix_merged = {p: np.asarray(v) for p, v in lora.merged_params(net, scale, keep).items()}
         if runs.adapter_on_stock_base(run):
             adapter = lora.peft_tensors(net, cfg)
             write_adapter(out / "adapter", adapter, spec, source.name)
-            base_hf = hf.tensors(models.flat_params(net), cfg)  # the stock weights the adapter applies to
+            base_hf = {k: v.astype(hf_dtype) if hf_dtype == "float32" else v  # the stock weights it applies to
+                       for k, v in hf.tensors(models.flat_params(net), cfg).items()}
             merged_hf = lora.apply_peft(base_hf, adapter, scale)  # PEFT's own arithmetic: base + adapter == hf/
             report["files"]["adapter"] = str(out / "adapter")
             report["base_plus_adapter_vs_tunix_merge"] = max_difference(merged_hf, hf.tensors(tunix_merged, cfg))
@@ -98,16 +104,24 @@ def main(argv=None) -> None:
         plain, merged_hf = net, hf.tensors(models.flat_params(net), cfg)
         if run:  # a full fine-tune's actor checkpoint is every weight
             save_orbax(out / "ckpts" / "actor" / str(step) / "model_params", nnx.state(net))
-    hf.write_tensors(merged_hf, cfg, str(out / "hf"), source.path, dtype, ids)
+    hf.write_tensors(merged_hf, cfg, str(out / "hf"), source.path, hf_dtype, ids)
     save_orbax(out / "ckpts" / "merged" / str(step) / "model_params", nnx.state(plain))
     report["files"].update(hf=str(out / "hf"), tunix_merged=str(out / "ckpts" / "merged" / str(step) / "model_params"))
-    print(f"hf: {out / 'hf'} ({dtype}); orbax: {out / 'ckpts'}", file=sys.stderr)
+    print(f"hf: {out / 'hf'} ({hf_dtype}); orbax: {out / 'ckpts'}", file=sys.stderr)
     if not args.no_verify:
-        diff = compare_logits(plain, str(out / "hf"), cfg, mesh, ids)
-        report["reloaded_hf_vs_merged_logits"] = diff
-        print(f"verify: hf/ reloaded through Tunix's loader, max |logit difference| {diff:.2e}", file=sys.stderr)
-        if diff > LOGIT_TOLERANCE.get(dtype, 1e-3):
-            raise UserError(f"the exported model's logits differ from the merged model's by {diff:.2e}")
+        reload_cfg = hf.model_config(hf.read_config(str(out / "hf")), hf_dtype)
+        if hf_dtype == dtype:
+            diff = compare_logits(plain, str(out / "hf"), reload_cfg, mesh, ids)
+            report["reloaded_hf_vs_merged_logits"] = diff
+            print(f"verify: hf/ reloaded through Tunix's loader, max |logit difference| {diff:.2e}", file=sys.stderr)
+            if diff > LOGIT_TOLERANCE.get(dtype, 1e-3):
+                raise UserError(f"the exported model's logits differ from the merged model's by {diff:.2e}")
+        if spec:  # what merging into hf/'s dtype lost of the model that was trained
+            lost = compare_logits(net, str(out / "hf"), reload_cfg, mesh, ids)
+            report["reloaded_hf_vs_trained_logits"] = lost
+            # Not zero even in float32: the trained model computes in the base's dtype, hf/ in its own.
+            print(f"verify: hf/ vs the trained model (base + adapter, unmerged): max |logit difference| {lost:.2e}",
+                  file=sys.stderr)
     write_json(out / "export.json", report)
 
 

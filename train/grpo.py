@@ -20,6 +20,7 @@ Re-running resumes; Ctrl-C or --time-budget saves the latest step; the schedule 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -117,8 +118,11 @@ def main(argv=None, batches=None) -> None:
 
     # Full fine-tuning keeps float32 master weights; an adapter continued from SFT stays on the base SFT trained it on.
     param_dtype = "float32" if not lora else init["param_dtype"] if init and init.get("lora") else args.dtype
+    # The SFT step GRPO starts from, actor and KL reference alike, fixed for the whole run: a resumed run keeps it
+    # even when the SFT folder has trained further since.
+    init_step = init_step_of(args, init)
     config = {"stage": "grpo", "model": source.name, "dtype": args.dtype, "param_dtype": param_dtype,
-              "init": str(Path(args.init).resolve()) if args.init else None, "lora": lora,
+              "init": str(Path(args.init).resolve()) if args.init else None, "init_step": init_step, "lora": lora,
               "data": {k: v for k, v in read.as_dict().items() if k != "files"},
               "max_prompt_len": args.max_prompt_len, "seed": args.seed, "rewards": args.rewards,
               "length_budget": args.length_budget, "judge": args.judge, "judge_model": args.judge_model,
@@ -130,13 +134,16 @@ def main(argv=None, batches=None) -> None:
     runs.record(out, rows_read=read.rows, rows_dropped=dict(dropped),
                 isolation=sandbox_level(names, args.unsafe_run_code))
 
-    actor, reference = policy_and_reference(args, init, lora, source, mesh)
+    actor, reference = policy_and_reference(args, init, init_step, lora, source, mesh)
     rl.register()
     budget = budgets.Budget(args.steps, args.time_budget, args.lr, args.warmup_steps)
     cluster = make_cluster(actor, reference, tok, ids, args, out, mesh, (micro, rollout_batch))
     trainer = cluster.actor_trainer
     trainer.with_training_hooks(budgets.step_hooks(budget))
     budget.attach(trainer.optimizer, lambda: trainer.train_steps)
+    budget.resume(runs.read_run(str(out)).get("budget"))
+    if runs.nothing_left(budget, trainer.train_steps, out):  # Tunix's learner fails on an empty stream
+        return
     # A step makes batch / rollout-batch rollout calls; counting a resumed run's calls from steps x 1000 keeps
     # them apart from the first run's, so it draws new random numbers.
     cluster.rollout.calls = trainer.train_steps * 1000
@@ -206,7 +213,21 @@ def sandbox_level(names: list[str], unsafe: bool) -> dict | None:
     return {"level": level, "why": code.why() or None}
 
 
-def policy_and_reference(args, init: dict | None, lora: dict | None, source, mesh):
+def init_step_of(args, init: dict | None) -> int | None:
+    if not init:
+        return None
+    earlier = Path(args.out) / runs.RUN_FILE
+    step = json.loads(earlier.read_text()).get("init_step") if earlier.exists() else None
+    step = step or runs.latest_step(runs.ckpt_root(args.init, init))
+    if step is None or runs.latest_step(runs.ckpt_root(args.init, init)) is None:
+        raise UserError(f"{args.init} has no checkpoint yet")
+    if not (Path(runs.ckpt_root(args.init, init)) / str(step) / "model_params").exists():
+        raise UserError(f"{args.init} no longer holds step {step}, which this GRPO run started from (its KL "
+                        f"reference); use a new --out")
+    return step
+
+
+def policy_and_reference(args, init: dict | None, init_step: int | None, lora: dict | None, source, mesh):
     """(actor, KL reference). LoRA: two adapter sets on one base, both starting from the SFT adapter."""
     from flax import nnx
 
@@ -225,10 +246,7 @@ def policy_and_reference(args, init: dict | None, lora: dict | None, source, mes
     if init and init.get("lora"):
         base, _, _ = runs.load_base_of(init, mesh)
         actor, reference = runs.lora_model(base, spec, mesh), runs.lora_model(base, spec, mesh)
-        step = runs.latest_step(runs.ckpt_root(args.init, init))
-        if step is None:
-            raise UserError(f"{args.init} has no checkpoint yet")
-        runs.restore(actor, runs.ckpt_root(args.init, init), step, lora=True)
+        runs.restore(actor, runs.ckpt_root(args.init, init), init_step, lora=True)
         adapters.set_adapters(reference, adapters.adapters(actor))
         return actor, reference
     base = runs.load_run(args.init, mesh)[0] if init else models.load_base(source, mesh, args.dtype)[0]

@@ -44,7 +44,8 @@ def parse_args(argv=None):
     data.add_argument("--max-len", type=int, default=1024, help="tokens per example; longer rows are dropped")
     data.add_argument("--seed", type=int, default=0, help="shuffle, holdout and LoRA initialisation")
     lora = p.add_argument_group("LoRA (qwix, float32 adapters)")
-    lora.add_argument("--lora-rank", type=int, default=64, help="0 fine-tunes every weight (float32) instead")
+    lora.add_argument("--lora-rank", type=int, default=64,
+                      help="0 fine-tunes every weight instead, in float32 (weights and compute)")
     lora.add_argument("--lora-alpha", type=float, default=64.0)
     opt = p.add_argument_group("optimisation (AdamW, linear warmup then cosine decay to the stop)")
     opt.add_argument("--steps", type=int, help="optimizer steps, over as many passes as they take (default: "
@@ -125,6 +126,9 @@ def main(argv=None, batches=None) -> None:
     eval_ds = traces.holdout_batches(holdout.examples, args.batch) if holdout.examples else None
     trainer = make_trainer(net, args, max_steps, out, mesh)
     budget.attach(trainer.optimizer, lambda: trainer.train_steps)
+    budget.resume(runs.read_run(str(out)).get("budget"))
+    if runs.nothing_left(budget, trainer.train_steps, out):
+        return
     runs.record(out, dtypes=runs.dtypes(net, trainer.optimizer), rows_read=read.rows)
     trainer.with_gen_model_input_fn(traces.model_inputs(ids["pad"]))
     trainer.with_training_hooks(budgets.step_hooks(budget, train_ds))
@@ -159,9 +163,10 @@ def full_finetune_memory(model, mesh) -> str:
 
     params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     total = params * BYTES_PER_PARAM_FULL / 2**30
-    return (f"full fine-tuning: {params / 1e9:.2f} B parameters x {BYTES_PER_PARAM_FULL} bytes (float32 weights, "
-            f"gradients, Adam moments) = {total:.1f} GiB, {total / mesh.shape['fsdp']:.1f} GiB per device over fsdp "
-            f"{mesh.shape['fsdp']}, plus activations")
+    # Tunix shards Gemma3's weights over both mesh axes (fsdp and tp), and so the gradients and Adam's state.
+    return (f"full fine-tuning in float32 (weights and compute): {params / 1e9:.2f} B parameters x "
+            f"{BYTES_PER_PARAM_FULL} bytes (weights, gradients, Adam's two moments) = {total:.1f} GiB, about "
+            f"{total / mesh.size:.1f} GiB per device over the {mesh.size} of the mesh, plus activations")
 
 
 def make_trainer(net, args, steps: int, out, mesh):

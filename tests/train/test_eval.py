@@ -34,7 +34,7 @@ def test_a_benchmark_is_evaluated_whole_with_its_protocol(benchmark, sft_run, tr
     report = json.loads((out / "eval.json").read_text())
     protocol = report["protocol"]
     assert protocol["shots"] == 0 and protocol["n"] == protocol["rows_in_split"] == rows
-    assert protocol["split"] == "test" and protocol["source"] == str(SOURCES[benchmark])
+    assert protocol["split"] == "test (as copied in --source)" and protocol["source"] == str(SOURCES[benchmark])
     assert protocol["decoding"] == {"greedy": True, "temperature": 1e-4, "top_k": 1, "top_p": 1.0, "seed": 42}
     assert "<answer></answer>" in protocol["prompt_template"] and protocol["extraction"]
     assert protocol["max_new_tokens"] == 8

@@ -115,7 +115,7 @@ def test_full_fine_tuning_trains_every_weight_and_exports(train_env, tmp_path):
                             "--lora-rank", "0", env=train_env)
     run = json.loads((out / "run.json").read_text())
     assert run["lora"] is None and (out / "ckpts" / "3" / "model_params").is_dir()
-    assert "full fine-tuning: 0.00 B parameters x 16 bytes" in result_sft.stderr
+    assert "full fine-tuning in float32 (weights and compute): 0.00 B parameters x 16 bytes" in result_sft.stderr
     assert run["param_dtype"] == "float32" and run["dtypes"]["trainable"] == "float32"
     result = run_script("export.py", "--ckpt", out, "--out", tmp_path / "export", env=train_env)
     assert "max |logit difference| 0.00e+00" in result.stderr and "adapter: none" not in result.stderr

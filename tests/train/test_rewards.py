@@ -219,7 +219,7 @@ def test_a_time_budget_lays_the_horizon_over_the_steps_it_allows(monkeypatch):
     plan.steps_done = lambda: done[0]
     seen = 0
     for _ in plan.batches(iter(range(10_000))):
-        plan.step_started(done[0], first_of_process=seen == 0)
+        plan.step_started(done[0])
         clock[0] += 20.0 if seen == 0 else 0.5  # the first step compiles for 20 s, then 0.5 s a step
         done[0] += 1
         seen += 1

@@ -34,8 +34,8 @@ BENCHMARKS = {
         "gsm8k/generate.py", "openai/gsm8k", "main", "test",
         f"{ANSWER}; then its last \\boxed{{}}, else '#### x', else 'the answer is x', else its last number; equal "
         "to the gold after '####' by value (math-verify)",
-        "Gemma 3 1B IT technical report: GSM8K 62.8 (8-shot, chain of thought); Tunix's GRPO demo: about 52-53 "
-        "with its own prompt"),
+        "Gemma 3 1B IT as published: GSM8K 62.8 (0-shot, Google's prompt; 22.2 under lm-eval's default 0-shot "
+        "prompt); Tunix's GRPO demo: about 52-53 with its own prompt. The protocol decides the number"),
     "sciq": Benchmark(
         "SciQA/generate.py", "allenai/sciq", None, "test",
         f"{ANSWER}; then \\boxed{{X}}, 'the answer is (X)', a leading 'X.', or the text of exactly one option; "
@@ -45,7 +45,7 @@ BENCHMARKS = {
         "code/generate.py", "google-research-datasets/mbpp", "full", "test",
         f"{ANSWER}; then its first ```python block, else the whole answer as a program; pass@1: every assert of "
         "the task passes in the sandbox",
-        "Gemma 3 1B IT technical report: MBPP 35.2 (3-shot)"),
+        "Gemma 3 1B IT as published: MBPP 35.2 (3-shot)"),
 }
 
 
@@ -64,7 +64,8 @@ def load(name: str, source: str | None, limit: int | None, seed: int) -> tuple[l
     total = len(rows)
     if limit and limit < total:
         rows = random.Random(seed).sample(rows, limit)
-    protocol = {"benchmark": name, "dataset": bench.dataset, "config": bench.config, "split": bench.split,
+    protocol = {"benchmark": name, "dataset": bench.dataset, "config": bench.config,
+                "split": f"{bench.split} (as copied in --source)" if source else bench.split,
                 "source": source or bench.dataset, "rows_in_split": total, "n": len(rows),
                 "sample": f"{len(rows)} of {total}, seeded ({seed})" if len(rows) < total else "every row",
                 "shots": 0, "extraction": bench.extraction, "compare_with": bench.published}

@@ -98,6 +98,9 @@ class Budget:
     `max_steps` caps the stage (--steps, or what the data allows); `minutes` is --time-budget (None: no limit).
     The trainer's hooks call `step_started`; the batch stream goes through `batches`, which ends at the stop
     (Tunix's trainers take the end of the data as the end of training, and save the last step).
+
+    A resumed stage keeps the horizon it had planned (resume()): its schedule goes on where it was, the new
+    minutes only decide whether it gets there; a stage whose schedule is done is not trained again.
     """
 
     def __init__(self, max_steps: int, minutes: float | None, peak: float, warmup: int):
@@ -110,12 +113,26 @@ class Budget:
         self.reason: str | None = None
         self.step_seconds: float | None = None
         self._clock: tuple[float, int] | None = None   # (time, step) where measuring started
+        self._started_at: int | None = None             # steps done when this process first started a step
+        self._plans = minutes is not None               # whether to lay the horizon over the budget
         self._next_plan = 0.0
         self._previous = signal.signal(signal.SIGINT, self._on_sigint)
 
     def attach(self, optimizer, steps_done) -> None:
         self.optimizer, self.steps_done = optimizer, steps_done
         set_horizon(optimizer, self.horizon)
+
+    def resume(self, previous: dict | None) -> None:
+        """Go on with the horizon an earlier run of this stage laid over its time budget (its run.json "budget"
+        record). A run without a budget had no plan: its horizon was its --steps, and a new --steps may extend it."""
+        if previous and previous.get("minutes") and previous.get("horizon"):
+            self.horizon, self._plans = min(int(previous["horizon"]), self.max_steps), False
+            if self.optimizer is not None:
+                set_horizon(self.optimizer, self.horizon)
+
+    def done(self, step: int) -> bool:
+        """Whether the schedule has nothing left to train."""
+        return step >= self.horizon
 
     def _on_sigint(self, signum, frame):
         if self.reason == "interrupted":
@@ -124,13 +141,17 @@ class Budget:
         print("\nstopping after this step (Ctrl-C again to stop now)", file=sys.stderr)
 
     # --- called before each step ---------------------------------------------------------------------
-    def step_started(self, done: int, first_of_process: bool) -> None:
-        """`done` steps are finished; `first_of_process`: no step of this process has finished yet."""
-        if self.deadline is None or first_of_process:
+    def step_started(self, done: int) -> None:
+        """A step starts with `done` steps finished (GRPO's trainer may start several passes per step)."""
+        if not self._plans:
             return
         now = time.monotonic()
-        if self._clock is None:        # the step that compiled is done: time from here
-            self._clock = (now, done)
+        if self._started_at is None:
+            self._started_at = done
+            return
+        if self._clock is None:
+            if done > self._started_at:  # the step that compiled is done: time from here
+                self._clock = (now, done)
             return
         measured = done - self._clock[1]
         if measured >= MEASURE_AFTER and now >= self._next_plan:
@@ -198,7 +219,7 @@ def step_hooks(budget: Budget, batches=None):
                 if batches is not None and self.started[2]:
                     log(trainer.metrics_prefix, "tokens_per_sec", batches.previous / (now - self.started[0]),
                         "train", done)
-            budget.step_started(done, first_of_process=self.started is None)
+            budget.step_started(done)
             self.started = (now, done, self.started is not None)
 
         def on_train_end(self, trainer):

@@ -88,15 +88,15 @@ def delta(a, b, einsum_str: str | None, shape) -> jax.Array:
     return jnp.einsum(f"{a_axes},{b_axes}->{w_axes}", a, b).reshape(shape)
 
 
-def merged_params(lora_model, scale: float) -> dict:
+def merged_params(lora_model, scale: float, dtype=None) -> dict:
     """{path: array} of the base weights with every adapter added: computed in float32, cast once to the
-    weight's dtype (adding a small delta to a bfloat16 weight step by step would round most of it away)."""
+    weight's dtype (or `dtype`: float32 keeps the whole delta, which a bfloat16 weight rounds partly away)."""
     state = nnx.to_flat_state(nnx.state(lora_model, nnx.All(nnx.Param, nnx.Not(nnx.LoRAParam))))
     merged = {path: v.get_value() for path, v in state}
     for path, name, a, b, einsum_str in _factors(lora_model):
         weight = merged[(*path, name)]
         total = weight.astype(jnp.float32) + delta(a, b, einsum_str, weight.shape) * scale
-        merged[(*path, name)] = total.astype(weight.dtype)
+        merged[(*path, name)] = total.astype(dtype or weight.dtype)
     return merged
 
 

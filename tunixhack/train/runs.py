@@ -98,6 +98,16 @@ def prepare_out(out: str, config: dict, force: bool) -> Path:
     return path
 
 
+def nothing_left(budget, step: int, out: Path) -> bool:
+    """True (and says so) when a re-run finds its stage's schedule already done: it is not trained again."""
+    if not budget.done(step):
+        return False
+    print(f"{out}: step {step} already ends this stage's schedule; nothing to train (a new --out starts over)",
+          file=sys.stderr)
+    budget.finish(step)
+    return True
+
+
 def record(out: Path, **measured) -> None:
     """Add what the run measured (dtypes, budget, ...) to its run.json."""
     unknown = set(measured) - MEASURED

@@ -6,8 +6,10 @@
     USER/NAME              a Hub dataset (that same folder, fetched with huggingface_hub; HF_TOKEN for a private one)
 
 Each script picks its split (sft.py: sft, grpo.py: rl, eval.py: eval) and `--split` overrides it. Columns that
-push stored as JSON text (their values differ in type between rows) are decoded back, so a row read from the
-Hub is the row that was pushed. What was read is recorded in run.json (`Provenance`).
+push stored as JSON text (their values differ in type between rows, and `check`) are decoded back, so every field
+a row carries reads back as pushed. Parquet has one schema per file: a field only some rows have comes back as
+null in the others (and a nested object gains the other rows' keys, as null). What was read is recorded in
+run.json (`Provenance`).
 """
 
 from __future__ import annotations
@@ -116,10 +118,11 @@ def _download(repo_id: str) -> tuple[Path, str]:
         folder = snapshot_download(repo_id, repo_type="dataset", allow_patterns=["README.md", "data/*"])
     except RepositoryNotFoundError:
         hint = "" if os.environ.get("HF_TOKEN") else " (set HF_TOKEN if it is private)"
-        raise UserError(f"--data {repo_id}: no such dataset on the Hub{hint}") from None
+        raise UserError(f"--data {repo_id}: no such file or folder here, and no such dataset on the Hub{hint}") \
+            from None
     except LocalEntryNotFoundError:
-        raise UserError(f"--data {repo_id}: the Hub cannot be reached and the dataset is not in the local "
-                        f"cache") from None
+        raise UserError(f"--data {repo_id}: no such file or folder here; as a Hub dataset id: the Hub cannot be "
+                        f"reached and it is not in the local cache") from None
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         raise UserError(f"--data {repo_id}: the Hub answered HTTP {status}") from None
