@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.train.conftest import GRPO_FLAGS, TRACES, run_script, train_script
+from tests.train.conftest import GRPO_FLAGS, TRACES, metrics, run_script, train_script
 
 pytestmark = pytest.mark.train
 
@@ -69,3 +69,21 @@ def test_grpo_refuses_when_no_row_is_left(sft_run, tmp_path, train_env):
     result = run_script("grpo.py", "--init", sft_run, "--data", TRACES, "--steps", 2, "--rewards", "format,text",
                         "--out", tmp_path / "g", *GRPO_FLAGS, env=train_env, check=False)
     assert result.returncode == 2 and "no row left to train on" in result.stderr.splitlines()[-1]
+
+
+def test_a_time_budget_times_grpo_steps_and_ends_its_schedule_there(sft_run, tmp_path, train_env):
+    """GRPO's trainer starts a pass per micro-batch: the budget still measures its steps, lays the schedule over
+    what the minutes allow, and ends there at the floor rate; a re-run then has nothing to train."""
+    from tunixhack.train import budget
+
+    args = ["--init", sft_run, "--data", TRACES, "--rewards", "format,math", "--out", tmp_path / "g", *GRPO_FLAGS,
+            "--batch", 4, "--micro-batch", 2, "--warmup-steps", 1, "--time-budget", 0.4]
+    run_script("grpo.py", *args, env=train_env)
+    run = json.loads((tmp_path / "g" / "run.json").read_text())
+    plan = run["budget"]
+    assert plan["step_seconds"] and plan["horizon"] < 10**6 and plan["ended"] == "schedule done"
+    assert plan["steps_done"] == plan["horizon"] > 2
+    rates = [r["learning_rate"] for r in metrics(tmp_path / "g") if "learning_rate" in r]
+    assert rates[-1] == pytest.approx(run["lr"] * budget.FLOOR, rel=0.05)
+    again = run_script("grpo.py", *args, env=train_env)
+    assert "nothing to train" in again.stderr and "Traceback" not in again.stderr

@@ -121,3 +121,22 @@ def test_full_fine_tuning_trains_every_weight_and_exports(train_env, tmp_path):
     assert "max |logit difference| 0.00e+00" in result.stderr and "adapter: none" not in result.stderr
     assert (tmp_path / "export" / "ckpts" / "actor" / "3" / "model_params").is_dir()
     assert not (tmp_path / "export" / "adapter").exists()
+
+
+def test_a_time_budget_ends_sft_with_its_schedule_finished_and_a_rerun_trains_nothing(train_env, tmp_path):
+    from tunixhack.train import budget
+
+    out = tmp_path / "sft"
+    args = ["--model", "tiny", "--data", TRACES, "--out", out, *SFT_FLAGS, "--warmup-steps", 2, "--max-epochs", 50,
+            "--time-budget", 0.3]
+    run_script("sft.py", *args, env=train_env)
+    run = json.loads((out / "run.json").read_text())
+    plan = run["budget"]
+    assert plan["step_seconds"] and plan["ended"] == "schedule done" and plan["steps_done"] == plan["horizon"]
+    assert plan["horizon"] < plan["max_steps"]  # the minutes, not the data, decided the length
+    rates = [r["learning_rate"] for r in metrics(out) if "learning_rate" in r]
+    assert rates[-1] == pytest.approx(run["lr"] * budget.FLOOR, rel=0.05)
+    logged = len(metrics(out))
+    again = run_script("sft.py", *args, env=train_env)
+    assert "nothing to train" in again.stderr and len(metrics(out)) == logged
+    assert json.loads((out / "run.json").read_text())["budget"]["steps_done"] == plan["steps_done"]
