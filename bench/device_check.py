@@ -181,15 +181,16 @@ def measure_grpo(args, mesh_spec: str) -> dict:
     shape = TINY_GRPO if args.tiny else kaggle.GRPO
     mesh = models.make_mesh(mesh_spec)
     base, cfg, tok, ids = model_and_tokenizer(args.tiny, mesh)
-    actor = lora.apply_lora(base, mesh, 8 if args.tiny else 64, 16.0 if args.tiny else 64.0)
-    settings = grpo.parse_args(["--data", "-", "--out", "-", "--steps", "2", "--batch", str(shape["batch"]),
+    rank, alpha = (8, 16.0) if args.tiny else (64, 64.0)
+    actor, reference = (lora.apply_lora(base, mesh, rank, alpha) for _ in "ar")  # as grpo.py: two sets, one base
+    settings = grpo.parse_args(["--data", "-", "--out", "-", "--steps", "3", "--batch", str(shape["batch"]),
                                 "--generations", str(shape["generations"]),
                                 "--max-new-tokens", str(shape["max_new_tokens"]),
                                 "--max-prompt-len", str(shape["max_prompt_len"]), "--save-every", "1000000"])
     rl.register()
     prompt = "<start_of_turn>user\nWhat is 12 + 30? Think step by step.<end_of_turn>\n<start_of_turn>model\n"
     batches = [{"prompts": [prompt] * shape["batch"], "check": ['{"kind": "math", "gold": "42"}'] * shape["batch"]}
-               for _ in range(2)]
+               for _ in range(3)]  # the first compiles; the second is timed, from its pull to the next one
     stamps = []
 
     def timed(stream):
@@ -198,13 +199,13 @@ def measure_grpo(args, mesh_spec: str) -> dict:
             yield b
 
     with tempfile.TemporaryDirectory() as out:
-        cluster = grpo.make_cluster(actor, base, tok, ids, settings, Path(out), mesh,
+        cluster = grpo.make_cluster(actor, reference, tok, ids, settings, Path(out), mesh,
                                     (shape["micro_batch"], shape["rollout_batch"]))
         learner = grpo.make_learner(cluster, rewards.select("format,math"), settings)
         learner.train(timed(batches))
-        stamps.append(time.perf_counter())
-    step = stamps[-1] - stamps[1]
-    rollout = sum(cluster.rollout.seconds[len(cluster.rollout.seconds) // 2:])
+    step = stamps[2] - stamps[1]  # not the last step: the cluster's final save follows it
+    calls = len(cluster.rollout.seconds) // 3
+    rollout = sum(cluster.rollout.seconds[calls:2 * calls])
     completions = shape["batch"] * shape["generations"]
     return {"stage": "GRPO step", "mesh": mesh_spec, "step": step, "peak_gib": peak_gib(),
             "shape": f"{shape['batch']} prompts x {shape['generations']}, {shape['max_new_tokens']} new",
