@@ -1,6 +1,8 @@
 """The code sandbox: MBPP programs pass or fail as they should, and hostile programs are contained."""
 
 import os
+import random
+import re
 import shutil
 import socket
 import tempfile
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tunixhack.verify.code import (CheckResult, extract_code, max_parallel, run_tests, set_max_parallel,
+from tunixhack.verify.code import (CheckResult, _fenced_blocks, extract_code, max_parallel, run_tests, set_max_parallel,
                                    verify_code, verify_many)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +54,16 @@ def check(code: str, tests=ADD_TESTS, **kwargs) -> CheckResult:
 ])
 def test_extract_code(reply, expected):
     assert extract_code(reply) == expected
+
+
+def test_fences_are_found_as_the_regex_found_them():
+    # The one-pass scanner against the regex it replaced (quadratic in unclosed fences), on random replies
+    regex = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*\r?$", re.MULTILINE | re.DOTALL)
+    pieces = ["```", "```python", "```py x", "````", "`", "\n", "\n", "\r\n", "\r", " ", "\t", "x = 1", "é"]
+    rng = random.Random(11)
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        assert _fenced_blocks(text) == regex.findall(text), repr(text)
 
 
 # --- MBPP semantics -------------------------------------------------------------------------------------
