@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tunixhack.verify import code as sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 USER = 65533  # Debian's reserved range; any uid without a home, groups or files
@@ -61,10 +63,13 @@ def test_an_unprivileged_user_gets_namespaces_or_a_refusal():
             path.chmod(0o755 if path.is_dir() else 0o644)
         os.chown(secret, USER, USER)  # the user's own file: readable by the user, never by the code
         secret.chmod(0o600)
+        lease = sandbox._lease(USER)  # no check of ours (or of another run as root) uses this uid meanwhile
         done = subprocess.run(
             ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", PYTHON, "-c", SCRIPT],
             cwd=work, capture_output=True, text=True, timeout=120,
             env={"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONPATH": str(work), "SECRET": str(secret)})
+        if lease is not None:
+            lease.close()
         assert done.returncode == 0, done.stderr
         out = json.loads(done.stdout)
     finally:

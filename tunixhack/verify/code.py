@@ -13,14 +13,21 @@ namespace: the child never sees an expected value and nothing it writes can say 
 
 The child is isolated at the best level this machine offers (tunixhack/verify/isolation.py, `isolation()`):
 new user, network, PID, IPC and mount namespaces with a read-only root and a tmpfs work folder; else, as
-root, a private uid; never, unless `allow_unsafe()`, as the user. At every level: a wall-clock timeout and
-RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new session, killed as a group; an
-environment with none of ours (no HF_TOKEN, no API keys); stdout+stderr drained with a cap; an audit hook
-refusing sockets, processes and writes outside the work folder.
+root, a private uid (held machine-wide while it runs; what it leaves in /tmp, /var/tmp, /dev/shm, /run/lock
+and the temp folder is removed after each check); never, unless `allow_unsafe()`, as the user. At every
+level: a wall-clock timeout and RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new
+session, killed as a group; an environment with none of ours (no HF_TOKEN, no API keys); a new session
+keyring; stdout+stderr drained with a cap; an audit hook refusing sockets, processes and writes outside the
+work folder.
+
+Everything the child writes is the code's to forge. Whatever it is, a check ends in a CheckResult, never an
+exception: only a sandbox that could not start raises (SandboxError), so neither verify_code nor
+tunixhack.verify.check raises because of the program.
 
 Reasons (CheckResult.reason): passed, assertion_failed, error, syntax_error, timeout, memory, exited (the
 code left before every probe had a value), output_limit, unsupported_value (a value that is not plain
-data), unsplittable_test, cleanup_failed, no_tests_run, no_code; from verify_many also sandbox_error.
+data, or output the parent could not read), unsplittable_test, cleanup_failed, no_tests_run, no_code,
+too_long (a reply or program over MAX_CHARS); from verify_many also sandbox_error.
 SandboxError is raised when the sandbox itself could not run a check (not the candidate's fault);
 IsolationRefused (a UserError) when the machine cannot isolate the code and allow_unsafe() was not called.
 """

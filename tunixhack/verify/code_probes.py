@@ -17,6 +17,11 @@ function under test, setup objects such as `root`, constants the solution define
 chain that starts at such a name (`f(x)`, `f(x)[0]`, `root.left.data`), optionally inside one conversion
 (`list(f(x))`, `set(f(x))`, `sorted(f(x))`...: applied in the sandbox, so a generator or a Counter still
 compares as MBPP meant). In a truth test (`assert f(x)`, `assert not f(x)`) the probe is `bool(f(x))`.
+A standard-library module name the test imports do not bind but that the assert only uses as `name.attr`
+(`math.isclose(...)` in MBPP full, which has no test imports) is not the code's either: it is imported here
+and the check uses ours (else the whole assert, expected value included, would be one probe, answered by
+whatever the code calls `math`); a module not importable here makes the test unsplittable. A name it calls
+or uses bare (a function named `string`) stays the code's.
 An assert that uses no such name takes the builtins it calls as the code's (MBPP task 126 names its
 function `sum`). A test this cannot split (a candidate value inside a comprehension or lambda, an assert that never touches
 the code) fails the check with reason `unsplittable_test`; it is never run the old way.

@@ -8,9 +8,18 @@ Levels, strongest first:
   shows only /usr, the system library links and the Python install, read-only, plus /work: a tmpfs of
   WORK_BYTES and WORK_INODES (an empty skeleton made once per process, filled by one `mount -a` in each
   check's mount namespace). As root the check runs as a private uid (65000 + slot) outside its user
-  namespace; otherwise as the user, who must be allowed unprivileged user namespaces.
+  namespace; otherwise as the user, who must be allowed unprivileged user namespaces. As root where user
+  namespaces are refused but the others are not (user.max_user_namespaces=0, say), the same root, network,
+  PID, IPC and mount namespaces without a user namespace: made as root, then `setpriv` becomes the private
+  uid with no capabilities (the probe is the same; the level keeps its name, for it stops the same things).
 - "uid+rlimits+audit": where namespaces are refused (some containers) but we are root: the harness switches
-  to the slot's private uid, RLIMIT_NPROC 1 for that uid, rlimits, and the audit hook.
+  to the slot's private uid, RLIMIT_NPROC 1 for that uid, rlimits, and the audit hook; afterwards what the
+  uid owns in the shared temp folders is removed (tunixhack/verify/code.py). It does not stop a program that
+  gets past the hook from reaching the network or world-readable files: sandbox_child.py says what it does
+  and does not stop.
+
+A private uid (65000 + slot) is held machine-wide while a check runs (an abstract unix socket named after
+it, tunixhack/verify/code.py `_lease`), so two processes on one machine never run checks as the same uid.
 - "rlimits+audit": neither namespaces nor root. The code would run as the user, able to read what the user
   can read; checks are refused unless `allow_unsafe()` was called (the scripts' --unsafe-run-code).
 """

@@ -11,17 +11,35 @@ probe (a call to the code under test, see tunixhack/verify/code_probes.py) and r
 Nothing here decides whether the code passed: the parent compares the values with the expected ones, which
 never enter this process. Whatever the code writes on FD can only be values it could have returned.
 
-Lock-down, in order: resource limits (soft == hard; one process only where the uid or user namespace is
-private to this check); the privilege drop when the parent asks for it (root without namespaces); an audit
-hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the modules that
-write or spawn without audit events (readline, sqlite3, dbm, _posixsubprocess, however they are loaded),
-reads outside the working directory, /usr and the Python install (other processes' /proc entries, datasets,
-tokens), paths that are not plain str/bytes, relative os.open (its event does not show dir_fd: os.open is
-wrapped to open by absolute path) and any write, directory or link outside the working directory, at most
-`write_opens` of them.
+Lock-down, in order: a new, empty session keyring (the parent's may hold secrets, and neither namespaces
+nor a uid switch take it away); the privilege drop when the parent asks for it (root without namespaces);
+resource limits (soft == hard; one process only where the uid or user namespace is private to this check);
+an audit hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the
+modules that write or spawn without audit events (readline, sqlite3, dbm, _posixsubprocess, however they are
+loaded), reads outside the working directory, /usr and the Python install (other processes' /proc entries,
+datasets, tokens), paths that are not plain str/bytes, relative os.open (its event does not show dir_fd:
+os.open is wrapped to open by absolute path) and any write, directory or link outside the working
+directory, at most `write_opens` of them. The hook reads nothing the code can change: its lists are frozen
+copies in its closure, its functions and builtins are bound there, it decodes paths itself (os.fsdecode
+would call the module global os.fspath), and its count of writes is an int no frame can write back.
 
 Limits of this design: the code shares the interpreter with this harness and the audit hook is a tripwire,
-not a security boundary (PEP 578); the kernel (namespaces, or a private uid with rlimits) is the boundary.
+not a security boundary (PEP 578). What stops the code, by level (tunixhack/verify/isolation.py):
+
+- "namespaces": the kernel. No network, a PID namespace of its own, a read-only root showing only the system
+  and Python files, a tmpfs work folder, no capabilities, one process. The hook adds nothing it relies on.
+- "uid+rlimits+audit": the kernel stops what a private uid with no capabilities cannot do (read files that
+  are not world-readable, write outside world-writable folders, signal or trace other users' processes,
+  start a second process or thread, exceed the rlimits) and what it leaves in /tmp, /var/tmp, /dev/shm,
+  /run/lock and the temp folder is removed after each check. The rest rests on the hook alone: the network
+  (a service on 127.0.0.1 included), world-readable files (a dataset with the expected answers, a token in
+  a world-readable file), other processes' /proc entries, disk use outside the work folder in any other
+  world-writable folder, SysV IPC objects and the slot uid's own user keyring (kept between its checks),
+  the 32-write cap. No way past the hook is known that reaches
+  those; ways past it are known for less (the create_builtin guard's closure hands back the unguarded
+  loader: a fresh `posix` makes FIFOs with no event, which the sweep removes), and native code that
+  reached a bug in a C module would get them all.
+- "rlimits+audit": as above but as the user: everything the user can read or write; refused by default.
 """
 
 import marshal
