@@ -8,6 +8,7 @@ import socket
 import tempfile
 import threading
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,16 @@ def refused(result: CheckResult, level: str) -> bool:
     return not result.passed and any(barrier in result.output for barrier in barriers)
 
 
+@contextmanager
+def listening():
+    """A TCP listener on 127.0.0.1 that never blocks: accept() raises BlockingIOError when nobody connected."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        yield listener
+
+
 def processes_with(marker: str) -> list[int]:
     """Live processes whose command line contains `marker`."""
     found = []
@@ -223,10 +234,7 @@ def test_the_parent_environment_is_not_visible(monkeypatch, sandbox_level):
 
 
 def test_network_is_refused(sandbox_level):
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.setblocking(False)
+    with listening() as listener:
         port = listener.getsockname()[1]
         result = check(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
                        "def add(a, b):\n    return a + b\n")

@@ -7,7 +7,6 @@ import dis
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ import datasets
 import pytest
 
 from tests.helpers import FIXTURES
-from tests.test_sandbox import ADD_TESTS, check, processes_with
+from tests.test_sandbox import ADD_TESTS, check, listening, processes_with
 from tunixhack.verify import check as check_row
 from tunixhack.verify import check_many, isolation, sandbox_child
 from tunixhack.verify import code as sandbox
@@ -52,6 +51,19 @@ os.fspath = os.fsdecode = os.path.realpath = os.path.abspath = lambda path: HERE
 builtins.any = lambda *args: True
 """
 KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}  # (add_key, keyctl) system call numbers
+
+
+@pytest.fixture
+def token():
+    """(path, secret): a token file anyone may read, in a folder anyone may enter, as in a project folder."""
+    secret = f"hf_{uuid.uuid4().hex}"
+    path = Path(tempfile.mkdtemp(prefix="tunixhack-token-")) / "token"
+    path.parent.chmod(0o755)
+    path.write_text(secret)
+    path.chmod(0o644)  # the namespaces' root does not show it; at the private uid the hook refuses it
+    yield path, secret
+    path.unlink()
+    path.parent.rmdir()
 
 
 def guarded(attack: str) -> str:
@@ -146,34 +158,28 @@ def test_oracles_find_no_expected_value(oracle, sandbox_level):
     assert "found True" not in result.output
 
 
-@pytest.mark.parametrize("switch_off", ["", SWITCH_OFF], ids=["hook", "hook-patched"])
-def test_the_dataset_on_disk_is_no_oracle(switch_off, sandbox_level):
-    # The fixture is world-readable, like a data/ folder: the program looks its own inputs up in it (with the
-    # hook patched, a private uid read it and passed task 17 and task 11 by lookup).
-    row = next(r for r in FULL if r["task_id"] == 17)
-    dataset = FIXTURES / "mbpp" / "full.jsonl"
-    oracle = (switch_off + "import re\ndef square_perimeter(a):\n    try:\n"
-              f"        text = open({str(dataset)!r}).read()\n    except OSError as error:\n"
-              "        print('refused', error)\n        return None\n"
-              "    return int(re.search(r'square_perimeter\\(%d\\)==(\\d+)' % a, text).group(1))\n")
-    result = check(oracle, row["test_list"])
-    assert not result.passed and "refused" in result.output, result.output
+DATASET = FIXTURES / "mbpp" / "full.jsonl"  # world-readable, like a data/ folder
+READ_DATASET = (f"def read_dataset():\n    try:\n        return open({str(DATASET)!r}).read()\n"
+                "    except OSError as error:\n        print('refused', error)\n        return ''\n")
+LOOKUP = ("import re\ndef square_perimeter(a):\n"
+          "    found = re.search(r'square_perimeter\\(%d\\)==(\\d+)' % a, read_dataset())\n"
+          "    return int(found.group(1)) if found else None\n")
+TABLE = ("import ast, json\ndef table():\n    found = {}\n"
+         "    for line in read_dataset().splitlines():\n        for test in json.loads(line)['test_list']:\n"
+         "            cond = ast.parse(test).body[0].test\n"
+         "            if isinstance(cond, ast.Compare) and isinstance(cond.left, ast.Call):\n"
+         "                found[ast.unparse(cond.left)] = ast.literal_eval(cond.comparators[0])\n    return found\n"
+         "TABLE = table()\ndef remove_Occ(*args):\n"
+         "    return TABLE.get('remove_Occ(%s)' % ', '.join(map(repr, args)))\n")
 
 
-def test_a_table_of_the_datasets_asserts_passes_no_task(sandbox_level):
-    row = next(r for r in FULL if r["task_id"] == 11)
-    dataset = FIXTURES / "mbpp" / "full.jsonl"
-    lookup = SWITCH_OFF + (
-        "import ast, json\ndef table():\n    try:\n"
-        f"        text = open({str(dataset)!r}).read()\n    except OSError as error:\n"
-        "        print('refused', error)\n        return {}\n    found = {}\n"
-        "    for line in text.splitlines():\n        for test in json.loads(line)['test_list']:\n"
-        "            cond = ast.parse(test).body[0].test\n"
-        "            if isinstance(cond, ast.Compare) and isinstance(cond.left, ast.Call):\n"
-        "                found[ast.unparse(cond.left)] = ast.literal_eval(cond.comparators[0])\n    return found\n"
-        "TABLE = table()\ndef remove_Occ(*args):\n"
-        "    return TABLE.get('remove_Occ(%s)' % ', '.join(map(repr, args)))\n")
-    result = check(lookup, row["test_list"])
+@pytest.mark.parametrize("task,oracle", [(17, LOOKUP), (17, SWITCH_OFF + LOOKUP), (11, SWITCH_OFF + TABLE)],
+                         ids=["lookup", "lookup-hook-patched", "table-hook-patched"])
+def test_the_dataset_on_disk_is_no_oracle(task, oracle, sandbox_level):
+    # The program looks its own inputs up in the dataset, or builds a table of all its asserts: with the hook
+    # patched, a private uid read it and passed tasks 17 and 11.
+    row = next(r for r in FULL if r["task_id"] == task)
+    result = check(READ_DATASET + oracle, row["test_list"])
     assert not result.passed and "refused" in result.output, result.output
 
 
@@ -190,10 +196,7 @@ def test_a_module_the_test_does_not_import_is_not_the_codes(sandbox_level):
 # --- harm beyond the sandbox is contained -------------------------------------------------------------
 def test_no_process_or_connection_through_a_reloaded_posixsubprocess(sandbox_level):
     marker = f"30.{uuid.uuid4().int % 10**9}"
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        listener.setblocking(False)
+    with listening() as listener:
         shell = f"exec 3<>/dev/tcp/127.0.0.1/{listener.getsockname()[1]}; setsid sleep {marker} &"
         attack = (
             "import _imp, os\nfrom importlib.machinery import ModuleSpec, PathFinder\nmodule = None\n"
@@ -258,13 +261,9 @@ def test_other_processes_cannot_be_read(sandbox_level):
         sleeper.wait()
 
 
-def test_the_trainer_is_out_of_reach(decoy, monkeypatch, sandbox_level):
-    secret = f"hf_{uuid.uuid4().hex}"
+def test_the_trainer_is_out_of_reach(decoy, monkeypatch, token, sandbox_level):
+    token, secret = token
     monkeypatch.setenv("HF_TOKEN", secret)
-    token = Path(tempfile.mkdtemp(prefix="tunixhack-token-")) / "token"
-    token.parent.chmod(0o755)
-    token.write_text(secret)
-    token.chmod(0o644)  # readable by anyone: the namespaces' root does not show it, the fallback's hook refuses it
     attack = (f"seen = open('/proc/%d/environ' % os.getppid()).read()\nprint('environ', {secret!r} in seen)")
     steal = (f"print('token', {secret!r} in open({str(token)!r}).read())")
     result = check("import os, signal\n" + guarded(attack) + guarded(steal).replace("def add", "def steal")
@@ -274,8 +273,6 @@ def test_the_trainer_is_out_of_reach(decoy, monkeypatch, sandbox_level):
                     "assert kill(1, 2) == 3"])
     assert result.passed, result.output  # and we, the parent, are still here
     assert "environ True" not in result.output and "token True" not in result.output and untouched(decoy)
-    token.unlink()
-    token.parent.rmdir()
 
 
 KEYRING_PARENT = r"""
@@ -437,18 +434,11 @@ def test_deep_directories_and_disk_use_are_bounded(sandbox_level):
 
 
 # --- the audit hook's own defences (the kernel stands behind them at the namespaces level) --------------
-def test_the_audit_hook_cannot_be_switched_off_from_inside(sandbox_level):
-    secret = f"hf_{uuid.uuid4().hex}"
-    token = Path(tempfile.mkdtemp(prefix="tunixhack-token-")) / "token"
-    token.parent.chmod(0o755)
-    token.write_text(secret)
-    token.chmod(0o644)
+def test_the_audit_hook_cannot_be_switched_off_from_inside(token, sandbox_level):
+    token, secret = token
     name = f"tunixhack-escape-{uuid.uuid4().hex}"
     targets = [str(Path(top) / name) for top in ("/tmp", "/dev/shm", "/var/tmp")]
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        listener.setblocking(False)
+    with listening() as listener:
         attacks = [f"import socket\nsocket.create_connection(('127.0.0.1', {listener.getsockname()[1]}), timeout=2)\n"
                    "print('got: a connection')",
                    f"print('got:', open({str(token)!r}).read())",
@@ -462,9 +452,7 @@ def test_the_audit_hook_cannot_be_switched_off_from_inside(sandbox_level):
         result = check(program, [f"assert attack{i}(1, 2) == 3" for i in range(len(attacks))])
         with pytest.raises(BlockingIOError):
             listener.accept()
-    token.unlink()
-    token.parent.rmdir()
-    assert result.passed, result.output
+    assert result.passed and secret not in result.output, result.output
     assert "got:" not in result.output and result.output.count("stopped:") == len(attacks), result.output
     assert not any(os.path.lexists(target) for target in targets)
 
