@@ -35,6 +35,7 @@ IsolationRefused (a UserError) when the machine cannot isolate the code and allo
 from __future__ import annotations
 
 import ast
+import errno
 import marshal
 import os
 import re
@@ -143,12 +144,17 @@ def _lease(uid: int) -> socket.socket | None:
     after it, which one process at a time can bind and which goes with the process. None if another process
     (a second trainer, another test run) holds it: two checks as one uid could touch each other's files, and
     the sweep after a check would remove the other's."""
-    lease = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        lease = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError as error:
+        raise SandboxError(f"cannot hold a private uid (no unix socket): {error}") from error
     try:
         lease.bind(f"\0tunixhack-sandbox-uid-{uid}")
-    except OSError:
+    except OSError as error:
         lease.close()
-        return None
+        if error.errno == errno.EADDRINUSE:
+            return None
+        raise SandboxError(f"cannot hold private uid {uid}: {error}") from error
     return lease
 
 
