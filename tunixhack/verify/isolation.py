@@ -57,7 +57,7 @@ PROBE = """
 import os, resource, socket, threading
 assert os.getcwd() == "/work" and os.listdir("/proc") and [p for p in os.listdir("/proc") if p.isdigit()] == ["1"]
 inside, outside = map(int, open("/proc/self/uid_map").read().split()[:2])
-assert outside + os.getuid() - inside != 0  # never root outside, in a user namespace of its own or not
+assert outside + os.getuid() - inside == int(os.environ["OUTER_UID"])  # the uid we meant, never root
 assert "CapEff:\t0000000000000000" in open("/proc/self/status").read().splitlines()
 open("/work/probe", "w").close()
 for path in ("/probe", "/usr/probe"):
@@ -261,10 +261,13 @@ def _namespace_launch(user_namespaces: tuple[bool, ...] = (True, False)) -> tupl
         return None, f"{type(error).__name__}: {error}"
     for user_namespace in user_namespaces if os.geteuid() == 0 else user_namespaces[:1]:
         candidate = Launch(NAMESPACES, python, _wrapper_script(*skeleton, user_namespace))
+        # the probe's uid as the wrapper's namespace sees it: as root, the private uid of slot 0; as a user,
+        # 0 in the user namespace the wrapper runs in, which is the user (uid_map shows one level up only)
+        outer_uid = UID_BASE if os.geteuid() == 0 else 0
         try:
             done = subprocess.run(candidate.command(["-I", "-S", "-B", "-c", PROBE], 0), cwd="/",
-                                  env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, capture_output=True,
-                                  timeout=60, stdin=subprocess.DEVNULL)
+                                  env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OUTER_UID": str(outer_uid)},
+                                  capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.SubprocessError) as error:
             failures.append(f"{type(error).__name__}: {error}")
             continue
