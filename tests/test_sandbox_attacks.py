@@ -478,7 +478,12 @@ def test_modules_that_write_or_spawn_unaudited_are_refused_however_loaded(module
              f"import _imp\nfrom importlib.machinery import PathFinder\nspec = PathFinder.find_spec({module!r})\n"
              "if spec is not None:\n    _imp.create_dynamic(spec)\nelse:\n    raise PermissionError('not there')",
              f"import _imp\nfrom importlib.machinery import ModuleSpec\n"
-             f"_imp.create_builtin(ModuleSpec({module!r}, None))")
+             f"_imp.create_builtin(ModuleSpec({module!r}, None))",
+             # under another package's name: the extension's PyInit_<last part> is found all the same
+             "import _imp\nfrom importlib.machinery import ModuleSpec, PathFinder\n"
+             f"spec = PathFinder.find_spec({module!r})\nif spec is not None:\n"
+             f"    _imp.create_dynamic(ModuleSpec('tunixhack_x.' + {module!r}, None, origin=spec.origin))\n"
+             "else:\n    raise PermissionError('not there')")
     for load in loads:
         result = check(guarded(load))
         assert result.passed and "stopped:" in result.output, (load, result.output)

@@ -33,12 +33,11 @@ not a security boundary (PEP 578). What stops the code, by level (tunixhack/veri
   start a second process or thread, exceed the rlimits) and what it leaves in /tmp, /var/tmp, /dev/shm,
   /run/lock and the temp folder is removed after each check. The rest rests on the hook alone: the network
   (a service on 127.0.0.1 included), world-readable files (a dataset with the expected answers, a token in
-  a world-readable file), other processes' /proc entries, disk use outside the work folder in any other
-  world-writable folder, SysV IPC objects and the slot uid's own user keyring (kept between its checks),
-  the 32-write cap. No way past the hook is known that reaches
-  those; ways past it are known for less (the create_builtin guard's closure hands back the unguarded
-  loader: a fresh `posix` makes FIFOs with no event, which the sweep removes), and native code that
-  reached a bug in a C module would get them all.
+  a world-readable file), other processes' /proc entries, disk use in other world-writable folders, SysV
+  IPC objects, the slot uid's own user keyring (kept between its checks) and the 32-write cap. No way past
+  the hook is known that reaches those; ways past it are known for less (the create_builtin guard's
+  closure hands back the unguarded loader: a fresh `posix` makes FIFOs with no audit event, which the
+  sweep removes), and native code that reached a bug in a C module would get them all.
 - "rlimits+audit": as above but as the user: everything the user can read or write; refused by default.
 """
 
@@ -315,8 +314,11 @@ def make_audit_hook(root: str, max_write_opens: int):
         if event == "open":
             check_open(*args)
         elif event == "import":
-            if type_(args[0]) is not str_ or args[0].split(".")[0] in denied_imports:
-                deny(f"import {args[0]}")
+            if type_(args[0]) is not str_:
+                deny("import of a module named by a str subclass")
+            for part in args[0].split("."):  # `x.readline` loads readline's PyInit_readline all the same
+                if part in denied_imports:
+                    deny(f"import {args[0]}")
         elif event in denied_events or event.startswith(denied_prefixes):
             deny(event)
         elif event in path_events:
