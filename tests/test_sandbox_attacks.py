@@ -472,7 +472,8 @@ def test_the_audit_hook_reads_no_global_name():
             assert looked_up == [], (maker.__name__, code.co_name, looked_up)
 
 
-@pytest.mark.parametrize("module", ["readline", "sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm", "_posixsubprocess"])
+@pytest.mark.parametrize("module", ["readline", "sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm", "_posixsubprocess",
+                                    "_tkinter", "nis"])
 def test_modules_that_write_or_spawn_unaudited_are_refused_however_loaded(module, sandbox_level):
     loads = (f"import {module}",
              f"import _imp\nfrom importlib.machinery import PathFinder\nspec = PathFinder.find_spec({module!r})\n"

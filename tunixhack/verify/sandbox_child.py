@@ -11,17 +11,18 @@ probe (a call to the code under test, see tunixhack/verify/code_probes.py) and r
 Nothing here decides whether the code passed: the parent compares the values with the expected ones, which
 never enter this process. Whatever the code writes on FD can only be values it could have returned.
 
-Lock-down, in order: a new, empty session keyring (the parent's may hold secrets, and neither namespaces
-nor a uid switch take it away); the privilege drop when the parent asks for it (root without namespaces);
-resource limits (soft == hard; one process only where the uid or user namespace is private to this check);
-an audit hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the
-modules that write or spawn without audit events (readline, sqlite3, dbm, _posixsubprocess, however they are
-loaded), reads outside the working directory, /usr and the Python install (other processes' /proc entries,
-datasets, tokens), paths that are not plain str/bytes, relative os.open (its event does not show dir_fd:
-os.open is wrapped to open by absolute path) and any write, directory or link outside the working
-directory, at most `write_opens` of them. The hook reads nothing the code can change: its lists are frozen
-copies in its closure, its functions and builtins are bound there, it decodes paths itself (os.fsdecode
-would call the module global os.fspath), and its count of writes is an int no frame can write back.
+Lock-down, in order: a new, empty session keyring (the parent's may hold secrets, and neither namespaces nor a
+uid switch take it away); the privilege drop when the parent asks for it (root without namespaces); resource
+limits (soft == hard; one process only where the uid or user namespace is private to this check); an audit
+hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the modules that
+read, write, connect or spawn without audit events (readline, sqlite3, dbm, _tkinter, nis, _posixsubprocess,
+however they are loaded and under whatever dotted name), reads outside the working directory, /usr and the
+Python install (other processes' /proc entries, datasets, tokens), paths that are not plain str/bytes,
+relative os.open (its event does not show dir_fd: os.open is wrapped to open by absolute path) and any write,
+directory or link outside the working directory, at most `write_opens` of them. The hook reads nothing the
+code can change: its lists are frozen copies in its closure, its functions and builtins are bound there, it
+decodes paths itself (os.fsdecode would call the module global os.fspath), and its count of writes is an int
+no frame can write back.
 
 Limits of this design: the code shares the interpreter with this harness and the audit hook is a tripwire,
 not a security boundary (PEP 578). What stops the code, by level (tunixhack/verify/isolation.py):
@@ -53,6 +54,7 @@ DENIED_IMPORTS = frozenset({
     "ctypes", "_ctypes", "_posixsubprocess", "_posixshmem", "syslog", "_testcapi", "_testinternalcapi",
     "_testbuffer", "_testmultiphase", "_xxsubinterpreters", "_xxinterpchannels", "_xxtestfuzz",
     "readline", "sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm",  # they write files without an audit event
+    "_tkinter", "tkinter", "nis",  # Tcl reads files and opens sockets, NIS asks a server, without one either
 })
 # Builtin modules that must not be created afresh (a new `posix` has mkfifo/mknod back).
 DENIED_REBUILDS = DENIED_IMPORTS | {"posix", "_imp", "sys", "builtins", "_io", "_thread", "_signal"}
