@@ -457,6 +457,26 @@ def test_the_audit_hook_cannot_be_switched_off_from_inside(token, sandbox_level)
     assert not any(os.path.lexists(target) for target in targets)
 
 
+def test_code_run_inside_the_hook_cannot_change_what_it_checked(token, sandbox_level):
+    # A finalizer run by a garbage collection inside the hook, after it resolved `link` to a file of the work
+    # folder and before open() follows it, points `link` at the token: with the collection's threshold tried
+    # from 1 up, one of them lands there (threshold 11 did, at the private uid).
+    token, secret = token
+    race = ("import gc, os\nopen('x', 'w').write('inside')\nseen = []\nclass Swap:\n"
+            "    def __init__(self, name):\n        self.name, self.me = name, self\n"
+            "    def __del__(self):\n        try:\n            os.remove(self.name)\n"
+            f"            os.symlink({str(token)!r}, self.name)\n"
+            "        except BaseException as error:\n            seen.append(type(error).__name__)\n"
+            "for threshold in range(1, 15):\n    name = f'l{threshold}'\n"
+            "    os.symlink(os.getcwd() + '/x', name)\n    gc.collect()\n    gc.set_threshold(threshold, 1000, 1000)\n"
+            "    Swap(name)\n    try:\n        seen.append(open(name).read())\n"
+            "    except BaseException as error:\n        seen.append(type(error).__name__)\n"
+            "    gc.set_threshold(700, 10, 10)\nprint('seen', seen)\n")
+    result = check(race + ADD, timeout=20.0)
+    assert result.passed and "seen" in result.output, result.output
+    assert secret not in result.output
+
+
 def test_the_audit_hook_reads_no_global_name():
     # Every name the hook and the guards use is a local of their closure, bound before the code runs: no
     # global or builtin is looked up when an event comes, so no patch of one changes what they do.

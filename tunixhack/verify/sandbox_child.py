@@ -22,7 +22,8 @@ relative os.open (its event does not show dir_fd: os.open is wrapped to open by 
 directory or link outside the working directory, at most `write_opens` of them. The hook reads nothing the
 code can change: its lists are frozen copies in its closure, its functions and builtins are bound there, it
 decodes paths itself (os.fsdecode would call the module global os.fspath), and its count of writes is an int
-no frame can write back.
+no frame can write back. Code that runs inside the hook (a signal handler, a garbage collection's finalizer)
+may cause no audited event there: it could otherwise swap a link between the check and the operation.
 
 Limits of this design: the code shares the interpreter with this harness and the audit hook is a tripwire,
 not a security boundary (PEP 578). What stops the code, by level (tunixhack/verify/isolation.py):
@@ -42,6 +43,7 @@ not a security boundary (PEP 578). What stops the code, by level (tunixhack/veri
 - "rlimits+audit": as above but as the user: everything the user can read or write; refused by default.
 """
 
+import _thread
 import marshal
 import os
 import resource
@@ -199,8 +201,9 @@ def drop_privileges(uid: int, gid: int, preload: list) -> None:
 
 def make_audit_hook(root: str, max_write_opens: int):
     """The hook. Everything it reads is bound here, before the code runs, as locals of this closure: the
-    deny lists (frozen copies), the os functions, the builtins (even `type`), the count of writes (an int,
-    `nonlocal`: a frame the code reaches shows it, cannot change it). Patching this module's globals, `os`,
+    deny lists (frozen copies), the os functions, the builtins (even `type`), the count of writes and the
+    threads inside it (an int and a frozenset, `nonlocal`: a frame the code reaches shows them, cannot
+    change them). Patching this module's globals, `os`,
     `os.path` or `builtins` changes nothing it does; test_the_audit_hook_reads_no_global_name holds it to
     that."""
     lstat, readlink, getcwd, is_link = os.lstat, os.readlink, os.getcwd, stat.S_ISLNK
@@ -214,6 +217,7 @@ def make_audit_hook(root: str, max_write_opens: int):
     listing_events, write_flags = frozenset(LISTING_EVENTS), int(WRITE_FLAGS)
     own_proc = f"/proc/{os.getpid()}"
     write_opens = 0
+    busy, get_ident = frozenset(), _thread.get_ident  # the threads in the hook (immutable: no frame changes it)
     # What may be read: what the namespaces' root shows (the work folder, /usr, the Python install) and a few
     # devices. Without namespaces this keeps a private uid off world-readable files: a dataset with the
     # expected answers, a token in a project folder.
@@ -312,7 +316,7 @@ def make_audit_hook(root: str, max_write_opens: int):
         if makes_inode:
             count_write(event)
 
-    def hook(event: str, args: tuple) -> None:
+    def check_event(event: str, args: tuple) -> None:
         if event == "open":
             check_open(*args)
         elif event == "import":
@@ -333,6 +337,20 @@ def make_audit_hook(root: str, max_write_opens: int):
                 if not inside(resolve(plain(args[0]))):
                     deny("sqlite3.connect outside the working directory")
                 count_write(event)
+
+    def hook(event: str, args: tuple) -> None:
+        # Code can run inside the hook, between its check and the operation it allows: a signal handler, a
+        # finalizer or weakref callback of a garbage collection. Were it to rename, link or chdir there, the
+        # operation would reach what the check never saw; so an event it causes is refused.
+        nonlocal busy
+        thread = get_ident()
+        if thread in busy:
+            deny(f"{event} from code run while the sandbox checks another operation")
+        busy = busy | {thread}
+        try:
+            check_event(event, args)
+        finally:
+            busy = busy - {thread}
 
     return hook
 
