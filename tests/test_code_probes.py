@@ -28,6 +28,11 @@ SPLITS = [  # (test, setup, imports, the probes the sandbox gets)
     ("assert sum(10,15) == 6", "", [], [Probe("sum(10, 15)", None)]),  # task 126 names its function `sum`
     ("assert f(x)[0] + 1 == 3 and g() is None", "x = [1]", [], [Probe("f(x)[0]", None), Probe("g()", None)]),
     ("assert sorted(f([3, 1])) == [1, 3]", "", [], [Probe("f([3, 1])", "sorted")]),
+    # a module the row does not import (MBPP full): imported here, never the root of a probe (issue 11, #6)
+    ("assert math.isclose(area(2), 12.566, rel_tol=0.001)", "", [], [Probe("area(2)", None)]),
+    ("assert abs(area(1) - math.pi) < 1e-9", "", [], [Probe("area(1)", None)]),
+    ("assert string('a') == 'a'", "", [], [Probe("string('a')", None)]),  # a function named like a module
+    ("assert random.choice(f()) == 1", "random = Pick()", [], [Probe("random.choice(f())", None)]),  # setup's
 ]
 
 
@@ -62,6 +67,14 @@ def test_the_check_runs_in_a_fresh_namespace_of_ours():
     assert judge(plan, [12.0, {1, 2}]) == ("assertion_failed", "assert math.isclose(area(2), 12.566, rel_tol=0.001)")
     reason, detail = judge(plan, ["12.566", {1, 2}])
     assert reason == "error" and "TypeError" in detail
+
+
+def test_a_module_the_row_does_not_import_is_ours_in_the_check():
+    plan = plan_tests(["assert math.isclose(area(2), 12.566, rel_tol=0.001)"])
+    assert judge(plan, [12.5664]) == ("passed", "")
+    assert judge(plan, [0]) == ("assertion_failed", "assert math.isclose(area(2), 12.566, rel_tol=0.001)")
+    with pytest.raises(Unsplittable, match="module msvcrt, which cannot be imported here"):
+        plan_tests(["assert msvcrt.getch(f(1)) == 1"])  # a standard-library module of another system
 
 
 def round_trip(value):
@@ -113,6 +126,7 @@ def test_counter_and_defaultdict_travel_as_dicts_and_nothing_else_is_plain():
     '{"c": ["1", 2]}', '[' * 200 + ']' * 200, 'nope', '1' * 5000, '{"x": "not hex"}', '{"t": 5}',
     json.dumps({"s": [k * (2 ** 61 - 1) for k in range(1, 100)]}),  # one hash: quadratic to put in a set
     json.dumps([k * (2 ** 61 - 1) for k in range(1, 100)]),         # the same, for a check's Counter(...)
+    '{"c":[' + '9' * 400 + ',0]}',  # complex(10**400, 0) raises OverflowError (issue 11, #1)
 ])
 def test_anything_else_from_the_sandbox_is_refused(text):
     with pytest.raises(BadValue):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import pytest
 
 from tests.fakes.openai_server import OpenAIFake
 from tests.helpers import FIXTURES, ROOT, read_rows, script_env, sibling
-from tests.test_sandbox import processes_with
+from tests.test_sandbox import listening, processes_with
 from tests.test_sandbox_attacks import FRAME_FORGER, YES, guarded, untouched
 from tunixhack.verify.code import isolation
 
@@ -52,10 +51,7 @@ def test_a_hostile_teacher_gets_nothing_wrong_verified_and_leaves_nothing_behind
     private_tmp = Path(tempfile.mkdtemp(prefix="tunixhack-tmp-"))
     private_tmp.chmod(0o711)  # the fallback's private uid reaches its work folder in there
     out = tmp_path / "mbpp.jsonl"
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        listener.setblocking(False)
+    with listening() as listener:
         rules = [
             {"match": "first and last occurrence",  # answers every name with a yes-object
              "content": block(YES + "class Names(dict):\n    def __missing__(self, key):\n        return Yes()\n"

@@ -1,16 +1,19 @@
 """The code sandbox: MBPP programs pass or fail as they should, and hostile programs are contained."""
 
 import os
+import random
+import re
 import shutil
 import socket
 import tempfile
 import threading
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tunixhack.verify.code import (CheckResult, extract_code, max_parallel, run_tests, set_max_parallel,
+from tunixhack.verify.code import (CheckResult, _fenced_blocks, extract_code, max_parallel, run_tests, set_max_parallel,
                                    verify_code, verify_many)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +55,16 @@ def check(code: str, tests=ADD_TESTS, **kwargs) -> CheckResult:
 ])
 def test_extract_code(reply, expected):
     assert extract_code(reply) == expected
+
+
+def test_fences_are_found_as_the_regex_found_them():
+    # The one-pass scanner against the regex it replaced (quadratic in unclosed fences), on random replies
+    regex = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*\r?$", re.MULTILINE | re.DOTALL)
+    pieces = ["```", "```python", "```py x", "````", "`", "\n", "\n", "\r\n", "\r", " ", "\t", "x = 1", "é"]
+    rng = random.Random(11)
+    for _ in range(20000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        assert _fenced_blocks(text) == regex.findall(text), repr(text)
 
 
 # --- MBPP semantics -------------------------------------------------------------------------------------
@@ -106,6 +119,16 @@ def refused(result: CheckResult, level: str) -> bool:
     """Failed, stopped by the audit hook (the fallback's barrier) or, with namespaces, also by the kernel."""
     barriers = BARRIERS if level == "namespaces" else BARRIERS[:1]
     return not result.passed and any(barrier in result.output for barrier in barriers)
+
+
+@contextmanager
+def listening():
+    """A TCP listener on 127.0.0.1 that never blocks: accept() raises BlockingIOError when nobody connected."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        yield listener
 
 
 def processes_with(marker: str) -> list[int]:
@@ -211,10 +234,7 @@ def test_the_parent_environment_is_not_visible(monkeypatch, sandbox_level):
 
 
 def test_network_is_refused(sandbox_level):
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        listener.setblocking(False)
+    with listening() as listener:
         port = listener.getsockname()[1]
         result = check(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"
                        "def add(a, b):\n    return a + b\n")

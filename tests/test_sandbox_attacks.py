@@ -3,11 +3,14 @@ offers: a wrong program never passes, and an attack inside a correct program is 
 
 from __future__ import annotations
 
+import dis
 import json
 import os
-import socket
+import platform
 import subprocess
+import sys
 import tempfile
+import types
 import uuid
 from pathlib import Path
 
@@ -15,10 +18,12 @@ import datasets
 import pytest
 
 from tests.helpers import FIXTURES
-from tests.test_sandbox import ADD_TESTS, check, processes_with
+from tests.test_sandbox import ADD_TESTS, check, listening, processes_with
+from tunixhack.verify import check as check_row
+from tunixhack.verify import check_many, isolation, sandbox_child
 from tunixhack.verify import code as sandbox
-from tunixhack.verify.code import verify_many
-from tunixhack.verify.isolation import WORK_BYTES
+from tunixhack.verify.code import verify_code, verify_many
+from tunixhack.verify.isolation import UID_BASE, WORK_BYTES
 
 ADD = "def add(a, b):\n    return a + b\n"
 FULL = [json.loads(line) for line in (FIXTURES / "mbpp" / "full.jsonl").read_text().splitlines()]
@@ -31,6 +36,34 @@ YES = ("class Yes:\n    def __eq__(self, other):\n        return True\n"
        "    def __getattr__(self, name):\n        return self\n"
        "    def __sub__(self, other):\n        return self\n    __rsub__ = __add__ = __radd__ = __sub__\n"
        "    def __abs__(self):\n        return 0\n    def __hash__(self):\n        return 0\n")
+
+
+# Issue 11's second red team: the hook's deny lists were this module's globals, read at each event, and its
+# paths went through os.fsdecode, which calls the module global os.fspath: the code switched it all off.
+SWITCH_OFF = """
+import builtins, os, os.path, sys
+harness = sys.modules['__main__']
+for name in ('DENIED_EVENTS', 'DENIED_IMPORTS', 'DENIED_REBUILDS'):
+    setattr(harness, name, frozenset())
+harness.DENIED_PREFIXES, harness.LISTING_EVENTS, harness.PATH_EVENTS, harness.WRITE_FLAGS = ('-',), (), {}, 0
+HERE = os.getcwd() + '/x'
+os.fspath = os.fsdecode = os.path.realpath = os.path.abspath = lambda path: HERE
+builtins.any = lambda *args: True
+"""
+KEYCTL = {"x86_64": (248, 250), "aarch64": (217, 219)}  # (add_key, keyctl) system call numbers
+
+
+@pytest.fixture
+def token():
+    """(path, secret): a token file anyone may read, in a folder anyone may enter, as in a project folder."""
+    secret = f"hf_{uuid.uuid4().hex}"
+    path = Path(tempfile.mkdtemp(prefix="tunixhack-token-")) / "token"
+    path.parent.chmod(0o755)
+    path.write_text(secret)
+    path.chmod(0o644)  # the namespaces' root does not show it; at the private uid the hook refuses it
+    yield path, secret
+    path.unlink()
+    path.parent.rmdir()
 
 
 def guarded(attack: str) -> str:
@@ -125,25 +158,45 @@ def test_oracles_find_no_expected_value(oracle, sandbox_level):
     assert "found True" not in result.output
 
 
-def test_the_dataset_on_disk_is_no_oracle(sandbox_level):
-    # The fixture is world-readable, like a data/ folder: the program looks its own inputs up in it.
-    row = next(r for r in FULL if r["task_id"] == 17)
-    dataset = FIXTURES / "mbpp" / "full.jsonl"
-    oracle = ("import re\ndef square_perimeter(a):\n    try:\n"
-              f"        text = open({str(dataset)!r}).read()\n    except OSError as error:\n"
-              "        print('refused', error)\n        return None\n"
-              "    return int(re.search(r'square_perimeter\\(%d\\)==(\\d+)' % a, text).group(1))\n")
-    result = check(oracle, row["test_list"])
+DATASET = FIXTURES / "mbpp" / "full.jsonl"  # world-readable, like a data/ folder
+READ_DATASET = (f"def read_dataset():\n    try:\n        return open({str(DATASET)!r}).read()\n"
+                "    except OSError as error:\n        print('refused', error)\n        return ''\n")
+LOOKUP = ("import re\ndef square_perimeter(a):\n"
+          "    found = re.search(r'square_perimeter\\(%d\\)==(\\d+)' % a, read_dataset())\n"
+          "    return int(found.group(1)) if found else None\n")
+TABLE = ("import ast, json\ndef table():\n    found = {}\n"
+         "    for line in read_dataset().splitlines():\n        for test in json.loads(line)['test_list']:\n"
+         "            cond = ast.parse(test).body[0].test\n"
+         "            if isinstance(cond, ast.Compare) and isinstance(cond.left, ast.Call):\n"
+         "                found[ast.unparse(cond.left)] = ast.literal_eval(cond.comparators[0])\n    return found\n"
+         "TABLE = table()\ndef remove_Occ(*args):\n"
+         "    return TABLE.get('remove_Occ(%s)' % ', '.join(map(repr, args)))\n")
+
+
+@pytest.mark.parametrize("task,oracle", [(17, LOOKUP), (17, SWITCH_OFF + LOOKUP), (11, SWITCH_OFF + TABLE)],
+                         ids=["lookup", "lookup-hook-patched", "table-hook-patched"])
+def test_the_dataset_on_disk_is_no_oracle(task, oracle, sandbox_level):
+    # The program looks its own inputs up in the dataset, or builds a table of all its asserts: with the hook
+    # patched, a private uid read it and passed tasks 17 and 11.
+    row = next(r for r in FULL if r["task_id"] == task)
+    result = check(READ_DATASET + oracle, row["test_list"])
     assert not result.passed and "refused" in result.output, result.output
+
+
+def test_a_module_the_test_does_not_import_is_not_the_codes(sandbox_level):
+    # MBPP full has no test imports: `math` was the code's, so the whole assert, 12.566 included, became one
+    # probe run in the sandbox, where the code's own `math` answered it
+    test = ["assert math.isclose(area(2), 12.566, rel_tol=0.001)"]
+    fake = check("class math:\n    isclose = staticmethod(lambda *a, **k: True)\ndef area(r):\n    return 0\n", test)
+    assert (fake.passed, fake.reason) == (False, "assertion_failed"), fake.output
+    assert check("def area(r):\n    return 3.14159 * r * r\n", test).passed  # no import of its own needed
+    assert check("import math\ndef area(r):\n    return math.pi * r * r\n", test).passed
 
 
 # --- harm beyond the sandbox is contained -------------------------------------------------------------
 def test_no_process_or_connection_through_a_reloaded_posixsubprocess(sandbox_level):
     marker = f"30.{uuid.uuid4().int % 10**9}"
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
-        listener.setblocking(False)
+    with listening() as listener:
         shell = f"exec 3<>/dev/tcp/127.0.0.1/{listener.getsockname()[1]}; setsid sleep {marker} &"
         attack = (
             "import _imp, os\nfrom importlib.machinery import ModuleSpec, PathFinder\nmodule = None\n"
@@ -208,13 +261,9 @@ def test_other_processes_cannot_be_read(sandbox_level):
         sleeper.wait()
 
 
-def test_the_trainer_is_out_of_reach(decoy, monkeypatch, sandbox_level):
-    secret = f"hf_{uuid.uuid4().hex}"
+def test_the_trainer_is_out_of_reach(decoy, monkeypatch, token, sandbox_level):
+    token, secret = token
     monkeypatch.setenv("HF_TOKEN", secret)
-    token = Path(tempfile.mkdtemp(prefix="tunixhack-token-")) / "token"
-    token.parent.chmod(0o755)
-    token.write_text(secret)
-    token.chmod(0o644)  # readable by anyone: the namespaces' root does not show it, the fallback's hook refuses it
     attack = (f"seen = open('/proc/%d/environ' % os.getppid()).read()\nprint('environ', {secret!r} in seen)")
     steal = (f"print('token', {secret!r} in open({str(token)!r}).read())")
     result = check("import os, signal\n" + guarded(attack) + guarded(steal).replace("def add", "def steal")
@@ -224,8 +273,150 @@ def test_the_trainer_is_out_of_reach(decoy, monkeypatch, sandbox_level):
                     "assert kill(1, 2) == 3"])
     assert result.passed, result.output  # and we, the parent, are still here
     assert "environ True" not in result.output and "token True" not in result.output and untouched(decoy)
-    token.unlink()
-    token.parent.rmdir()
+
+
+KEYRING_PARENT = r"""
+import ctypes, json, os, sys
+from tunixhack.verify.code import force_isolation, run_tests
+add_key, keyctl = {keyctl}
+secret = os.environ["SECRET"].encode()
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall(keyctl, 1, None)  # a session keyring of this script's own: the test runner's is left as it was
+if libc.syscall(add_key, b"user", b"tunixhack-test", secret, len(secret), ctypes.c_long(-3)) < 0:
+    print(json.dumps({{"skip": "add_key: " + os.strerror(ctypes.get_errno())}}))
+    sys.exit()
+force_isolation(sys.argv[1])
+result = run_tests(os.environ["PROGRAM"], ["assert add(1, 2) == 3", "assert keys(1, 2) == 3"])
+print(json.dumps({{"passed": result.passed, "output": result.output}}))
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in KEYCTL, reason="add_key's system call number is not known here")
+def test_the_parents_session_keyring_is_out_of_reach(sandbox_level):
+    secret = f"hf_{uuid.uuid4().hex}"
+    keyctl = KEYCTL[platform.machine()][1]
+    search = ("import ctypes\nlibc = ctypes.CDLL(None)\n"
+              f"key = libc.syscall({keyctl}, 10, ctypes.c_long(-3), b'user', b'tunixhack-test', 0)\n"
+              f"buffer = ctypes.create_string_buffer(64)\nsize = libc.syscall({keyctl}, 11, ctypes.c_long(key), "
+              "buffer, 64)\nprint('key', key, buffer.raw[:max(size, 0)])")
+    listing = "print('listed', open('/proc/keys').read())"
+    program = SWITCH_OFF + guarded(search) + guarded(listing).replace("def add", "def keys")
+    done = subprocess.run([sys.executable, "-c", KEYRING_PARENT.format(keyctl=KEYCTL[platform.machine()]),
+                           sandbox_level], env={**os.environ, "SECRET": secret, "PROGRAM": program},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    if "skip" in out:
+        pytest.skip(out["skip"])
+    assert out["passed"] and out["output"].count("stopped:") == 2, out["output"]
+    assert secret not in out["output"]
+
+
+@pytest.mark.skipif(platform.machine() not in KEYCTL, reason="add_key's system call number is not known here")
+def test_the_harness_joins_a_new_session_keyring():
+    # The mechanism itself, with no hook in the way: a process that inherits a keyring holding a key finds it,
+    # one that ran leave_session_keyring() first does not.
+    child = ("import ctypes, runpy, sys\n"
+             f"harness = runpy.run_path({sandbox_child.__file__!r}, run_name='harness')\n"
+             "if sys.argv[1] == 'leave':\n    harness['leave_session_keyring']()\n"
+             f"print(ctypes.CDLL(None).syscall({KEYCTL[platform.machine()][1]}, 10, ctypes.c_long(-3), b'user', "
+             "b'tunixhack-test', 0) >= 0)")
+    parent = (f"import ctypes, os, subprocess, sys\nadd_key, keyctl = {KEYCTL[platform.machine()]}\n"
+              "libc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall(keyctl, 1, None)\n"
+              "if libc.syscall(add_key, b'user', b'tunixhack-test', b'x', 1, ctypes.c_long(-3)) < 0:\n"
+              "    print('skip', os.strerror(ctypes.get_errno()))\n    sys.exit()\n"
+              "for how in ('stay', 'leave'):\n"
+              "    print(how, subprocess.run([sys.executable, '-I', '-S', '-c', sys.argv[1], how], capture_output=True,"
+              " text=True).stdout.strip())")
+    done = subprocess.run([sys.executable, "-c", parent, child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    if done.stdout.startswith("skip"):
+        pytest.skip(done.stdout)
+    assert done.stdout.split() == ["stay", "True", "leave", "False"], done.stdout + done.stderr
+
+
+def test_what_the_code_makes_past_the_hook_does_not_stay(sandbox_level):
+    # The guard of _imp.create_builtin keeps the original in its closure: a fresh `posix` has mkfifo, which
+    # makes a file with no audit event. Namespaces show no /tmp; a private uid can write there, so what it owns
+    # in the shared folders is swept after each check.
+    target = Path("/tmp") / f"tunixhack-fifo-{uuid.uuid4().hex}"
+    attack = ("import _imp\nfrom importlib.machinery import ModuleSpec\n"
+              "cells = [cell.cell_contents for cell in _imp.create_builtin.__closure__]\n"
+              "create = next(c for c in cells if getattr(c, '__name__', '') == 'create_builtin')\n"
+              f"create(ModuleSpec('posix', None)).mkfifo({str(target)!r})\n"
+              f"print('made', os.path.exists({str(target)!r}))")
+    try:
+        result = check("import os\n" + guarded(attack))
+        assert result.passed, result.output
+        assert "made True" in result.output or sandbox_level == "namespaces", result.output
+        assert not os.path.lexists(target)
+    finally:
+        if os.path.lexists(target):
+            os.unlink(target)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving files to another uid needs root")
+def test_everything_a_private_uid_owns_in_the_shared_folders_is_swept():
+    uid = 2_000_000_000 + uuid.uuid4().int % 10 ** 8  # nobody's uid: only what this test gives it
+    name = f"tunixhack-left-{uuid.uuid4().hex}"
+    shared = Path(tempfile.mkdtemp(prefix="tunixhack-shared-"))  # someone else's world-writable folder
+    shared.chmod(0o777)
+    kept = shared / "kept"
+    kept.write_text("someone else's")
+    left = [Path(top) / name for top in sandbox.SWEPT if os.path.isdir(top)] + [shared / name]
+    try:
+        for path in left:
+            path.write_text("x")
+        (Path("/tmp") / name).unlink()
+        (Path("/tmp") / name).mkdir()
+        (Path("/tmp") / name / "inside").write_text("x")
+        os.symlink(kept, shared / f"{name}-link")
+        left.append(shared / f"{name}-link")
+        for path in left + [Path("/tmp") / name / "inside"]:
+            os.chown(path, uid, uid, follow_symlinks=False)
+        assert sandbox._sweep(uid) == []
+        assert not any(os.path.lexists(path) for path in left)
+        assert kept.read_text() == "someone else's"
+    finally:
+        for path in left:
+            if path.is_dir() and not path.is_symlink():
+                sandbox._remove_tree(str(path))
+            elif os.path.lexists(path):
+                path.unlink()
+        sandbox._remove_tree(str(shared))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="private uids are root's")
+def test_a_private_uid_held_by_another_process_is_not_used():
+    with sandbox._SLOTS.take() as first:
+        pass
+    holder = sandbox._lease(UID_BASE + first)  # as another trainer on this machine would hold it
+    assert holder is not None
+    try:
+        with sandbox._SLOTS.take() as slot:
+            assert slot != first
+    finally:
+        holder.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces without a user namespace are root's")
+def test_namespaces_without_a_user_namespace_confine_as_root(monkeypatch):
+    # Where user namespaces are refused but root may make the others: the probe (no network, its own /proc,
+    # read-only root, no capabilities, not root outside, one process) passed, or there is no such launch.
+    launch, why = isolation._namespace_launch((False,))
+    if launch is None:
+        pytest.skip(f"mount, network and PID namespaces are refused here too: {why}")
+    monkeypatch.setitem(isolation._state, "probed", launch)
+    monkeypatch.setitem(isolation._state, "forced", None)
+    hidden = Path(tempfile.mkdtemp(prefix="tunixhack-hidden-"))
+    try:
+        attack = f"print('uid', os.getuid(), 'sees', os.path.exists({str(hidden)!r}))"
+        result = check("import os\n" + guarded(attack))
+        assert result.passed and "sees False" in result.output, result.output
+        assert int(result.output.split("uid ")[1].split()[0]) >= UID_BASE
+        assert check("def add(a, b):\n    return a * b\n").reason == "assertion_failed"
+    finally:
+        hidden.rmdir()
 
 
 def test_deep_directories_and_disk_use_are_bounded(sandbox_level):
@@ -243,13 +434,77 @@ def test_deep_directories_and_disk_use_are_bounded(sandbox_level):
 
 
 # --- the audit hook's own defences (the kernel stands behind them at the namespaces level) --------------
-@pytest.mark.parametrize("module", ["readline", "sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm", "_posixsubprocess"])
+def test_the_audit_hook_cannot_be_switched_off_from_inside(token, sandbox_level):
+    token, secret = token
+    name = f"tunixhack-escape-{uuid.uuid4().hex}"
+    targets = [str(Path(top) / name) for top in ("/tmp", "/dev/shm", "/var/tmp")]
+    with listening() as listener:
+        attacks = [f"import socket\nsocket.create_connection(('127.0.0.1', {listener.getsockname()[1]}), timeout=2)\n"
+                   "print('got: a connection')",
+                   f"print('got:', open({str(token)!r}).read())",
+                   "print('got:', [open(f'/proc/{p}/cmdline', 'rb').read()\n"
+                   "               for p in os.listdir('/proc') if p.isdigit()])",
+                   *[f"open({target!r}, 'w').write('x')\nprint('got: wrote {target}')" for target in targets],
+                   "for i in range(40):\n    open(f'f{i}', 'w').close()\nprint('got: 40 files')",
+                   "import ctypes\nprint('got: ctypes')"]
+        program = SWITCH_OFF + "".join(guarded(attack).replace("def add", f"def attack{i}") for i, attack in
+                                       enumerate(attacks))
+        result = check(program, [f"assert attack{i}(1, 2) == 3" for i in range(len(attacks))])
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    assert result.passed and secret not in result.output, result.output
+    assert "got:" not in result.output and result.output.count("stopped:") == len(attacks), result.output
+    assert not any(os.path.lexists(target) for target in targets)
+
+
+def test_code_run_inside_the_hook_cannot_change_what_it_checked(token, sandbox_level):
+    # A finalizer run by a garbage collection inside the hook, after it resolved `link` to a file of the work
+    # folder and before open() follows it, points `link` at the token: with the collection's threshold tried
+    # from 1 up, one of them lands there (threshold 11 did, at the private uid).
+    token, secret = token
+    race = ("import gc, os\nopen('x', 'w').write('inside')\nseen = []\nclass Swap:\n"
+            "    def __init__(self, name):\n        self.name, self.me = name, self\n"
+            "    def __del__(self):\n        try:\n            os.remove(self.name)\n"
+            f"            os.symlink({str(token)!r}, self.name)\n"
+            "        except BaseException as error:\n            seen.append(type(error).__name__)\n"
+            "for threshold in range(1, 15):\n    name = f'l{threshold}'\n"
+            "    os.symlink(os.getcwd() + '/x', name)\n    gc.collect()\n    gc.set_threshold(threshold, 1000, 1000)\n"
+            "    Swap(name)\n    try:\n        seen.append(open(name).read())\n"
+            "    except BaseException as error:\n        seen.append(type(error).__name__)\n"
+            "    gc.set_threshold(700, 10, 10)\nprint('seen', seen)\n")
+    result = check(race + ADD, timeout=20.0)
+    assert result.passed and "seen" in result.output, result.output
+    assert secret not in result.output
+
+
+def test_the_audit_hook_reads_no_global_name():
+    # Every name the hook and the guards use is a local of their closure, bound before the code runs: no
+    # global or builtin is looked up when an event comes, so no patch of one changes what they do.
+    def nested(code):
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                yield const
+                yield from nested(const)
+
+    for maker in (sandbox_child.make_audit_hook, sandbox_child.guard_os_open, sandbox_child.guard_builtin_modules):
+        for code in nested(maker.__code__):
+            looked_up = [i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")]
+            assert looked_up == [], (maker.__name__, code.co_name, looked_up)
+
+
+@pytest.mark.parametrize("module", ["readline", "sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm", "_posixsubprocess",
+                                    "_tkinter", "nis"])
 def test_modules_that_write_or_spawn_unaudited_are_refused_however_loaded(module, sandbox_level):
     loads = (f"import {module}",
              f"import _imp\nfrom importlib.machinery import PathFinder\nspec = PathFinder.find_spec({module!r})\n"
              "if spec is not None:\n    _imp.create_dynamic(spec)\nelse:\n    raise PermissionError('not there')",
              f"import _imp\nfrom importlib.machinery import ModuleSpec\n"
-             f"_imp.create_builtin(ModuleSpec({module!r}, None))")
+             f"_imp.create_builtin(ModuleSpec({module!r}, None))",
+             # under another package's name: the extension's PyInit_<last part> is found all the same
+             "import _imp\nfrom importlib.machinery import ModuleSpec, PathFinder\n"
+             f"spec = PathFinder.find_spec({module!r})\nif spec is not None:\n"
+             f"    _imp.create_dynamic(ModuleSpec('tunixhack_x.' + {module!r}, None, origin=spec.origin))\n"
+             "else:\n    raise PermissionError('not there')")
     for load in loads:
         result = check(guarded(load))
         assert result.passed and "stopped:" in result.output, (load, result.output)
@@ -293,6 +548,43 @@ def test_a_tree_deeper_than_the_recursion_limit_is_removed(tmp_path):
     os.close(os.open("file", os.O_CREAT | os.O_WRONLY, dir_fd=parent))
     os.close(parent)
     assert sandbox._remove_tree(str(deep)) and not deep.exists()
+
+
+@pytest.mark.parametrize("forge", [
+    "os.write(int(sys.argv[1]), 'VALUE \\u00b2 0\\n'.encode())",                 # '²'.isdigit(), int('²') raises
+    "os.write(int(sys.argv[1]), b'VALUE 0 {\"c\":[' + b'9' * 400 + b',0]}\\n')",  # complex(10**400, 0) raises
+    "os.write(int(sys.argv[1]), b'VALUE ' + b'1' * 5000 + b' 0\\n')",             # int() refuses 5000 digits
+], ids=["unicode-digit", "complex-overflow", "long-index"])
+def test_forged_result_lines_fail_and_never_raise(forge, sandbox_level):
+    wrong = f"import os, sys\n{forge}\ndef add(a, b):\n    return a - b\n"
+    result = check(wrong)
+    assert not result.passed and result.reason in ("assertion_failed", "unsupported_value"), result
+    reply, right = f"```python\n{wrong}```", "```python\ndef add(a, b):\n    return a + b\n```"
+    assert verify_code(reply, ADD_TESTS) is False
+    row = {"check": {"kind": "code", "tests": ADD_TESTS, "timeout": 5}}
+    assert check_row(row, reply) is False
+    assert check_many([row, row], [reply, right], sandbox_failed=None) == [False, True]  # the GRPO reward's call
+    # forged lines cost a program only its own check: ignored, or taken as probe 0's value and refused
+    assert check(wrong.replace("a - b", "a + b")).reason in ("passed", "unsupported_value")
+
+
+def test_whatever_the_parent_cannot_read_is_a_failed_check(monkeypatch):
+    def broken(plan, values):
+        raise OverflowError("a value no check expected")
+
+    monkeypatch.setattr(sandbox, "judge", broken)
+    result = check("def add(a, b):\n    return a + b\n")
+    assert (result.passed, result.reason) == (False, "unsupported_value")
+    assert "OverflowError: a value no check expected" in result.output
+
+
+def test_overlong_replies_are_refused_and_unclosed_fences_are_found_in_one_pass():
+    # 12000 unclosed fences (60 KB) took a regex 11 s to give up on; no MBPP program is near 64 KB
+    results = verify_many([{"answer": "```a\n" * 12000, "tests": ADD_TESTS},
+                           {"answer": "```a\n" * 14000, "tests": ADD_TESTS},
+                           {"code": "x = 1\n" * 12000, "tests": ADD_TESTS}], workers=1)
+    assert [r.reason for r in results] == ["no_code", "too_long", "too_long"], results
+    assert verify_code("```python\n" + "x = 1\n" * 12000 + "```", ADD_TESTS) is False
 
 
 def test_every_item_gets_a_result_whatever_it_does(sandbox_level):

@@ -14,16 +14,19 @@ from pathlib import Path
 
 import pytest
 
+from tunixhack.verify import code as sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
 USER = 65533  # Debian's reserved range; any uid without a home, groups or files
 
 SCRIPT = r"""
-import json, os
+import json, os, subprocess
 from tunixhack.verify.code import (IsolationRefused, allow_unsafe, available_levels, force_isolation, isolation,
-                                   run_tests)
+                                   run_tests, why)
 ADD = ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
-out = {"uid": os.getuid(), "level": isolation(), "levels": available_levels()}
+out = {"uid": os.getuid(), "level": isolation(), "levels": available_levels(), "why": why(),
+       "unshare": subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True).returncode}
 if out["level"] == "namespaces":
     out["good"] = run_tests("def add(a, b):\n    return a + b\n", ADD).reason
     out["wrong"] = run_tests("def add(a, b):\n    return a * b\n", ADD).reason
@@ -61,10 +64,13 @@ def test_an_unprivileged_user_gets_namespaces_or_a_refusal():
             path.chmod(0o755 if path.is_dir() else 0o644)
         os.chown(secret, USER, USER)  # the user's own file: readable by the user, never by the code
         secret.chmod(0o600)
+        lease = sandbox._lease(USER)  # no check of ours (or of another run as root) uses this uid meanwhile
         done = subprocess.run(
             ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", PYTHON, "-c", SCRIPT],
             cwd=work, capture_output=True, text=True, timeout=120,
             env={"PATH": "/usr/bin:/bin", "HOME": str(work), "PYTHONPATH": str(work), "SECRET": str(secret)})
+        if lease is not None:
+            lease.close()
         assert done.returncode == 0, done.stderr
         out = json.loads(done.stdout)
     finally:
@@ -74,5 +80,6 @@ def test_an_unprivileged_user_gets_namespaces_or_a_refusal():
     if out["level"] == "namespaces":  # this machine allows unprivileged user namespaces
         assert (out["good"], out["wrong"], out["thread"]) == ("passed", "assertion_failed", "error")
         assert "hidden" in out["secret"] and "hf_secret" not in out["secret"]
-    else:
+    else:  # the kernel refuses this user namespaces, not our probe
         assert out["levels"] == ["rlimits+audit"]
+        assert out["unshare"] != 0, f"user namespaces work for this user, yet the probe refused them: {out['why']}"

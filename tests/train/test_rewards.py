@@ -130,6 +130,10 @@ def test_code_reward_runs_the_tests_of_the_check():
     bad = f"{R}<answer>```python\ndef add(a, b):\n    return a - b\n```</answer>"
     cols = {**columns(4, check, category="code"), "check": np.array([check] * 3 + [NONE])}
     assert code_reward(["p"] * 4, [good, bad, "def add(a, b): return a + b", good], **cols) == [1.0, 0.0, 0.0, 0.0]
+    # a program that writes a line its parent cannot read fails alone; the batch is scored (issue 11)
+    forge = "import os, sys\nos.write(int(sys.argv[1]), 'VALUE \\u00b2 0\\n'.encode())\n"
+    forged = bad.replace("def add", forge + "def add")
+    assert code_reward(["p"] * 3, [good, forged, good], **{**cols, "check": cols["check"][:3]}) == [1.0, 0.0, 1.0]
 
 
 def test_select_names_rewards_and_rejects_unknown_ones():

@@ -13,14 +13,21 @@ namespace: the child never sees an expected value and nothing it writes can say 
 
 The child is isolated at the best level this machine offers (tunixhack/verify/isolation.py, `isolation()`):
 new user, network, PID, IPC and mount namespaces with a read-only root and a tmpfs work folder; else, as
-root, a private uid; never, unless `allow_unsafe()`, as the user. At every level: a wall-clock timeout and
-RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new session, killed as a group; an
-environment with none of ours (no HF_TOKEN, no API keys); stdout+stderr drained with a cap; an audit hook
-refusing sockets, processes and writes outside the work folder.
+root, a private uid (held machine-wide while it runs; what it leaves in /tmp, /var/tmp, /dev/shm, /run/lock
+and the temp folder is removed after each check); never, unless `allow_unsafe()`, as the user. At every
+level: a wall-clock timeout and RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new
+session, killed as a group; an environment with none of ours (no HF_TOKEN, no API keys); a new session
+keyring; stdout+stderr drained with a cap; an audit hook refusing sockets, processes and writes outside the
+work folder.
+
+Everything the child writes is the code's to forge. Whatever it is, a check ends in a CheckResult, never an
+exception: only a sandbox that could not start raises (SandboxError), so neither verify_code nor
+tunixhack.verify.check raises because of the program.
 
 Reasons (CheckResult.reason): passed, assertion_failed, error, syntax_error, timeout, memory, exited (the
 code left before every probe had a value), output_limit, unsupported_value (a value that is not plain
-data), unsplittable_test, cleanup_failed, no_tests_run, no_code; from verify_many also sandbox_error.
+data, or output the parent could not read), unsplittable_test, cleanup_failed, no_tests_run, no_code,
+too_long (a reply or program over MAX_CHARS); from verify_many also sandbox_error.
 SandboxError is raised when the sandbox itself could not run a check (not the candidate's fault);
 IsolationRefused (a UserError) when the machine cannot isolate the code and allow_unsafe() was not called.
 """
@@ -28,12 +35,15 @@ IsolationRefused (a UserError) when the machine cannot isolate the code and allo
 from __future__ import annotations
 
 import ast
+import errno
 import marshal
 import os
 import re
 import selectors
 import shutil
 import signal
+import socket
+import stat
 import subprocess
 import tempfile
 import threading
@@ -60,7 +70,10 @@ SPARE_PROCESSES = 64            # RLIMIT_NPROC above the user's own tasks, only 
 OPEN_FILES = 256                # RLIMIT_NOFILE
 UID_SLOTS = 534                 # private uids 65000-65533
 HARNESS = (Path(__file__).with_name("sandbox_child.py")).read_text(encoding="utf-8")
-_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+-]*)[^\n]*\n(.*?)^[ \t]*```[ \t]*\r?$", re.MULTILINE | re.DOTALL)
+MAX_CHARS = 64 * 1024           # the longest answer (or program) checked: MBPP programs are a few hundred bytes
+SWEPT = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # shared writable folders a private uid's leftovers may be in
+_FENCE_OPEN = re.compile(r"[ \t]*```[ \t]*([\w+-]*)")    # a line that opens a ``` block, and its tag
+_FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*\r?")        # a line that closes one (fullmatch)
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*(python3?|py)?[ \t]*\r?\n", re.MULTILINE | re.IGNORECASE)
 _PYTHON_TAGS = {"python", "python3", "py"}
 _HARNESS_REASONS = {"error", "syntax_error", "memory", "exited", "unsupported_value"}
@@ -87,12 +100,30 @@ def _parses(text: str) -> bool:
         return False
 
 
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(tag, body) of each closed ``` block, in order, in one pass over the lines (a regex that looks for the
+    end of each block from each line that opens one is quadratic in unclosed fences)."""
+    blocks, tag, start, position = [], None, 0, 0
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if tag is None:
+            opening = _FENCE_OPEN.match(line)
+            if opening and index < len(lines) - 1:  # the opening line ends with its newline
+                tag, start = opening.group(1), position + len(line) + 1
+        elif _FENCE_CLOSE.fullmatch(line):
+            blocks.append((tag, text[start:position]))
+            tag = None
+        position += len(line) + 1
+    return blocks
+
+
 def extract_code(text: str) -> str | None:
     """The program in a model reply: the last ```python / ```py block, else the last bare ``` block (a bare
-    block after a tagged one is usually sample output), else the whole text if it parses as Python."""
+    block after a tagged one is usually sample output), else the whole text if it parses as Python. Callers
+    refuse replies over MAX_CHARS first (reason too_long)."""
     if not text or not text.strip():
         return None
-    blocks = [(tag.lower(), body) for tag, body in _FENCE.findall(text) if body.strip()]
+    blocks = [(tag.lower(), body) for tag, body in _fenced_blocks(text) if body.strip()]
     tagged = [body for tag, body in blocks if tag in _PYTHON_TAGS]
     bare = [body for tag, body in blocks if not tag]
     if tagged or bare:
@@ -108,8 +139,28 @@ def extract_code(text: str) -> str | None:
 
 
 # --- parallel slots (each gives a private uid as root) ------------------------------------------------
+def _lease(uid: int) -> socket.socket | None:
+    """Hold private uid `uid` machine-wide (all of this network namespace): an abstract unix socket named
+    after it, which one process at a time can bind and which goes with the process. None if another process
+    (a second trainer, another test run) holds it: two checks as one uid could touch each other's files, and
+    the sweep after a check would remove the other's."""
+    try:
+        lease = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError as error:
+        raise SandboxError(f"cannot hold a private uid (no unix socket): {error}") from error
+    try:
+        lease.bind(f"\0tunixhack-sandbox-uid-{uid}")
+    except OSError as error:
+        lease.close()
+        if error.errno == errno.EADDRINUSE:
+            return None
+        raise SandboxError(f"cannot hold private uid {uid}: {error}") from error
+    return lease
+
+
 class _Slots:
-    """A process-wide bound on running sandboxes; each holder gets the smallest free slot number."""
+    """A process-wide bound on running sandboxes; each holder gets the smallest free slot number (as root,
+    the smallest whose private uid no other process holds)."""
 
     def __init__(self, limit: int):
         self._cond = threading.Condition()
@@ -123,16 +174,29 @@ class _Slots:
             self._limit = limit
             self._cond.notify_all()
 
+    def _free(self) -> tuple[int, socket.socket | None]:
+        for slot in range(UID_SLOTS):
+            if slot in self._busy:
+                continue
+            if os.geteuid() != 0:
+                return slot, None  # no private uids: the slot only bounds the parallel checks
+            lease = _lease(UID_BASE + slot)
+            if lease is not None:
+                return slot, lease
+        raise SandboxError(f"every private uid ({UID_BASE}-{UID_BASE + UID_SLOTS - 1}) is held by another process")
+
     @contextmanager
     def take(self):
         with self._cond:
             while len(self._busy) >= self._limit:
                 self._cond.wait()
-            slot = next(i for i in range(UID_SLOTS) if i not in self._busy)
+            slot, lease = self._free()
             self._busy.add(slot)
         try:
             yield slot
         finally:
+            if lease is not None:
+                lease.close()
             with self._cond:
                 self._busy.discard(slot)
                 self._cond.notify()
@@ -161,6 +225,8 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
         raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
     if not tests:
         return CheckResult(False, "no_tests_run")
+    if len(code) > MAX_CHARS:
+        return CheckResult(False, "too_long", f"[check] a program of {len(code)} characters (at most {MAX_CHARS})")
     try:
         plan = plan_tests(list(tests), setup or "", imports)
     except Unsplittable as error:
@@ -188,9 +254,12 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
             }
             result = _run_child(how, workdir, slot, payload, plan, timeout)
         finally:
-            if workdir is not None and not _remove_tree(workdir) and result is not None:
+            left = [workdir] if workdir is not None and not _remove_tree(workdir) else []
+            if how.drop:  # the hook may not have held: whatever the private uid owns in the shared folders goes
+                left += _sweep(UID_BASE + slot)
+            if left and result is not None:
                 result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] could not remove "
-                                     f"{workdir}", result.seconds)
+                                     f"{', '.join(left)}", result.seconds)
     return result
 
 
@@ -233,9 +302,19 @@ def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan:
                            f"{text[-500:]}")
     if flooded:
         return CheckResult(False, "output_limit", text, seconds)
+    try:
+        return _verdict(plan, lines, child.returncode, timed_out, text, seconds)
+    except Exception as error:  # noqa: BLE001 - what the code wrote is never our exception: a failed check
+        return CheckResult(False, "unsupported_value", text + f"\n[check] the sandbox's answer could not be read: "
+                           f"{type(error).__name__}: {error}", seconds)
+
+
+def _verdict(plan: Plan, lines: list[str], returncode: int, timed_out: bool, text: str,
+             seconds: float) -> CheckResult:
+    """The check decided on what the child wrote (all of which the code can forge: lines, values, reasons)."""
     values = _values(lines, len(plan.probes))
     if values is None:
-        return CheckResult(False, _reason(lines, child.returncode, timed_out), text, seconds)
+        return CheckResult(False, _reason(lines, returncode, timed_out), text, seconds)
     try:
         decoded = [decode_value(value) for value in values]
     except BadValue as error:
@@ -247,11 +326,13 @@ def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan:
 
 
 def _values(lines: list[str], count: int) -> list[str] | None:
-    """The encoded value of each probe (the first line given for it), or None if any is missing."""
+    """The encoded value of each probe (the first line given for it), or None if any is missing. The index
+    is ASCII digits only ('²'.isdigit() is true, int('²') raises) and short (int() refuses 4300 digits)."""
     values: dict[int, str] = {}
     for line in lines:
         parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0] == "VALUE" and parts[1].isdigit():
+        if (len(parts) == 3 and parts[0] == "VALUE" and parts[1].isascii() and parts[1].isdigit()
+                and len(parts[1]) <= 9):
             values.setdefault(int(parts[1]), parts[2])
     if any(i not in values for i in range(count)):
         return None
@@ -339,6 +420,41 @@ def _remove_tree(path: str) -> bool:
     return not os.path.lexists(path)
 
 
+def _sweep(uid: int, max_depth: int = 16) -> list[str]:
+    """Remove everything `uid` owns in SWEPT and the temp folder, at any depth under world-writable folders
+    (the only ones it can write in): the uid is private to the slot, held machine-wide (_lease), and runs
+    nothing between checks, so all of it is the last check's. Returns what stayed."""
+    left: list[str] = []
+    tops = dict.fromkeys(os.path.realpath(path) for path in (*SWEPT, tempfile.gettempdir()))
+    pending = [(top, 0) for top in tops if os.path.isdir(top)]
+    while pending:
+        directory, depth = pending.pop()
+        found = []
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    try:
+                        found.append((entry.path, entry.stat(follow_symlinks=False)))
+                    except OSError:
+                        continue  # gone since it was listed
+        except OSError:
+            continue
+        for path, info in found:
+            if info.st_uid == uid:
+                if stat.S_ISDIR(info.st_mode):
+                    _remove_tree(path)
+                else:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+                if os.path.lexists(path):
+                    left.append(path)
+            elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < max_depth:
+                pending.append((path, depth + 1))
+    return left
+
+
 def _open_up(directory: str) -> None:
     if not os.path.islink(directory):
         try:
@@ -352,10 +468,18 @@ def verify_code(answer: str, tests, setup: str = "", imports=(), timeout: float 
     """True if the reply's program passes every test; False if not or no code; None if there are no tests."""
     if not tests:
         return None
-    code = extract_code(answer)
-    if code is None:
+    code = _program(answer)
+    if not isinstance(code, str):
         return False
     return run_tests(code, list(tests), setup, imports, timeout).passed
+
+
+def _program(answer: str) -> str | CheckResult:
+    """The program to check in a reply, or the failed check when there is none (no_code, too_long)."""
+    if len(answer) > MAX_CHARS:
+        return CheckResult(False, "too_long", f"[check] a reply of {len(answer)} characters (at most {MAX_CHARS})")
+    code = extract_code(answer)
+    return CheckResult(False, "no_code") if code is None else code
 
 
 def _check_item(item: dict) -> CheckResult:
@@ -367,7 +491,9 @@ def _check_item(item: dict) -> CheckResult:
         tests = list(tests)
         if not tests:
             return CheckResult(False, "no_tests_run")
-        code = item["code"] if "code" in item else extract_code(item.get("answer") or "")
+        code = item["code"] if "code" in item else _program(item.get("answer") or "")
+        if isinstance(code, CheckResult):
+            return code
         if code is None:
             return CheckResult(False, "no_code")
         return run_tests(code, tests, item.get("setup") or "", item.get("imports") or (),

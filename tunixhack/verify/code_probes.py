@@ -17,6 +17,11 @@ function under test, setup objects such as `root`, constants the solution define
 chain that starts at such a name (`f(x)`, `f(x)[0]`, `root.left.data`), optionally inside one conversion
 (`list(f(x))`, `set(f(x))`, `sorted(f(x))`...: applied in the sandbox, so a generator or a Counter still
 compares as MBPP meant). In a truth test (`assert f(x)`, `assert not f(x)`) the probe is `bool(f(x))`.
+A standard-library module name the test imports do not bind but that the assert only uses as `name.attr`
+(`math.isclose(...)` in MBPP full, which has no test imports) is not the code's either: it is imported here
+and the check uses ours (else the whole assert, expected value included, would be one probe, answered by
+whatever the code calls `math`); a module not importable here makes the test unsplittable. A name it calls
+or uses bare (a function named `string`) stays the code's.
 An assert that uses no such name takes the builtins it calls as the code's (MBPP task 126 names its
 function `sum`). A test this cannot split (a candidate value inside a comprehension or lambda, an assert that never touches
 the code) fails the check with reason `unsplittable_test`; it is never run the old way.
@@ -33,6 +38,7 @@ import builtins
 import importlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from types import CodeType
@@ -178,6 +184,16 @@ class _Splitter:
         return node
 
 
+def _module_roots(condition: ast.expr, candidates: set[str]) -> set[str]:
+    """The standard-library module names among `candidates` that the condition only uses as `name.attr`
+    (`math.isclose(...)`): modules, imported here. A name it calls or uses bare (a function named `string`,
+    say) is the code's."""
+    seen = [n.id for n in ast.walk(condition) if isinstance(n, ast.Name) and n.id in candidates]
+    as_root = [n.value.id for n in ast.walk(condition)
+               if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in candidates]
+    return {name for name in seen if name in sys.stdlib_module_names and seen.count(name) == as_root.count(name)}
+
+
 def plan_tests(tests, setup: str = "", imports=()) -> Plan:
     """Split every test; raises Unsplittable (with the reason) if any one cannot be split."""
     imports = tuple(imports)
@@ -186,6 +202,7 @@ def plan_tests(tests, setup: str = "", imports=()) -> Plan:
     trusted -= setup_names
     probes: list[Probe] = []
     checks: list[Check] = []
+    modules: list[str] = []  # modules the tests use without importing them: imported here, never the code's
     for test in tests:
         module = _parse(test, f"test {test!r}")
         if not module.body:
@@ -195,6 +212,17 @@ def plan_tests(tests, setup: str = "", imports=()) -> Plan:
                 raise Unsplittable(f"only assert statements can be checked outside the sandbox, got {test.strip()!r}")
             condition = statement.test
             sandbox_names = {n.id for n in ast.walk(condition) if isinstance(n, ast.Name)} - trusted
+            # `assert math.isclose(area(2), 12.566, rel_tol=0.001)` with no test imports (MBPP full): `math`
+            # as the code's would send the whole test, expected value included, to the sandbox as one probe
+            for name in sorted(_module_roots(condition, sandbox_names - setup_names)):
+                try:
+                    importlib.import_module(name)
+                except Exception as error:  # noqa: BLE001 - not importable here: decided nowhere
+                    raise Unsplittable(f"the test uses module {name}, which cannot be imported here: "
+                                       f"{type(error).__name__}: {error}") from None
+                sandbox_names.discard(name)
+                if name not in modules:
+                    modules.append(name)
             if not sandbox_names:
                 # MBPP task 126 names its function `sum`: with no other name, the builtins it calls are the code's
                 called = {n.func.id for n in ast.walk(condition)
@@ -211,7 +239,7 @@ def plan_tests(tests, setup: str = "", imports=()) -> Plan:
             checks.append(Check(test.strip(), compile(expression, "<check>", "eval")))
     if not checks:
         raise Unsplittable("no tests")
-    return Plan(tuple(probes), tuple(checks), imports)
+    return Plan(tuple(probes), tuple(checks), imports + tuple(f"import {name}" for name in modules))
 
 
 # --- the verdict ---------------------------------------------------------------------------------------
@@ -224,7 +252,12 @@ def decode_value(text: str):
         raw = json.loads(text, parse_constant=_constant)
     except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError; so is a 5000-digit int
         raise BadValue(f"not a value: {error}") from None
-    return _rebuild(raw, 0)
+    try:
+        return _rebuild(raw, 0)
+    except BadValue:
+        raise
+    except Exception as error:  # noqa: BLE001 - complex(10**400, 0) raises OverflowError, say: still a bad value
+        raise BadValue(f"not a value: {type(error).__name__}: {error}") from None
 
 
 def _constant(name: str) -> float:

@@ -8,9 +8,18 @@ Levels, strongest first:
   shows only /usr, the system library links and the Python install, read-only, plus /work: a tmpfs of
   WORK_BYTES and WORK_INODES (an empty skeleton made once per process, filled by one `mount -a` in each
   check's mount namespace). As root the check runs as a private uid (65000 + slot) outside its user
-  namespace; otherwise as the user, who must be allowed unprivileged user namespaces.
+  namespace; otherwise as the user, who must be allowed unprivileged user namespaces. As root where user
+  namespaces are refused but the others are not (user.max_user_namespaces=0, say), the same root, network,
+  PID, IPC and mount namespaces without a user namespace: made as root, then `setpriv` becomes the private
+  uid with no capabilities (the probe is the same; the level keeps its name, for it stops the same things).
 - "uid+rlimits+audit": where namespaces are refused (some containers) but we are root: the harness switches
-  to the slot's private uid, RLIMIT_NPROC 1 for that uid, rlimits, and the audit hook.
+  to the slot's private uid, RLIMIT_NPROC 1 for that uid, rlimits, and the audit hook; afterwards what the
+  uid owns in the shared temp folders is removed (tunixhack/verify/code.py). It does not stop a program that
+  gets past the hook from reaching the network or world-readable files: sandbox_child.py says what it does
+  and does not stop.
+
+A private uid (65000 + slot) is held machine-wide while a check runs (an abstract unix socket named after
+it, tunixhack/verify/code.py `_lease`), so two processes on one machine never run checks as the same uid.
 - "rlimits+audit": neither namespaces nor root. The code would run as the user, able to read what the user
   can read; checks are refused unless `allow_unsafe()` was called (the scripts' --unsafe-run-code).
 """
@@ -47,7 +56,9 @@ PRELOAD = ("re", "math", "cmath", "collections", "itertools", "functools", "heap
 PROBE = """
 import os, resource, socket, threading
 assert os.getcwd() == "/work" and os.listdir("/proc") and [p for p in os.listdir("/proc") if p.isdigit()] == ["1"]
-assert open("/proc/self/uid_map").read().split()[1] != "0"  # never root outside its user namespace
+inside, outside = map(int, open("/proc/self/uid_map").read().split()[:2])
+assert outside + os.getuid() - inside == int(os.environ["OUTER_UID"])  # the uid we meant, never root
+assert "CapEff:\t0000000000000000" in open("/proc/self/status").read().splitlines()
 open("/work/probe", "w").close()
 for path in ("/probe", "/usr/probe"):
     try:
@@ -207,43 +218,65 @@ def _skeleton(python: str) -> tuple[str, str]:
     return root, fstab
 
 
-def _wrapper_script(root: str, fstab: str) -> str:
+def _wrapper_script(root: str, fstab: str, user_namespace: bool = True) -> str:
     """The shell script (run by `unshare --mount` as root, or as root of a new user namespace) that mounts
     the child's root and starts the child, as uid $1 outside, in its own user, network, PID, IPC and mount
     namespaces, chrooted there, with no capabilities.
 
     The mounts are made in the outer mount namespace, so inside the child's user namespace they are locked:
-    read-only stays read-only. The work folder is a tmpfs, gone with the namespace."""
+    read-only stays read-only. The work folder is a tmpfs, gone with the namespace.
+
+    `user_namespace=False` (root only, where user namespaces are refused but the others are not): the same
+    namespaces and root but the user's; the chroot and /proc are made as root, then setpriv becomes the
+    private uid with no capabilities, so the read-only mounts stay read-only (no CAP_SYS_ADMIN to remount)."""
     q = shlex.quote
+    namespaces = (f"{q(_UNSHARE)} {'--user --map-root-user ' if user_namespace else ''}--net --pid --ipc --fork "
+                  f"--kill-child --root={q(root)} --wd=/work --mount-proc=/proc")
+    drop = "--bounding-set=-all --inh-caps=-all --no-new-privs"
+    become = '--reuid="$U" --regid="$U" --clear-groups'
+    if not user_namespace:
+        return "\n".join(["set -e", "U=$1", "shift", f"mount -a -T {q(fstab)}",
+                          f'exec {namespaces} {q(_SETPRIV)} {become} {drop} "$@"'])
     return "\n".join([
         "set -e", "U=$1", "shift",
         f"mount -a -T {q(fstab)}",
-        f"set -- {q(_UNSHARE)} --user --map-root-user --net --pid --ipc --fork --kill-child --root={q(root)} "
-        f'--wd=/work --mount-proc=/proc {q(_SETPRIV)} --bounding-set=-all --inh-caps=-all --no-new-privs "$@"',
+        f'set -- {namespaces} {q(_SETPRIV)} {drop} "$@"',
         # as root: become the private uid before the user namespace, so it maps to that uid, not to root
-        f'[ "$U" = 0 ] || set -- {q(_SETPRIV)} --reuid="$U" --regid="$U" --clear-groups "$@"',
+        f'[ "$U" = 0 ] || set -- {q(_SETPRIV)} {become} "$@"',
         'exec "$@"'])
 
 
-def _namespace_launch() -> tuple[Launch | None, str]:
-    """A Launch at the namespaces level if a probe child shows it confined, else (None, why not)."""
+def _namespace_launch(user_namespaces: tuple[bool, ...] = (True, False)) -> tuple[Launch | None, str]:
+    """A Launch at the namespaces level if a probe child shows it confined, else (None, why not). With a
+    user namespace first; as root, then without one (user namespaces off, mount and network ones not)."""
     python = os.path.realpath(sys.executable)
     if not (os.path.isabs(_UNSHARE) and os.path.isabs(_SETPRIV)):
         return None, "unshare or setpriv (util-linux) not found"
     if not _SETPRIV.startswith("/usr/"):
         return None, f"setpriv at {_SETPRIV} would not be visible in the sandbox"
+    failures = []
     try:
-        candidate = Launch(NAMESPACES, python, _wrapper_script(*_skeleton(python)))
-        done = subprocess.run(candidate.command(["-I", "-S", "-B", "-c", PROBE], 0), cwd="/",
-                              env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, capture_output=True,
-                              timeout=60, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.SubprocessError) as error:
+        skeleton = _skeleton(python)
+    except OSError as error:
         return None, f"{type(error).__name__}: {error}"
-    if done.returncode == 0 and done.stdout.strip() == b"confined":
-        return candidate, ""
-    detail = [line.strip() for line in (done.stderr or done.stdout).decode("utf-8", "replace").splitlines()]
-    first = next((line for line in detail if line), "no output")  # unshare's or mount's own message
-    return None, f"the namespace probe failed (exit {done.returncode}): {first}"
+    for user_namespace in user_namespaces if os.geteuid() == 0 else user_namespaces[:1]:
+        candidate = Launch(NAMESPACES, python, _wrapper_script(*skeleton, user_namespace))
+        # the probe's uid as the wrapper's namespace sees it: as root, the private uid of slot 0; as a user,
+        # 0 in the user namespace the wrapper runs in, which is the user (uid_map shows one level up only)
+        outer_uid = UID_BASE if os.geteuid() == 0 else 0
+        try:
+            done = subprocess.run(candidate.command(["-I", "-S", "-B", "-c", PROBE], 0), cwd="/",
+                                  env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OUTER_UID": str(outer_uid)},
+                                  capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError) as error:
+            failures.append(f"{type(error).__name__}: {error}")
+            continue
+        if done.returncode == 0 and done.stdout.strip() == b"confined":
+            return candidate, ""
+        detail = [line.strip() for line in (done.stderr or done.stdout).decode("utf-8", "replace").splitlines()]
+        first = next((line for line in detail if line), "no output")  # unshare's or mount's own message
+        failures.append(f"the namespace probe failed (exit {done.returncode}): {first}")
+    return None, failures[0] if failures else "no namespace variant to try"
 
 
 # --- the fallback: a private uid ---------------------------------------------------------------------------

@@ -11,19 +11,39 @@ probe (a call to the code under test, see tunixhack/verify/code_probes.py) and r
 Nothing here decides whether the code passed: the parent compares the values with the expected ones, which
 never enter this process. Whatever the code writes on FD can only be values it could have returned.
 
-Lock-down, in order: resource limits (soft == hard; one process only where the uid or user namespace is
-private to this check); the privilege drop when the parent asks for it (root without namespaces); an audit
+Lock-down, in order: a new, empty session keyring (the parent's may hold secrets, and neither namespaces nor a
+uid switch take it away); the privilege drop when the parent asks for it (root without namespaces); resource
+limits (soft == hard; one process only where the uid or user namespace is private to this check); an audit
 hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the modules that
-write or spawn without audit events (readline, sqlite3, dbm, _posixsubprocess, however they are loaded),
-reads outside the working directory, /usr and the Python install (other processes' /proc entries, datasets,
-tokens), paths that are not plain str/bytes, relative os.open (its event does not show dir_fd: os.open is
-wrapped to open by absolute path) and any write, directory or link outside the working directory, at most
-`write_opens` of them.
+read, write, connect or spawn without audit events (readline, sqlite3, dbm, _tkinter, nis, _posixsubprocess,
+however they are loaded and under whatever dotted name), reads outside the working directory, /usr and the
+Python install (other processes' /proc entries, datasets, tokens), paths that are not plain str/bytes,
+relative os.open (its event does not show dir_fd: os.open is wrapped to open by absolute path) and any write,
+directory or link outside the working directory, at most `write_opens` of them. The hook reads nothing the
+code can change: its lists are frozen copies in its closure, its functions and builtins are bound there, it
+decodes paths itself (os.fsdecode would call the module global os.fspath), and its count of writes is an int
+no frame can write back. Code that runs inside the hook (a signal handler, a garbage collection's finalizer)
+may cause no audited event there: it could otherwise swap a link between the check and the operation.
 
 Limits of this design: the code shares the interpreter with this harness and the audit hook is a tripwire,
-not a security boundary (PEP 578); the kernel (namespaces, or a private uid with rlimits) is the boundary.
+not a security boundary (PEP 578). What stops the code, by level (tunixhack/verify/isolation.py):
+
+- "namespaces": the kernel. No network, a PID namespace of its own, a read-only root showing only the system
+  and Python files, a tmpfs work folder, no capabilities, one process. The hook adds nothing it relies on.
+- "uid+rlimits+audit": the kernel stops what a private uid with no capabilities cannot do (read files that
+  are not world-readable, write outside world-writable folders, signal or trace other users' processes,
+  start a second process or thread, exceed the rlimits) and what it leaves in /tmp, /var/tmp, /dev/shm,
+  /run/lock and the temp folder is removed after each check. The rest rests on the hook alone: the network
+  (a service on 127.0.0.1 included), world-readable files (a dataset with the expected answers, a token in
+  a world-readable file), other processes' /proc entries, disk use in other world-writable folders, SysV
+  IPC objects, the slot uid's own user keyring (kept between its checks) and the 32-write cap. No way past
+  the hook is known that reaches those; ways past it are known for less (the create_builtin guard's
+  closure hands back the unguarded loader: a fresh `posix` makes FIFOs with no audit event, which the
+  sweep removes), and native code that reached a bug in a C module would get them all.
+- "rlimits+audit": as above but as the user: everything the user can read or write; refused by default.
 """
 
+import _thread
 import marshal
 import os
 import resource
@@ -36,6 +56,7 @@ DENIED_IMPORTS = frozenset({
     "ctypes", "_ctypes", "_posixsubprocess", "_posixshmem", "syslog", "_testcapi", "_testinternalcapi",
     "_testbuffer", "_testmultiphase", "_xxsubinterpreters", "_xxinterpchannels", "_xxtestfuzz",
     "readline", "sqlite3", "_sqlite3", "dbm", "_dbm", "_gdbm",  # they write files without an audit event
+    "_tkinter", "tkinter", "nis",  # Tcl reads files and opens sockets, NIS asks a server, without one either
 })
 # Builtin modules that must not be created afresh (a new `posix` has mkfifo/mknod back).
 DENIED_REBUILDS = DENIED_IMPORTS | {"posix", "_imp", "sys", "builtins", "_io", "_thread", "_signal"}
@@ -58,6 +79,11 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 MAX_DEPTH = 100        # as tunixhack/verify/code_probes.py
 BIG_INT_BITS = 14_000  # ints past this travel as hex (decimal conversion is capped at 4300 digits)
 TAGS = {tuple: "t", set: "s", frozenset: "f"}
+# keyctl(2)'s system call number by `uname -m` (Python has no keyctl; ctypes is loaded for this one call)
+KEYCTL_SYSCALL = {"x86_64": 250, "aarch64": 219, "arm64": 219, "riscv64": 219, "loongarch64": 219,
+                  "i386": 288, "i486": 288, "i586": 288, "i686": 288, "armv6l": 311, "armv7l": 311,
+                  "armv8l": 311, "ppc": 271, "ppc64": 271, "ppc64le": 271, "s390x": 280}
+KEYCTL_GET_KEYRING_ID, KEYCTL_JOIN_SESSION_KEYRING, KEY_SPEC_SESSION_KEYRING = 0, 1, -3
 FLOAT_WORDS = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}  # JSON as Python's json reads it
 
 
@@ -100,6 +126,41 @@ def encode(value, depth=0) -> str:
                       "complex, str, bytes and list/tuple/set/frozenset/dict of these can be checked")
 
 
+def leave_session_keyring() -> None:
+    """Join a new, empty, anonymous session keyring. The one inherited from the parent may hold its secrets
+    (a key an agent or a login added) and neither namespaces nor a uid switch take it away: the process
+    possesses its session keyring, so it could search and read every key in there. Done before the code
+    runs; the ctypes objects made for it are freed and _ctypes leaves sys.modules with the denied imports.
+    Raises OSError where the kernel refuses the switch but would still show the old keyring."""
+    import _ctypes
+    import gc
+
+    number = KEYCTL_SYSCALL.get(os.uname().machine)
+    if number is None:
+        raise OSError(f"no keyctl system call number known for {os.uname().machine}")
+
+    class Long(_ctypes._SimpleCData):
+        _type_ = "l"
+
+    class Libc:
+        _handle = _ctypes.dlopen(None)
+
+    class Syscall(_ctypes.CFuncPtr):
+        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+        _restype_ = Long
+
+    syscall = Syscall(("syscall", Libc))
+    joined = syscall(Long(number), Long(KEYCTL_JOIN_SESSION_KEYRING), Long(0))  # name NULL: anonymous
+    error = _ctypes.get_errno()
+    # keyctl refused to this process altogether (a seccomp filter, an LSM) is refused to the code too
+    reachable = joined < 0 and syscall(Long(number), Long(KEYCTL_GET_KEYRING_ID), Long(KEY_SPEC_SESSION_KEYRING),
+                                       Long(0)) >= 0
+    del syscall, Syscall, Libc, Long
+    gc.collect()
+    if reachable:
+        raise OSError(error, f"could not leave the parent's session keyring: {os.strerror(error)}")
+
+
 def set_limits(limits: dict) -> None:
     """Soft == hard everywhere (so the code cannot raise them), except CPU: SIGXCPU first, then SIGKILL."""
     cpu = limits["cpu_seconds"]
@@ -139,28 +200,43 @@ def drop_privileges(uid: int, gid: int, preload: list) -> None:
 
 
 def make_audit_hook(root: str, max_write_opens: int):
-    """The hook, with every function it calls bound now: later patches of os or builtins cannot weaken it."""
-    lstat, readlink, getcwd, fsdecode = os.lstat, os.readlink, os.getcwd, os.fsdecode
-    is_link, type_, str_, bytes_, int_, OSError_ = stat.S_ISLNK, type, str, bytes, int, OSError
-    deny_error = PermissionError
+    """The hook. Everything it reads is bound here, before the code runs, as locals of this closure: the
+    deny lists (frozen copies), the os functions, the builtins (even `type`), the count of writes and the
+    threads inside it (an int and a frozenset, `nonlocal`: a frame the code reaches shows them, cannot
+    change them). Patching this module's globals, `os`,
+    `os.path` or `builtins` changes nothing it does; test_the_audit_hook_reads_no_global_name holds it to
+    that."""
+    lstat, readlink, getcwd, is_link = os.lstat, os.readlink, os.getcwd, stat.S_ISLNK
+    type_, str_, bytes_, int_, OSError_, deny_error = type, str, bytes, int, OSError, PermissionError
+    name_of = type.__dict__["__name__"].__get__  # a class's own name: a metaclass property cannot run here
+    fs_encoding = sys.getfilesystemencoding()
+    denied_imports, denied_events, denied_prefixes = (frozenset(DENIED_IMPORTS), frozenset(DENIED_EVENTS),
+                                                      tuple(DENIED_PREFIXES))
+    path_events = frozenset(PATH_EVENTS)
+    path_specs = tuple(PATH_EVENTS.items())  # a tuple, not a dict: nothing the code reaches can be changed
+    listing_events, write_flags = frozenset(LISTING_EVENTS), int(WRITE_FLAGS)
     own_proc = f"/proc/{os.getpid()}"
-    write_opens = [0]
+    write_opens = 0
+    busy, get_ident = frozenset(), _thread.get_ident  # the threads in the hook (immutable: no frame changes it)
     # What may be read: what the namespaces' root shows (the work folder, /usr, the Python install) and a few
     # devices. Without namespaces this keeps a private uid off world-readable files: a dataset with the
     # expected answers, a token in a project folder.
-    readable = tuple({root, own_proc, "/usr", *(os.path.realpath(p) for p in (
-        sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(sys.executable)))})
-    devices = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+    installs = (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, os.path.dirname(sys.executable))
+    readable = tuple({root, own_proc, "/usr", *map(os.path.realpath, installs)})
+    devices = frozenset(("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"))
 
     def deny(event: str):
         raise deny_error(f"sandbox: {event} is not allowed")
 
-    def plain(path):
-        """The path as str; a path object (its __fspath__ could answer differently each time) is refused."""
+    def plain(path) -> str:
+        """The path as str, decoded here (os.fsdecode would call os.fspath, which the code can replace); a
+        path object (its __fspath__ could answer differently each time) or a str/bytes subclass is refused."""
         kind = type_(path)
-        if kind is not str_ and kind is not bytes_:
-            deny(f"a path of type {kind.__name__} (only str and bytes)")
-        return fsdecode(path)
+        if kind is str_:
+            return path
+        if kind is bytes_:
+            return path.decode(fs_encoding, "surrogateescape")
+        deny(f"a path of type {name_of(kind)} (only str and bytes)")
 
     def resolve(text: str) -> str:
         """os.path.realpath without os.path (which the code could patch): follow symlinks, fold . and .."""
@@ -201,12 +277,17 @@ def make_audit_hook(root: str, max_write_opens: int):
         if real == "/proc" or (real.startswith("/proc/") and real[6:].split("/")[0].isdigit()
                                and not (real == own_proc or real.startswith(own_proc + "/"))):
             deny("reading the process table or another process's /proc entry")
-        if real not in devices and not any(real == top or real.startswith(top + "/") for top in readable):
-            deny(f"reading outside the work folder and the Python and system files ({real})")
+        if real in devices:
+            return
+        for top in readable:
+            if real == top or real.startswith(top + "/"):
+                return
+        deny(f"reading outside the work folder and the Python and system files ({real})")
 
     def count_write(what: str) -> None:
-        write_opens[0] += 1
-        if write_opens[0] > max_write_opens:
+        nonlocal write_opens
+        write_opens += 1
+        if write_opens > max_write_opens:
             deny(f"{what}: more than {max_write_opens} files, directories and links")
 
     def check_open(path, mode, flags) -> None:
@@ -217,37 +298,59 @@ def make_audit_hook(root: str, max_write_opens: int):
             deny("os.open of a relative path")  # its event does not show dir_fd, so it cannot be resolved
         real = resolve(text)
         check_read(real)
-        if flags & WRITE_FLAGS:
+        if flags & write_flags:
             if not inside(real):
                 deny(f"writing outside the working directory ({real})")
             count_write("opening for writing")
 
-    def hook(event: str, args: tuple) -> None:
+    def check_path_event(event: str, args: tuple) -> None:
+        for name, (path_positions, dir_fd_positions, makes_inode) in path_specs:
+            if name == event:
+                break
+        for i in dir_fd_positions:
+            if args[i] is not None and (type_(args[i]) is not int_ or (args[i] != -1 and args[i] != -100)):
+                deny(f"{event} with dir_fd")  # the events show "no dir_fd" as -1; -100 is AT_FDCWD
+        for i in path_positions:
+            if type_(args[i]) is int_ or not inside(resolve(plain(args[i]))):
+                deny(f"{event} outside the working directory")
+        if makes_inode:
+            count_write(event)
+
+    def check_event(event: str, args: tuple) -> None:
         if event == "open":
             check_open(*args)
         elif event == "import":
-            if type_(args[0]) is not str_ or args[0].split(".")[0] in DENIED_IMPORTS:
-                deny(f"import {args[0]}")
-        elif event in DENIED_EVENTS or event.startswith(DENIED_PREFIXES):
+            if type_(args[0]) is not str_:
+                deny("import of a module named by a str subclass")
+            for part in args[0].split("."):  # `x.readline` loads readline's PyInit_readline all the same
+                if part in denied_imports:
+                    deny(f"import {args[0]}")
+        elif event in denied_events or event.startswith(denied_prefixes):
             deny(event)
-        elif event in PATH_EVENTS:
-            path_positions, dir_fd_positions, makes_inode = PATH_EVENTS[event]
-            for i in dir_fd_positions:
-                if args[i] not in (None, -1, -100):  # the events show "no dir_fd" as -1; -100 is AT_FDCWD
-                    deny(f"{event} with dir_fd")
-            for i in path_positions:
-                if type_(args[i]) is int_ or not inside(resolve(plain(args[i]))):
-                    deny(f"{event} outside the working directory")
-            if makes_inode:
-                count_write(event)
-        elif event in LISTING_EVENTS:
+        elif event in path_events:
+            check_path_event(event, args)
+        elif event in listing_events:
             if type_(args[0]) is not int_ and args[0] is not None:
                 check_read(resolve(plain(args[0])))
         elif event == "sqlite3.connect":  # refused at import already; a database file is a write
-            if args[0] != ":memory:":
+            if type_(args[0]) is not str_ or args[0] != ":memory:":
                 if not inside(resolve(plain(args[0]))):
                     deny("sqlite3.connect outside the working directory")
                 count_write(event)
+
+    def hook(event: str, args: tuple) -> None:
+        # Code can run inside the hook, between its check and the operation it allows: a signal handler, a
+        # finalizer or weakref callback of a garbage collection. Were it to rename, link or chdir there, the
+        # operation would reach what the check never saw; so an event it causes is refused.
+        nonlocal busy
+        thread = get_ident()
+        if thread in busy:
+            deny(f"{event} from code run while the sandbox checks another operation")
+        busy = busy | {thread}
+        try:
+            check_event(event, args)
+        finally:
+            busy = busy - {thread}
 
     return hook
 
@@ -255,13 +358,19 @@ def make_audit_hook(root: str, max_write_opens: int):
 def guard_os_open() -> None:
     """os.open's audit event does not show dir_fd: open relative paths (to the cwd or to dir_fd) by their
     absolute path instead, so the hook checks the file really opened. The hook refuses any relative
-    os.open that bypasses this (it cannot tell which directory it is relative to)."""
-    real_open, readlink, getcwd, fsdecode, type_, int_ = os.open, os.readlink, os.getcwd, os.fsdecode, type, int
+    os.open that bypasses this (it cannot tell which directory it is relative to). Like the hook, it reads
+    nothing the code can replace."""
+    real_open, readlink, getcwd, type_, str_, bytes_, int_ = os.open, os.readlink, os.getcwd, type, str, bytes, int
+    deny_error, fs_encoding = PermissionError, sys.getfilesystemencoding()
 
     def open_(path, flags, mode=0o777, *, dir_fd=None):
-        if type_(path) is not str and type_(path) is not bytes:
-            raise PermissionError(f"sandbox: os.open of a path of type {type_(path).__name__} is not allowed")
-        text = fsdecode(path)
+        kind = type_(path)
+        if kind is str_:
+            text = path
+        elif kind is bytes_:
+            text = path.decode(fs_encoding, "surrogateescape")
+        else:
+            raise deny_error(f"sandbox: os.open of a path of type {kind.__name__} is not allowed")
         if not text.startswith("/"):
             base = getcwd() if dir_fd is None else readlink(f"/proc/self/fd/{int_(dir_fd)}")
             text = base.rstrip("/") + "/" + text
@@ -273,17 +382,20 @@ def guard_os_open() -> None:
 
 def guard_builtin_modules() -> None:
     """`_imp.create_builtin` loads a module compiled into the interpreter with no audit event (Debian's python
-    has _posixsubprocess and posix there): refuse the denied ones and fresh copies of loaded ones. The guard
-    holds the original in a closure, which a determined program can reach: the kernel limits are the wall."""
+    has _posixsubprocess and posix there): refuse the denied ones and fresh copies of loaded ones. The name
+    is read once and handed on in a spec of ours (a property answering differently each time gets nothing).
+    The guard holds the original in a closure, which a determined program can reach: the kernel limits are
+    the wall (and, as a private uid, the sweep of what it leaves in the shared temp folders)."""
     import _imp
 
     create, type_, str_, deny_error = _imp.create_builtin, type, str, PermissionError
+    denied, spec_of = frozenset(DENIED_REBUILDS), type(sys.implementation)  # types.SimpleNamespace
 
     def create_builtin(spec):
         name = spec.name
-        if type_(name) is not str_ or name in DENIED_REBUILDS:
+        if type_(name) is not str_ or name in denied:
             raise deny_error(f"sandbox: loading the builtin module {name!r} is not allowed")
-        return create(spec)
+        return create(spec_of(name=name))
 
     _imp.create_builtin = create_builtin
 
@@ -306,6 +418,7 @@ def main() -> None:
             pass  # the code closed or replaced the pipe: the parent sees missing values, a failure
 
     payload = marshal.loads(sys.stdin.buffer.read())
+    leave_session_keyring()
     if payload.get("drop"):
         uid, gid = payload["drop"]
         drop_privileges(uid, gid, payload.get("preload", []))
