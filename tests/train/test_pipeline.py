@@ -127,7 +127,7 @@ def test_a_time_budget_ends_sft_with_its_schedule_finished_and_a_rerun_trains_no
     from tunixhack.train import budget
 
     out = tmp_path / "sft"
-    args = ["--model", "tiny", "--data", TRACES, "--out", out, *SFT_FLAGS, "--warmup-steps", 2, "--max-epochs", 50,
+    args = ["--model", "tiny", "--data", TRACES, "--out", out, *SFT_FLAGS, "--warmup-steps", 2, "--max-epochs", 1000,
             "--time-budget", 0.3]
     run_script("sft.py", *args, env=train_env)
     run = json.loads((out / "run.json").read_text())
