@@ -76,16 +76,24 @@ def test_text_reward_scores_dolly_labels():
     assert got == [1.0, 0.0, 0.0]
 
 
-def test_an_answer_that_cannot_be_checked_is_nan_not_wrong(monkeypatch):
-    """math-verify out of its time limit (check() says None) is not a wrong answer."""
+def test_an_answer_that_cannot_be_checked_is_nan_not_wrong():
+    """check() saying None (nothing can tell: here the row's correct option is none of its options) is not a wrong
+    answer: the reward is NaN, left out of its group."""
     from tunixhack.train import rewards
+
+    broken = json.dumps({"kind": "choice", "options": {"A": "oxygen", "B": "carbon"}, "answer": "helium"})
+    got = rewards.choice_reward(["p"] * 2, [f"{R}<answer>A</answer>", "no tags"], **columns(2, broken))
+    assert math.isnan(got[0]) and got[1] == 0.0  # no answer at all is still a wrong answer
+
+
+def test_math_verify_out_of_time_is_none():
+    """The comparison that runs out of TIME_LIMIT gives None (not computed), which the rewards turn into NaN."""
+    import time
+
     from tunixhack.verify import math as verify_math
 
-    monkeypatch.setattr(verify_math, "TIME_LIMIT", 1e-9)  # no LaTeX comparison finishes in a nanosecond
-    unseen = "\\frac{2 \\cdot 3 \\cdot 1201}{100.0833}"  # an expression no other test parsed (math-verify caches)
-    got = rewards.math_reward(["p"] * 2, [f"{R}<answer>\\boxed{{{unseen}}}</answer>", f"{R}<answer>71</answer>"],
-                              **columns(2, MATH))
-    assert math.isnan(got[0]) and got[1] == 0.0  # a plain number is compared without math-verify
+    assert verify_math._with_time_limit(lambda: time.sleep(1) or True, 0.01) is None
+    assert verify_math._with_time_limit(lambda: True, 5.0) is True
 
 
 @pytest.mark.parametrize("words, expected", [(5, 0.0), (10, 0.0), (11, -0.25), (12, -0.25), (13, -0.5),
