@@ -13,7 +13,7 @@ from tunixhack.concurrency import BACKOFF, START_UNKNOWN, AdaptiveLimit, FixedLi
 
 def simulate(limit, slots, replies: int, latency: float = 0.2, tokens: int = 100, on_reply=None):
     """Keep limit.limit requests in flight against the server; returns (limits seen, reply times)."""
-    now, queue, running, done = 0.0, [], [], []   # running: heap of (finish time, id, ticket, started)
+    now, running, done = 0.0, [], []   # running: heap of (finish time, id, ticket, started)
     waiting, in_flight, seen, next_id = [], 0, [], 0
     while len(done) < replies:
         while in_flight < limit.limit:  # the client fills its limit

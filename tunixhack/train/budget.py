@@ -73,10 +73,6 @@ def _hyperparams(optimizer) -> dict:
     raise ValueError("the optimizer has no horizon: build it with budget.adamw")
 
 
-def get_horizon(optimizer) -> int:
-    return int(_hyperparams(optimizer)["horizon"].value)
-
-
 def set_horizon(optimizer, horizon: int) -> None:
     """Change the horizon between two steps. Same dtype, weak type and placement as before: the compiled step
     sees an argument of the same kind and is not compiled again."""

@@ -91,13 +91,14 @@ def tokenize_sft(rows: list[dict], tok, ids: dict, max_len: int) -> Loaded:
 
 class SftStream:
     """The SFT examples in training order: `epochs` seeded shuffles of `examples`, then the `fill` rows (encoded
-    as they come, too long ones skipped) once each in seeded order. Iterating yields TrainingInput batches."""
+    as they come, too long ones skipped) once each, in the order given (sft.py gives them in seeded_order).
+    Iterating yields TrainingInput batches."""
 
     def __init__(self, examples: list[dict], batch: int, seed: int, epochs: int, fill=None, encode=None):
         if len(examples) < batch:
             raise UserError(f"only {len(examples)} training examples, fewer than --batch {batch}")
         self.examples, self.batch, self.seed, self.epochs = examples, batch, seed, epochs
-        self.fill, self.encode = seeded_order(fill or [], seed), encode
+        self.fill, self.encode = fill or [], encode
 
     @property
     def epoch_examples(self) -> int:
