@@ -17,14 +17,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from tunixhack.argtypes import concurrency
+from tunixhack.generate.argtypes import concurrency
 from tunixhack.errors import UserError
 
 
 def cmd_stats(args) -> None:
-    from tunixhack.stats import write_report
+    from tunixhack.dataset.stats import write_report
     from tunixhack.tokens import token_counter
-    from tunixhack.traces import trace_files
+    from tunixhack.dataset.traces import trace_files
 
     files = trace_files(args.files)
     text, pngs = write_report(files, token_counter(args.tokenizer), Path(args.out))
@@ -33,10 +33,10 @@ def cmd_stats(args) -> None:
 
 
 def cmd_mix(args) -> None:
-    from tunixhack.decontam import parse_eval_files
-    from tunixhack.mix import build_mix, load_config, make_recipe, parse_quotas, summary_table
+    from tunixhack.dataset.decontam import parse_eval_files
+    from tunixhack.dataset.mix import build_mix, load_config, make_recipe, parse_quotas, summary_table
     from tunixhack.tokens import token_counter
-    from tunixhack.traces import trace_files
+    from tunixhack.dataset.traces import trace_files
 
     overrides = {"seed": args.seed, "quotas": parse_quotas(args.quota) or None, "sft_share": args.sft_share,
                  "eval_share": args.eval_share, "max_tokens": args.max_tokens,
@@ -56,7 +56,7 @@ def cmd_mix(args) -> None:
 
 
 def cmd_push(args) -> None:
-    from tunixhack.hub import push, stage
+    from tunixhack.dataset.hub import push, stage
 
     path = Path(args.path)
     folder = Path(args.staging or Path("data") / "hub" / args.repo.replace("/", "__"))
@@ -70,8 +70,8 @@ def cmd_push(args) -> None:
 
 
 def cmd_compare(args) -> None:
-    from tunixhack.compare import Bakeoff, compare, discover_recipes, pair_teachers, parse_keyed, pick_recipes, shares
-    from tunixhack.compare_report import markdown
+    from tunixhack.dataset.compare import Bakeoff, compare, discover_recipes, pair_teachers, parse_keyed, pick_recipes, shares
+    from tunixhack.dataset.compare_report import markdown
     from tunixhack.tokens import token_counter
 
     teachers = pair_teachers(args.teacher, args.model)
@@ -93,8 +93,8 @@ def cmd_compare(args) -> None:
 
 
 def cmd_convert(args) -> None:
-    from tunixhack.convert import convert_file
-    from tunixhack.traces import write_jsonl
+    from tunixhack.dataset.convert import convert_file
+    from tunixhack.dataset.traces import write_jsonl
 
     out_dir = Path(args.out_dir)
     plans = []

@@ -14,8 +14,8 @@ The variants (essay or story, read off the prompt) live in this folder's prompts
 import json
 
 from tunixhack import Recipe, run
-from tunixhack.prompts import template_text
-from tunixhack.quality import check_answer
+from tunixhack.generate.prompts import template_text
+from tunixhack.verify.quality import check_answer
 
 from prompts import GUIDANCE, MIN_WORDS, teacher_prompt, variant  # this folder's prompts.py
 

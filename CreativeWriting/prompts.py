@@ -6,7 +6,7 @@ The variant is read off the prompt's own text; each has its guidance for the tea
 
 import re
 
-from tunixhack.prompts import NO_PREAMBLE, TEACHER_PROMPT
+from tunixhack.generate.prompts import NO_PREAMBLE, TEACHER_PROMPT
 
 ESSAY_PROMPT = re.compile(r"\boriginal essay\b|\bfollowing summary\b", re.IGNORECASE)
 

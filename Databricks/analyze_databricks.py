@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tunixhack.errors import UserError
-from tunixhack.source import is_local, load_rows
+from tunixhack.generate.source import is_local, load_rows
 from tunixhack.tokens import token_counter
 
 DATASET = "databricks/databricks-dolly-15k"

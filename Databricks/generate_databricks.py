@@ -8,17 +8,19 @@ CC BY-SA 3.0). Example row:
      "category": "closed_qa"}
 
 The student sees the instruction and its passage (when there is one); the teacher also gets the category's
-guidance from tunixhack/prompts.py. The human `response` is never sent: it is kept as `reference`, and for
+guidance from tunixhack/generate/prompts.py. The human `response` is never sent: it is kept as `reference`, and for
 closed_qa and classification the answer must match it (check kind text_match, tunixhack/verify/text.py:
-normalised exact match, leading with it, or token F1 of at least --min-f1). Other categories have nothing to check; tunixhack/quality.py rejects empty,
+normalised exact match, leading with it, or token F1 of at least --min-f1). Other categories have nothing to check; tunixhack/verify/quality.py rejects empty,
 looping or chatty replies. Ids are the row index in the split, so `--category` keeps them stable.
     python Databricks/generate_databricks.py --category closed_qa,classification --limit 200
 """
 
 import re
 
-from tunixhack import Recipe, UserError, prompts, run
-from tunixhack.quality import check_answer
+from tunixhack import Recipe, UserError, run
+
+from tunixhack.generate import prompts
+from tunixhack.verify.quality import check_answer
 from tunixhack.verify.text import MIN_F1
 
 CATEGORIES = ("open_qa", "general_qa", "classification", "closed_qa", "brainstorming",
@@ -58,7 +60,7 @@ class Dolly(Recipe):
         self.min_f1 = args.min_f1
 
     def template_text(self):
-        # The templates live in tunixhack/prompts.py: editing one there must change the fingerprint too.
+        # The templates live in tunixhack/generate/prompts.py: editing one there must change the fingerprint too.
         # All eight categories, whatever --category says, so a filtered run can be resumed without it.
         return super().template_text() + "".join(prompts.template_text(c) for c in CATEGORIES)
 

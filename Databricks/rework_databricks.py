@@ -21,9 +21,9 @@ from pathlib import Path
 from generate_databricks import Dolly, clean  # this folder's recipe: the prompt the student should see
 
 from tunixhack.errors import UserError
-from tunixhack.source import load_rows
-from tunixhack.store import sibling
-from tunixhack.traces import read_traces, write_jsonl
+from tunixhack.generate.source import load_rows
+from tunixhack.generate.store import sibling
+from tunixhack.dataset.traces import read_traces, write_jsonl
 
 SHOW_IDS = 5
 

@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import sys
 
-from tunixhack.argtypes import positive
+from tunixhack.generate.argtypes import positive
 from tunixhack.errors import TransientError, UserError
 from tunixhack.teachers import TEACHER_FORMS, make_teacher
 from tunixhack.teachers.base import Reply, Sampling

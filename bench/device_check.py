@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tunixhack.scripts import load_script
+from tunixhack.generate.scripts import load_script
 from tunixhack.train import kaggle
 
 ROOT = Path(__file__).resolve().parents[1]

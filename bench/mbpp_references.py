@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter
 
-from tunixhack.source import load_rows
+from tunixhack.generate.source import load_rows
 from tunixhack.verify.code import available_levels, force_isolation, isolation, set_max_parallel, verify_many
 
 SPLITS = ("train", "test", "validation", "prompt")

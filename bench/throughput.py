@@ -54,9 +54,9 @@ def start_server(latency: float, slots: int, rows: int, folder: Path) -> tuple[s
 
 # --- the clients, each run in a process of its own (--client NAME) ------------------------------------------
 def client_ours(url: str, rows: int, slots: int, folder: Path, auto: bool) -> dict:
-    from tunixhack.engine import generate
-    from tunixhack.scripts import load_recipe
-    from tunixhack.settings import Selection, Settings
+    from tunixhack.generate.engine import generate
+    from tunixhack.generate.scripts import load_recipe
+    from tunixhack.generate.settings import Selection, Settings
 
     recipe = load_recipe(ROOT / "gsm8k" / "generate.py", "gsm8k_recipe")
     result = {}

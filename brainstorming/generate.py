@@ -14,8 +14,8 @@ optional --judge scores it.
 """
 
 from tunixhack import run
-from tunixhack.recipe import InstructionRecipe
-from tunixhack.quality import check_answer
+from tunixhack.generate.recipe import InstructionRecipe
+from tunixhack.verify.quality import check_answer
 
 MIN_IDEAS = 3    # a brainstorm of one or two ideas is not one
 MIN_WORDS = 10   # a list of short names can be brief

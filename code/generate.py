@@ -19,7 +19,7 @@ read again by the GRPO code reward and by eval.
 """
 
 from tunixhack import Recipe, Reject, run
-from tunixhack.argtypes import positive
+from tunixhack.generate.argtypes import positive
 from tunixhack.verify.code import allow_unsafe, extract_code, isolation, require_isolation, why
 
 PROMPT = "{task}\n\nYour code should pass this test:\n{test}"

@@ -16,8 +16,8 @@ unless the instruction asks to shorten or to expand.
 import re
 
 from tunixhack import run
-from tunixhack.recipe import InstructionRecipe
-from tunixhack.quality import check_answer, differs_from, length_ratio, words
+from tunixhack.generate.recipe import InstructionRecipe
+from tunixhack.verify.quality import check_answer, differs_from, length_ratio, words
 
 SHORTER = (r"\b(?:shorten|shorter|summari[sz]e|summary|condense|concise|brief|briefly|reduce|trim|cut|tl;?dr"
            r"|one sentence|single sentence|one line|fewer words|tweet|headline|title|slogan)\b")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests.test_recipes_harness import load_recipe
-from tunixhack.source import load_rows
+from tunixhack.generate.source import load_rows
 from tunixhack.student import answer_of
 from tunixhack.train import rewards
 from tunixhack.verify import check_many, check_of
@@ -99,7 +99,7 @@ def test_importing_a_check_loads_no_engine():
     import sys
 
     code = ("import sys, tunixhack.verify.math, tunixhack.verify; "
-            "loaded = [m for m in ('tqdm', 'tunixhack.cli', 'tunixhack.runner', 'tunixhack.engine', 'aiohttp') "
+            "loaded = [m for m in ('tqdm', 'tunixhack.generate.cli', 'tunixhack.generate.runner', 'tunixhack.generate.engine', 'aiohttp') "
             "if m in sys.modules]; print(loaded); assert not loaded")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,4 +1,4 @@
-"""tunixhack/concurrency.py: the adaptive limit against a simulated server (S slots, a fixed time per reply,
+"""tunixhack/teachers/concurrency.py: the adaptive limit against a simulated server (S slots, a fixed time per reply,
 requests beyond S wait in line), in simulated time: where it settles, that it never passes its ceiling, and
 how it backs off. The same limit against a real server over HTTP is in tests/test_generate_scale.py."""
 
@@ -8,7 +8,7 @@ import heapq
 
 import pytest
 
-from tunixhack.concurrency import BACKOFF, START_UNKNOWN, AdaptiveLimit, FixedLimit
+from tunixhack.teachers.concurrency import BACKOFF, START_UNKNOWN, AdaptiveLimit, FixedLimit
 
 
 def simulate(limit, slots, replies: int, latency: float = 0.2, tokens: int = 100, on_reply=None):

@@ -7,8 +7,8 @@ import json
 
 import crap
 from tests.helpers import FIXTURES, one_line_error, read_rows, run_script
-from tunixhack.hub import stage
-from tunixhack.mix import MixRecipe, build_mix
+from tunixhack.dataset.hub import stage
+from tunixhack.dataset.mix import MixRecipe, build_mix
 from tunixhack.tokens import WordCounter
 
 CSVS = FIXTURES / "traces" / "csv"

@@ -11,9 +11,9 @@ import pytest
 import crap
 from tests.helpers import FIXTURES, one_line_error, read_rows, run_script
 from tests.test_crap_stats import train_tokenizer
-from tunixhack.decontam import EVAL_SETS
+from tunixhack.dataset.decontam import EVAL_SETS
 from tunixhack.errors import UserError
-from tunixhack.mix import MixRecipe, build_mix
+from tunixhack.dataset.mix import MixRecipe, build_mix
 from tunixhack.tokens import WordCounter, token_counter
 
 TRACES = FIXTURES / "traces"

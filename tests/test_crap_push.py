@@ -15,8 +15,8 @@ import crap
 from tests.fakes.hub_server import HubFake
 from tests.helpers import FIXTURES, ROOT, one_line_error, script_env
 from tests.test_crap_mix import EVAL_FILES, trace_row, write_rows
-from tunixhack.hub import stage
-from tunixhack.mix import MixRecipe, build_mix
+from tunixhack.dataset.hub import stage
+from tunixhack.dataset.mix import MixRecipe, build_mix
 from tunixhack.tokens import WordCounter
 
 TRACES = FIXTURES / "traces"

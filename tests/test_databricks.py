@@ -10,10 +10,10 @@ import pytest
 
 from tests.fakes.openai_server import OpenAIFake
 from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling
-from tunixhack import prompts
-from tunixhack.cli import build_parser
-from tunixhack.rows import make_plan
-from tunixhack.settings import Settings
+from tunixhack.generate import prompts
+from tunixhack.generate.cli import build_parser
+from tunixhack.generate.rows import make_plan
+from tunixhack.generate.settings import Settings
 from tests.test_recipes_harness import load_recipe
 from tunixhack.errors import Reject, UserError
 from tunixhack.teachers.base import Reply

@@ -227,7 +227,7 @@ def test_crap_reads_a_glob_of_a_runs_files(tmp_path):
 
 
 def test_resume_reads_ids_past_a_line_that_is_not_json(tmp_path):
-    from tunixhack.store import TraceStore
+    from tunixhack.generate.store import TraceStore
 
     out = tmp_path / "gsm8k.jsonl"
     rows = [{"id": f"gsm8k/test/{i}", "fingerprint": "f" * 16, "reasoning": "long " * 1000} for i in range(3)]
@@ -241,7 +241,7 @@ def test_resume_reads_ids_past_a_line_that_is_not_json(tmp_path):
 def test_plain_progress_is_one_line_a_tick_and_a_last_one(monkeypatch):
     import io
 
-    from tunixhack.progress import Progress
+    from tunixhack.generate.progress import Progress
 
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     stream = io.StringIO()  # not a terminal, as a log file is not

@@ -1,4 +1,4 @@
-"""tunixhack/judge.py over the OpenAI-compatible backend against the fake OpenAI-compatible server, and through a
+"""tunixhack/verify/judge.py over the OpenAI-compatible backend against the fake OpenAI-compatible server, and through a
 generate.py run with --judge (one fake serving both the teacher and the judge)."""
 
 import asyncio
@@ -9,8 +9,8 @@ from tests.fakes.openai_server import OpenAIFake
 from tests.test_recipes_brainstorming import CAFETERIA, IDEAS, LIBRARY, SOURCE
 from tests.test_recipes_harness import run_fake
 from tunixhack.errors import TransientError, UserError
-from tunixhack.judge import RUBRICS, Judge, read_reason, read_score, score_batch
-from tunixhack.router import Router
+from tunixhack.verify.judge import RUBRICS, Judge, read_reason, read_score, score_batch
+from tunixhack.teachers.router import Router
 from tunixhack.teachers.openai_compat import OpenAITeacher
 
 # The judge's prompt holds the answer, the teacher's does not: judge rules match on answer text and come first.

@@ -1,8 +1,10 @@
-"""Reply-quality checks (tunixhack/quality.py) and the shared category templates (tunixhack/prompts.py)."""
+"""Reply-quality checks (tunixhack/verify/quality.py) and the shared category templates (tunixhack/generate/prompts.py)."""
 
 import pytest
 
-from tunixhack import prompts, quality
+from tunixhack.generate import prompts
+
+from tunixhack.verify import quality
 from tunixhack.errors import Reject
 
 ESSAY = (

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tunixhack.reasoning import split_reasoning
+from tunixhack.teachers.reasoning import split_reasoning
 from tunixhack.student import split_tagged
 from tunixhack.verify.math import extract_answer, gsm8k_gold, verify_math
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.test_recipes_harness import FIXTURES, check_parse, load_recipe, run_fake
-from tunixhack.source import load_rows
+from tunixhack.generate.source import load_rows
 
 SOURCE = FIXTURES / "brainstorming" / "train.json"
 ROWS = json.loads(SOURCE.read_text())

@@ -1,7 +1,7 @@
 """What the recipe tests share: load a recipe script as a module, build replies, run a generate.py for real.
 
 Recipe folders are scripts, not packages, so a test loads `<folder>/generate.py` by path
-(tunixhack.scripts), and runs it end to end as a subprocess against the fake OpenAI-compatible server.
+(tunixhack.generate.scripts), and runs it end to end as a subprocess against the fake OpenAI-compatible server.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tunixhack.scripts import load_script
-from tunixhack.store import read_jsonl, sibling
+from tunixhack.generate.scripts import load_script
+from tunixhack.generate.store import read_jsonl, sibling
 from tunixhack.teachers.base import Reply
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,7 @@ import pytest
 from tests.helpers import FIXTURES
 from tests.test_sandbox import ADD_TESTS, check, listening, processes_with
 from tunixhack.verify import check as check_row
-from tunixhack.verify import check_many, isolation, sandbox_child
-from tunixhack.verify import code as sandbox
+from tunixhack.verify import check_many, isolation, sandbox, sandbox_child, sandbox_guard
 from tunixhack.verify.code import verify_code, verify_many
 from tunixhack.verify.isolation import UID_BASE, WORK_BYTES
 
@@ -374,26 +373,26 @@ def test_everything_a_private_uid_owns_in_the_shared_folders_is_swept():
         left.append(shared / f"{name}-link")
         for path in left + [Path("/tmp") / name / "inside"]:
             os.chown(path, uid, uid, follow_symlinks=False)
-        assert sandbox._sweep(uid) == []
+        assert sandbox.sweep(uid) == []
         assert not any(os.path.lexists(path) for path in left)
         assert kept.read_text() == "someone else's"
     finally:
         for path in left:
             if path.is_dir() and not path.is_symlink():
-                sandbox._remove_tree(str(path))
+                sandbox.remove_tree(str(path))
             elif os.path.lexists(path):
                 path.unlink()
-        sandbox._remove_tree(str(shared))
+        sandbox.remove_tree(str(shared))
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="private uids are root's")
 def test_a_private_uid_held_by_another_process_is_not_used():
-    with sandbox._SLOTS.take() as first:
+    with sandbox.SLOTS.take() as first:
         pass
-    holder = sandbox._lease(UID_BASE + first)  # as another trainer on this machine would hold it
+    holder = sandbox.hold_uid(UID_BASE + first)  # as another trainer on this machine would hold it
     assert holder is not None
     try:
-        with sandbox._SLOTS.take() as slot:
+        with sandbox.SLOTS.take() as slot:
             assert slot != first
     finally:
         holder.close()
@@ -486,7 +485,7 @@ def test_the_audit_hook_reads_no_global_name():
                 yield const
                 yield from nested(const)
 
-    for maker in (sandbox_child.make_audit_hook, sandbox_child.guard_os_open, sandbox_child.guard_builtin_modules):
+    for maker in (sandbox_guard.make_audit_hook, sandbox_guard.guard_os_open, sandbox_guard.guard_builtin_modules):
         for code in nested(maker.__code__):
             looked_up = [i.argval for i in dis.get_instructions(code) if i.opname in ("LOAD_GLOBAL", "LOAD_NAME")]
             assert looked_up == [], (maker.__name__, code.co_name, looked_up)
@@ -547,7 +546,7 @@ def test_a_tree_deeper_than_the_recursion_limit_is_removed(tmp_path):
         parent = child
     os.close(os.open("file", os.O_CREAT | os.O_WRONLY, dir_fd=parent))
     os.close(parent)
-    assert sandbox._remove_tree(str(deep)) and not deep.exists()
+    assert sandbox.remove_tree(str(deep)) and not deep.exists()
 
 
 @pytest.mark.parametrize("forge", [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tunixhack.verify import code as sandbox
+from tunixhack.verify import sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
@@ -64,7 +64,7 @@ def test_an_unprivileged_user_gets_namespaces_or_a_refusal():
             path.chmod(0o755 if path.is_dir() else 0o644)
         os.chown(secret, USER, USER)  # the user's own file: readable by the user, never by the code
         secret.chmod(0o600)
-        lease = sandbox._lease(USER)  # no check of ours (or of another run as root) uses this uid meanwhile
+        lease = sandbox.hold_uid(USER)  # no check of ours (or of another run as root) uses this uid meanwhile
         done = subprocess.run(
             ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", PYTHON, "-c", SCRIPT],
             cwd=work, capture_output=True, text=True, timeout=120,

@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tunixhack.errors import UserError
-from tunixhack.traces import write_json, write_jsonl
+from tunixhack.dataset.traces import write_json, write_jsonl
 from tunixhack.train import runs
 
 

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from tunixhack.errors import UserError
-from tunixhack.traces import write_json
+from tunixhack.dataset.traces import write_json
 from tunixhack.train import runs
 
 LOGIT_TOLERANCE = {"float32": 1e-3, "bfloat16": 0.1}  # reload vs in-memory merge: a few units in the last place

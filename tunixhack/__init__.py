@@ -13,11 +13,11 @@ __all__ = ["Recipe", "Reject", "UserError", "run"]
 
 def __getattr__(name: str):
     if name == "run":
-        from .cli import run
+        from .generate.cli import run
 
         return run
     if name == "Recipe":
-        from .recipe import Recipe
+        from .generate.recipe import Recipe
 
         return Recipe
     raise AttributeError(f"module 'tunixhack' has no attribute {name!r}")

@@ -30,7 +30,7 @@ GRPO_FLAGS = ["--lora-rank", "8", "--lora-alpha", "16", "--max-new-tokens", "16"
 
 def train_script(name: str):
     """A train/ command as a module (train/ is a folder of scripts, not a package)."""
-    from tunixhack.scripts import load_script
+    from tunixhack.generate.scripts import load_script
 
     return load_script(TRAIN / f"{name}.py", f"train_{name}")
 

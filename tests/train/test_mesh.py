@@ -14,7 +14,7 @@ pytestmark = pytest.mark.train
 SCRIPT = """
 import json, sys
 import jax
-from tunixhack.scripts import load_script
+from tunixhack.generate.scripts import load_script
 from tunixhack.train import model as models, runs
 sft, grpo = load_script("train/sft.py", "train_sft"), load_script("train/grpo.py", "train_grpo")
 

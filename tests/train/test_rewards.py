@@ -195,7 +195,7 @@ def test_a_group_with_one_finite_reward_gets_no_advantage():
 
 
 def test_judge_reward_through_a_teacher_server():
-    """--judge SPEC: the reward asks an OpenAI-compatible server (a local fake) through tunixhack.judge."""
+    """--judge SPEC: the reward asks an OpenAI-compatible server (a local fake) through tunixhack.verify.judge."""
     from tests.fakes.openai_server import OpenAIFake
     from tunixhack.train import rewards
 

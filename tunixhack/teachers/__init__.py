@@ -1,4 +1,7 @@
-"""Teacher backends, chosen from a dict by the form of --teacher.
+"""Talking to servers: one backend per form of --teacher, which server has room (router), how many at once
+(concurrency), splitting a reply's reasoning. May import only the shared modules (errors, student, tokens).
+
+Teacher backends, chosen from a dict by the form of --teacher.
 
 A backend is one small class: `await complete(messages, sampling) -> Reply` does one request, and
 `await check()` says once, before the run, whether the server is reachable and serves the model.

@@ -16,7 +16,7 @@ import lmstudio as lms
 from httpx_ws import HTTPXWSException
 
 from ..errors import FatalTeacherError, TransientError, UserError
-from ..reasoning import split_reasoning
+from .reasoning import split_reasoning
 from .base import Reply, Sampling, usage_dict
 from .probe import PROBE_TIMEOUT_S, lmstudio_parallel
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ..errors import FatalTeacherError, TransientError, UserError
-from ..reasoning import split_reasoning
+from .reasoning import split_reasoning
 from .base import Reply, Sampling, usage_dict
 from .probe import PROBE_TIMEOUT_S, lmstudio_parallel, vllm_start
 

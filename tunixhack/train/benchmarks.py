@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 from tunixhack.errors import UserError
-from tunixhack.scripts import load_recipe
+from tunixhack.generate.scripts import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +51,7 @@ BENCHMARKS = {
 
 def load(name: str, source: str | None, limit: int | None, seed: int) -> tuple[list[dict], dict]:
     """(rows with id, dataset, category, prompt and check; the benchmark's part of the protocol)."""
-    from tunixhack.source import load_rows
+    from tunixhack.generate.source import load_rows
 
     if name not in BENCHMARKS:
         raise UserError(f"--benchmark must be {'|'.join(BENCHMARKS)}, got {name!r}")

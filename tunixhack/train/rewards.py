@@ -83,7 +83,7 @@ def judge_reward(prompts, completions, question, category, judge=None, **_) -> l
     """Range [0, 1]: an LLM judge's 1-10 score of the <answer>, as (score - 1) / 9; NaN when it did not answer.
 
     `judge(items) -> scores` takes [(category, question, answer)] and returns a score or None for each
-    (grpo.py builds it from --judge on tunixhack.judge and the same teacher backends as generation).
+    (grpo.py builds it from --judge on tunixhack.verify.judge and the same teacher backends as generation).
     """
     if judge is None:
         raise UserError("the judge reward needs --judge SPEC (a teacher server)")
@@ -143,8 +143,8 @@ def bind(fn, settings: dict):
 
 
 def judge_client(spec: str, model: str, concurrency: int = 8):
-    """A batch judge, [(category, question, answer)] -> [score 1-10 or None], on tunixhack.judge (the same
+    """A batch judge, [(category, question, answer)] -> [score 1-10 or None], on tunixhack.verify.judge (the same
     teacher backends as generation); a request that fails after retries scores None, never stops training."""
-    from tunixhack.judge import score_batch
+    from tunixhack.verify.judge import score_batch
 
     return lambda items: score_batch(spec, model, items, concurrency=concurrency)

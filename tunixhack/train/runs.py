@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tunixhack.errors import UserError
 from tunixhack.train import budget
-from tunixhack.traces import write_json
+from tunixhack.dataset.traces import write_json
 
 RUN_FILE = "run.json"
 # Flags that may change when a run is resumed (to train longer, or log differently); any other change is

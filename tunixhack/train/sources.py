@@ -23,8 +23,8 @@ import re
 from pathlib import Path
 
 from tunixhack.errors import UserError
-from tunixhack.hub import JSON_COLUMNS_KEY
-from tunixhack.traces import file_fingerprint, read_traces
+from tunixhack.dataset.hub import JSON_COLUMNS_KEY
+from tunixhack.dataset.traces import file_fingerprint, read_traces
 
 FORMS = "a trace .jsonl file, a mix folder, a dataset folder as crap.py push stages it, or a Hub dataset USER/NAME"
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")

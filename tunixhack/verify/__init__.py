@@ -1,4 +1,7 @@
-"""How an answer is checked: one entry point shared by generation, GRPO rewards and evaluation.
+"""Every way an answer is judged (math, choice, code, text, quality rules, the LLM judge), behind one check().
+May import teachers/ (for the judge) and the shared modules; never generate/, dataset/ or train/.
+
+How an answer is checked: one entry point shared by generation, GRPO rewards and evaluation.
 
 Every trace row carries `check`, written by its recipe (DESIGN.md):
 

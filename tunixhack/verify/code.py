@@ -6,9 +6,9 @@ One function serves the generation filter, the GRPO code reward and the evaluati
     True
 
 Each test is split (tunixhack/verify/code_probes.py) into probes, the calls to the code under test, and a
-check. A fresh `python -I -S -B` child (tunixhack/verify/sandbox_child.py is its harness) runs the test
-imports, the code, the setup code (two tasks' setup uses classes the solution defines), then evaluates
-each probe and sends its value back as plain data. The checks then run here, on those values, in a fresh
+check. A fresh `python -I -S -B` child (launched by tunixhack/verify/sandbox.py; sandbox_guard.py and
+sandbox_child.py are its harness) runs the test imports, the code, the setup code (two tasks' setup uses
+classes the solution defines), then evaluates each probe and sends its value back as plain data. The checks then run here, on those values, in a fresh
 namespace: the child never sees an expected value and nothing it writes can say "passed".
 
 The child is isolated at the best level this machine offers (tunixhack/verify/isolation.py, `isolation()`):
@@ -35,52 +35,34 @@ IsolationRefused (a UserError) when the machine cannot isolate the code and allo
 from __future__ import annotations
 
 import ast
-import errno
 import marshal
 import os
 import re
-import selectors
-import shutil
 import signal
-import socket
-import stat
 import subprocess
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from .code_probes import BadValue, Plan, Unsplittable, decode_value, judge, plan_tests
 from .isolation import (UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
                         isolation, launch, require_isolation, why)
+from .sandbox import (FILE_BYTES, HARNESS, MEMORY_MB, OPEN_FILES, SLOTS, SPARE_PROCESSES,
+                      WRITE_OPENS, SandboxError, collect, kill_group, max_parallel, remove_tree,
+                      set_max_parallel, sweep)
 
 __all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "available_levels",
            "extract_code", "force_isolation", "isolation", "max_parallel", "require_isolation", "run_tests",
            "set_max_parallel", "verify_code", "verify_many", "why"]
 
 OUTPUT_KEEP = 4096              # characters of stdout+stderr kept in CheckResult.output
-OUTPUT_LIMIT = 4 * 1024 * 1024  # bytes a check may print (or send as values) before it is killed
-MEMORY_MB = 1024                # RLIMIT_AS of a check
-FILE_BYTES = 8 * 1024 * 1024    # RLIMIT_FSIZE: the largest file a check may write in its dir
-WRITE_OPENS = 32                # files, directories and links a check may make (bounds disk use)
-SPARE_PROCESSES = 64            # RLIMIT_NPROC above the user's own tasks, only where no uid is private
-OPEN_FILES = 256                # RLIMIT_NOFILE
-UID_SLOTS = 534                 # private uids 65000-65533
-HARNESS = (Path(__file__).with_name("sandbox_child.py")).read_text(encoding="utf-8")
 MAX_CHARS = 64 * 1024           # the longest answer (or program) checked: MBPP programs are a few hundred bytes
-SWEPT = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # shared writable folders a private uid's leftovers may be in
 _FENCE_OPEN = re.compile(r"[ \t]*```[ \t]*([\w+-]*)")    # a line that opens a ``` block, and its tag
 _FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*\r?")        # a line that closes one (fullmatch)
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*(python3?|py)?[ \t]*\r?\n", re.MULTILINE | re.IGNORECASE)
 _PYTHON_TAGS = {"python", "python3", "py"}
 _HARNESS_REASONS = {"error", "syntax_error", "memory", "exited", "unsupported_value"}
-
-
-class SandboxError(RuntimeError):
-    """The sandbox could not run a check at all (could not start, or its harness failed before the code)."""
 
 
 @dataclass(frozen=True)
@@ -138,82 +120,6 @@ def extract_code(text: str) -> str | None:
     return text if _parses(text) else None
 
 
-# --- parallel slots (each gives a private uid as root) ------------------------------------------------
-def _lease(uid: int) -> socket.socket | None:
-    """Hold private uid `uid` machine-wide (all of this network namespace): an abstract unix socket named
-    after it, which one process at a time can bind and which goes with the process. None if another process
-    (a second trainer, another test run) holds it: two checks as one uid could touch each other's files, and
-    the sweep after a check would remove the other's."""
-    try:
-        lease = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    except OSError as error:
-        raise SandboxError(f"cannot hold a private uid (no unix socket): {error}") from error
-    try:
-        lease.bind(f"\0tunixhack-sandbox-uid-{uid}")
-    except OSError as error:
-        lease.close()
-        if error.errno == errno.EADDRINUSE:
-            return None
-        raise SandboxError(f"cannot hold private uid {uid}: {error}") from error
-    return lease
-
-
-class _Slots:
-    """A process-wide bound on running sandboxes; each holder gets the smallest free slot number (as root,
-    the smallest whose private uid no other process holds)."""
-
-    def __init__(self, limit: int):
-        self._cond = threading.Condition()
-        self._limit = limit
-        self._busy: set[int] = set()
-
-    def resize(self, limit: int) -> None:
-        if not 1 <= limit <= UID_SLOTS:
-            raise ValueError(f"max parallel sandboxes must be 1..{UID_SLOTS}, got {limit}")
-        with self._cond:
-            self._limit = limit
-            self._cond.notify_all()
-
-    def _free(self) -> tuple[int, socket.socket | None]:
-        for slot in range(UID_SLOTS):
-            if slot in self._busy:
-                continue
-            if os.geteuid() != 0:
-                return slot, None  # no private uids: the slot only bounds the parallel checks
-            lease = _lease(UID_BASE + slot)
-            if lease is not None:
-                return slot, lease
-        raise SandboxError(f"every private uid ({UID_BASE}-{UID_BASE + UID_SLOTS - 1}) is held by another process")
-
-    @contextmanager
-    def take(self):
-        with self._cond:
-            while len(self._busy) >= self._limit:
-                self._cond.wait()
-            slot, lease = self._free()
-            self._busy.add(slot)
-        try:
-            yield slot
-        finally:
-            if lease is not None:
-                lease.close()
-            with self._cond:
-                self._busy.discard(slot)
-                self._cond.notify()
-
-
-_SLOTS = _Slots(max(1, min(os.cpu_count() or 1, UID_SLOTS)))
-
-
-def set_max_parallel(limit: int) -> None:
-    """Bound the sandboxes running at once in this process (default: the CPU count; checks are CPU-bound)."""
-    _SLOTS.resize(limit)
-
-
-def max_parallel() -> int:
-    return _SLOTS._limit
-
-
 # --- one check ------------------------------------------------------------------------------------------
 def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] | tuple = (),
               timeout: float = 10.0, *, memory_mb: int = MEMORY_MB) -> CheckResult:
@@ -235,7 +141,7 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
     except Exception as error:  # a test import that fails here (ImportError...): the dataset's problem
         return CheckResult(False, "error", f"[check] the test imports failed: {type(error).__name__}: {error}")
     how = launch()
-    with _SLOTS.take() as slot:
+    with SLOTS.take() as slot:
         # namespaces: the work folder is a tmpfs in the child's own mount namespace, nothing on the host
         workdir = None if how.workdir_inside else tempfile.mkdtemp(prefix="tunixhack-sandbox-")
         result = None
@@ -254,9 +160,9 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
             }
             result = _run_child(how, workdir, slot, payload, plan, timeout)
         finally:
-            left = [workdir] if workdir is not None and not _remove_tree(workdir) else []
+            left = [workdir] if workdir is not None and not remove_tree(workdir) else []
             if how.drop:  # the hook may not have held: whatever the private uid owns in the shared folders goes
-                left += _sweep(UID_BASE + slot)
+                left += sweep(UID_BASE + slot)
             if left and result is not None:
                 result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] could not remove "
                                      f"{', '.join(left)}", result.seconds)
@@ -285,9 +191,9 @@ def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan:
             child.stdin.close()
         except BrokenPipeError:
             pass  # the harness died before reading: reported below as "no READY"
-        output, verdict, timed_out, flooded = _collect(child, result_read, started + timeout)
+        output, verdict, timed_out, flooded = collect(child, result_read, started + timeout)
     finally:
-        _kill_group(child)
+        kill_group(child)
         child.wait()
         os.close(result_read)
     seconds = time.monotonic() - started
@@ -350,117 +256,6 @@ def _reason(lines: list[str], returncode: int, timed_out: bool) -> str:
     if returncode == -signal.SIGKILL:
         return "memory"  # killed by someone other than us: the kernel's OOM killer
     return "exited" if returncode >= 0 else "error"
-
-
-def _collect(child: subprocess.Popen, result_fd: int, deadline: float):
-    """Drain output and values (each kept to OUTPUT_LIMIT) until both close, the deadline, or a flood."""
-    output, verdict = bytearray(), bytearray()
-    selector = selectors.DefaultSelector()
-    selector.register(child.stdout, selectors.EVENT_READ, output)
-    selector.register(result_fd, selectors.EVENT_READ, verdict)
-    timed_out = flooded = False
-    try:
-        while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            events = selector.select(min(remaining, 0.25))
-            if not events and _exited(child.pid):
-                break  # the leader is gone; something it left behind still holds a pipe open
-            for key, _ in events:
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    selector.unregister(key.fileobj)
-                    continue
-                buffer = key.data
-                if len(buffer) + len(chunk) > OUTPUT_LIMIT:
-                    flooded = True
-                buffer += chunk[:OUTPUT_LIMIT - len(buffer)]
-            if flooded:
-                break
-    finally:
-        selector.close()
-    return bytes(output), bytes(verdict), timed_out, flooded
-
-
-def _exited(pid: int) -> bool:
-    """Has the child exited? (WNOWAIT: it stays a zombie, so its pid and process group id stay ours.)"""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _kill_group(child: subprocess.Popen) -> None:
-    # Before wait(): an unreaped leader keeps the group id from being reused by an unrelated process.
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _remove_tree(path: str) -> bool:
-    """Remove a check's folder; True when it is gone. Never raises: whatever the code left there (a tree
-    deeper than the recursion limit, dirs without permissions) ends with `rm -rf`, and a folder that still
-    stays is the check's failure (cleanup_failed), never an exception."""
-    try:
-        if os.geteuid() != 0:
-            _open_up(path)  # the code may have taken the permissions off its own dirs: give them back
-            for root, names, _ in os.walk(path):  # top-down and lazy: each dir is opened before it is listed
-                for name in names:
-                    _open_up(os.path.join(root, name))
-        shutil.rmtree(path)
-    except Exception:  # RecursionError on a deep tree, OSError: the shell tools have no recursion limit
-        for command in (["chmod", "-R", "u+rwx", "--", path], ["rm", "-rf", "--one-file-system", "--", path]):
-            try:
-                subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
-            except (OSError, subprocess.SubprocessError):
-                pass
-    return not os.path.lexists(path)
-
-
-def _sweep(uid: int, max_depth: int = 16) -> list[str]:
-    """Remove everything `uid` owns in SWEPT and the temp folder, at any depth under world-writable folders
-    (the only ones it can write in): the uid is private to the slot, held machine-wide (_lease), and runs
-    nothing between checks, so all of it is the last check's. Returns what stayed."""
-    left: list[str] = []
-    tops = dict.fromkeys(os.path.realpath(path) for path in (*SWEPT, tempfile.gettempdir()))
-    pending = [(top, 0) for top in tops if os.path.isdir(top)]
-    while pending:
-        directory, depth = pending.pop()
-        found = []
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    try:
-                        found.append((entry.path, entry.stat(follow_symlinks=False)))
-                    except OSError:
-                        continue  # gone since it was listed
-        except OSError:
-            continue
-        for path, info in found:
-            if info.st_uid == uid:
-                if stat.S_ISDIR(info.st_mode):
-                    _remove_tree(path)
-                else:
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
-                if os.path.lexists(path):
-                    left.append(path)
-            elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < max_depth:
-                pending.append((path, depth + 1))
-    return left
-
-
-def _open_up(directory: str) -> None:
-    if not os.path.islink(directory):
-        try:
-            os.chmod(directory, 0o700)
-        except OSError:
-            pass
 
 
 # --- the entry points for recipes, rewards and evaluation -----------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .errors import Reject
+from ..errors import Reject
 
 # Repetition: a loop shows as the same run of words again and again. Normal prose almost never repeats an
 # 8-word run more than a couple of times; a song's chorus repeats a few times, a sampling loop dozens.

@@ -1,6 +1,6 @@
 """Read and write whole trace files (DESIGN.md's trace row schema), for the cross-dataset tools in crap.py.
 
-The generation engine appends rows with tunixhack.store; these helpers read a finished file back with
+The generation engine appends rows with tunixhack.generate.store; these helpers read a finished file back with
 checks (a file that is not a trace file is an error, not an empty dataset) and write new files atomically.
 """
 
@@ -13,8 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import UserError
-from .store import SHARD_TAG, sibling
+from ..errors import UserError
+from ..generate.store import SHARD_TAG, sibling
 
 # The fields every tool here relies on; the other schema fields are optional (converted rows lack most).
 REQUIRED_FIELDS = ("id", "category", "prompt", "reasoning", "answer", "verified")
@@ -77,7 +77,7 @@ def trace_files(args: list[str], default_dir: str = "data") -> list[Path]:
 
 def read_jsonl_strict(path: Path) -> list[dict]:
     """Every row of a JSONL file; a malformed line is an error naming the line, except a torn last line
-    (a crash mid-write, no newline), which is skipped with a warning as tunixhack.store does."""
+    (a crash mid-write, no newline), which is skipped with a warning as tunixhack.generate.store does."""
     rows = []
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):

@@ -1,7 +1,7 @@
 """A run's settings: one object, built once from the command line (or by a tool), passed to the engine.
 
-    settings = Settings.from_args(args)            # generate.py's common flags (tunixhack/cli.py)
-    outcome = await generate(recipe, settings)     # tunixhack/engine.py; crap.py compare and bench/ call it too
+    settings = Settings.from_args(args)            # generate.py's common flags (tunixhack/generate/cli.py)
+    outcome = await generate(recipe, settings)     # tunixhack/generate/engine.py; crap.py compare and bench/ call it too
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 from .store import shard_path
-from .teachers.base import Sampling
+from ..teachers.base import Sampling
 
 DEFAULT_MAX_CONCURRENCY = 256  # vLLM's default batch; LM Studio and small servers settle far below
 
@@ -66,7 +66,7 @@ class Settings:
 
     @classmethod
     def from_args(cls, args) -> "Settings":
-        """From generate.py's parsed flags (tunixhack/cli.py: build_parser)."""
+        """From generate.py's parsed flags (tunixhack/generate/cli.py: build_parser)."""
         if args.concurrency is not None and args.max_concurrency is not None and args.concurrency > args.max_concurrency:
             raise UserError(f"--concurrency {args.concurrency} is above --max-concurrency {args.max_concurrency}; "
                             "give one or the other")

@@ -1,7 +1,7 @@
 """The one entry point of generation: `await generate(recipe, settings)`.
 
-generate.py (tunixhack/cli.py), `crap.py compare` and bench/throughput.py all call it. It plans the rows
-(tunixhack/rows.py), checks the teachers before anything is written, runs the recipe over what is left, and
+generate.py (tunixhack/generate/cli.py), `crap.py compare` and bench/throughput.py all call it. It plans the rows
+(tunixhack/generate/rows.py), checks the teachers before anything is written, runs the recipe over what is left, and
 writes the summary. Bad input raises UserError before anything starts (and before any summary); once the run
 has started, every way it ends (done, rows failed, teacher down, interrupted) comes back as an Outcome, with its
 summary written beside the output.
@@ -14,17 +14,17 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from .concurrency import START_UNKNOWN, AdaptiveLimit, FixedLimit
-from .errors import UserError
+from ..teachers.concurrency import START_UNKNOWN, AdaptiveLimit, FixedLimit
+from ..errors import UserError
 from .recipe import Recipe
-from .router import Router
+from ..teachers.router import Router
 from .rows import Plan, make_plan
 from .runner import ROW_ERRORS, STOP_AFTER_FAILED_ROWS, Generation, Stamp, TeacherDown, prepare
 from .settings import Settings
 from .source import is_local
 from .store import Existing, TraceStore
 from .summary import summarise
-from .teachers import make_teacher
+from ..teachers import make_teacher
 
 PREVIEW_ROWS = 3  # prompts a dry run shows
 
@@ -60,7 +60,7 @@ async def generate(recipe: Recipe, settings: Settings, warn=print) -> Outcome:
     teachers, routers = await connect(settings, plan, warn)
     judge = None
     if settings.judge:
-        from .judge import Judge
+        from ..verify.judge import Judge
 
         judge = Judge(routers["judge"], min_score=settings.judge.min_score)
     generation = Generation(recipe, settings, routers["teacher"], store, stamp, judge)

@@ -2,7 +2,7 @@
 
 A teacher prompt is the student's question (the instruction, then its passage if it has one) followed by a
 short guidance line for the category, so the answer comes back in the shape the student should learn and
-passes the checks in tunixhack/quality.py (no preamble, no talk about the task, no closing offers).
+passes the checks in tunixhack/verify/quality.py (no preamble, no talk about the task, no closing offers).
 
     question_with_context("closed_qa", "Who wrote it?", "Hamlet is a play by ...")   # what the student sees
     instruction_for("closed_qa", "Who wrote it?", "Hamlet is a play by ...")         # what the teacher sees

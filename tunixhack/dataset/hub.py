@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .card import render_card
-from .errors import UserError
+from ..errors import UserError
 from .traces import main_of, read_rejects, read_traces, reason_name, trace_files
 
 MIX_SPLITS = ("sft", "rl", "eval")

@@ -1,6 +1,6 @@
 """The common flags every generate.py shares, and `run(recipe)`, which drives a recipe from them.
 
-The flags become one Settings object (tunixhack/settings.py), handed to the engine (tunixhack/engine.py).
+The flags become one Settings object (tunixhack/generate/settings.py), handed to the engine (tunixhack/generate/engine.py).
 Exit codes: 0 done; 1 rows failed (in the errors file, retried next run) or the teacher went down;
 2 bad input or configuration (one line, no traceback); 130 interrupted (finished rows kept).
 """
@@ -17,12 +17,12 @@ from tqdm import tqdm
 
 from .argtypes import concurrency, positive, shard
 from .engine import generate
-from .errors import UserError
+from ..errors import UserError
 from .recipe import Recipe
 from .settings import DEFAULT_MAX_CONCURRENCY, Settings
 from .summary import print_summary
-from .teachers import TEACHER_FORMS
-from .teachers.base import Sampling
+from ..teachers import TEACHER_FORMS
+from ..teachers.base import Sampling
 
 DEFAULTS = Sampling()
 

@@ -1,7 +1,7 @@
 """Drive a recipe over its rows: bounded concurrency, resampling, verification, resume, progress, summary.
 
-Rows come lazily from the plan (tunixhack/rows.py) and are prepared as they are dispatched. Teacher calls are
-bounded per endpoint by the router (tunixhack/router.py); verification runs in a thread pool beside them (so a
+Rows come lazily from the plan (tunixhack/generate/rows.py) and are prepared as they are dispatched. Teacher calls are
+bounded per endpoint by the router (tunixhack/teachers/router.py); verification runs in a thread pool beside them (so a
 slow check never holds a teacher slot), and the rows in progress are bounded by twice what the endpoints take
 at once, so memory stays flat however large the dataset is.
 """
@@ -14,15 +14,15 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from .errors import Reject, TransientError
+from ..errors import Reject, TransientError
 from .progress import Progress
 from .prompts import WRITTEN_FORMAT
-from .student import split_tagged
+from ..student import split_tagged
 from .recipe import Recipe
-from .router import Router
+from ..teachers.router import Router
 from .settings import Settings
 from .store import FSYNC_EVERY, TraceStore
-from .teachers.base import Reply
+from ..teachers.base import Reply
 
 STOP_AFTER_FAILED_ROWS = 20  # rows in a row that end in errors before the run stops: the teacher is down
 ROW_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)  # a malformed row or reply

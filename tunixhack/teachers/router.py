@@ -1,7 +1,7 @@
 """Spread requests over several teacher endpoints, within each one's concurrency limit, and retry the ones
 that can succeed on retry.
 
-Each request goes to the endpoint with the most free room under its limit (tunixhack/concurrency.py: fixed or
+Each request goes to the endpoint with the most free room under its limit (tunixhack/teachers/concurrency.py: fixed or
 adaptive); when every endpoint is full, requests wait in line, first come first served. A slot is held only
 while a request is on the wire, never during a retry's backoff. An endpoint that fails several times in a row is
 benched for a while (with a warning) while the others carry on; the bench time doubles each time it is benched
@@ -17,8 +17,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from .concurrency import FixedLimit
-from .errors import TransientError
-from .teachers.base import Reply, Sampling
+from ..errors import TransientError
+from .base import Reply, Sampling
 
 BENCH_AFTER = 5          # consecutive failures before an endpoint is benched
 BENCH_SECONDS = 30.0     # first bench; doubles each time, up to MAX_BENCH

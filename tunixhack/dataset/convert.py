@@ -17,9 +17,9 @@ import re
 import sys
 from pathlib import Path
 
-from .errors import UserError
-from .student import split_tagged
-from .verify import with_check
+from ..errors import UserError
+from ..student import split_tagged
+from ..verify import with_check
 
 VERSION = "1"
 COLUMNS = {  # our field -> the headers it has had, normalised (lowercase, _ for spaces and dashes)

@@ -2,8 +2,8 @@
 
 Stages, in order (each removal is written to removed.jsonl with its reason):
   1. failed_verification: rows with verified false (rows that cannot be checked, verified null, stay)
-  2. duplicate / near_duplicate: the same prompt, or a MinHash-similar one (tunixhack.dedup)
-  3. contaminated: an n-gram shared with an evaluation set (tunixhack.decontam)
+  2. duplicate / near_duplicate: the same prompt, or a MinHash-similar one (tunixhack.dataset.dedup)
+  3. contaminated: an n-gram shared with an evaluation set (tunixhack.dataset.decontam)
   4. too_long: the training example (chat prompt + completion) over the budget, in student tokens (or words)
   5. quotas per category (a seeded sample), then per category: eval share, then SFT share of the rest
      (the original project: 20% SFT, 80% GRPO), the rest to RL.
@@ -21,11 +21,11 @@ from pathlib import Path
 
 from .decontam import ROW_FIELDS, SHORT_MIN, build_index, decontaminate
 from .dedup import MINHASH_SEED, NUM_PERM, SHINGLE, deduplicate, removal
-from .errors import UserError
-from .tokens import WordCounter
-from .student import render_completion, render_prompt
+from ..errors import UserError
+from ..tokens import WordCounter
+from ..student import render_completion, render_prompt
 from .traces import file_fingerprint, read_traces, write_json, write_jsonl
-from .verify import with_check
+from ..verify import with_check
 
 OUTPUTS = ("sft.jsonl", "rl.jsonl", "eval.jsonl", "removed.jsonl", "mix.json")
 

@@ -1,6 +1,6 @@
 """The Recipe contract: a dataset script says what to ask, how to read the reply and how to check it.
 
-A recipe is pure: no clients, files, retries or prints. `run(recipe)` (tunixhack.cli) does the rest.
+A recipe is pure: no clients, files, retries or prints. `run(recipe)` (tunixhack.generate.cli) does the rest.
 
     class GSM8K(Recipe):
         name, dataset, config, split, category = "gsm8k", "openai/gsm8k", "main", "train", "math"
@@ -16,9 +16,10 @@ import hashlib
 import json
 import sys
 
-from . import prompts, verify
-from .errors import Reject
-from .teachers.base import Reply
+from . import prompts
+from .. import verify
+from ..errors import Reject
+from ..teachers.base import Reply
 
 __all__ = ["InstructionRecipe", "Recipe", "Reject"]
 
@@ -109,7 +110,7 @@ class Recipe:
 class InstructionRecipe(Recipe):
     """Alpaca-style rows {instruction, input, output}: `input` is the text to work on ("" for none), and
     `output` (another model's answer) is kept as the reference, never sent. Prompts are the category's
-    templates in tunixhack/prompts.py."""
+    templates in tunixhack/generate/prompts.py."""
 
     columns = ("instruction", "input", "output")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .dedup import removal, words
-from .errors import UserError
-from .source import load_rows
+from ..errors import UserError
+from ..generate.source import load_rows
 from .traces import file_fingerprint
 
 SHORT_MIN = 8

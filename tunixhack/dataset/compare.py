@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from .compare_report import write_report
-from .errors import UserError
-from .scripts import load_recipe
-from .store import read_jsonl, sibling
+from ..errors import UserError
+from ..generate.scripts import load_recipe
+from ..generate.store import read_jsonl, sibling
 from .traces import reason_name, write_json
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,9 @@ def parse_keyed(items: list[str] | None, flag: str, recipes: dict[str, Path]) ->
 
 def run_recipe(script: Path, argv: list[str]):
     """One recipe run in this process, through the engine, from the recipe script's own command line."""
-    from .cli import build_parser, report, warn
-    from .engine import generate
-    from .settings import Settings
+    from ..generate.cli import build_parser, report, warn
+    from ..generate.engine import generate
+    from ..generate.settings import Settings
 
     recipe = load_recipe(script, "tunixhack_recipe_" + re.sub(r"\W", "_", f"{script.parent.name}_{script.stem}"))
     args = build_parser(recipe).parse_args(argv)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 from .recipe import Recipe
 from .settings import Selection
 from .source import open_split

@@ -20,9 +20,9 @@ import asyncio
 import math
 import re
 
-from .errors import TransientError, UserError
-from .router import Router
-from .teachers.base import Sampling
+from ..errors import TransientError, UserError
+from ..teachers.router import Router
+from ..teachers.base import Sampling
 
 RUBRICS = {
     "creative_writing": "Does it do what the prompt asks, with a clear shape, vivid specific language and a "
@@ -94,7 +94,7 @@ class Judge:
     def __init__(self, router: Router, *, min_score: int = 6, sampling: Sampling = JUDGE_SAMPLING,
                  concurrency: int = JUDGE_CONCURRENCY):
         if not isinstance(router, Router):
-            raise TypeError(f"Judge takes a tunixhack.router.Router, got {type(router).__name__}; "
+            raise TypeError(f"Judge takes a tunixhack.teachers.router.Router, got {type(router).__name__}; "
                             f"for a server spec use score_batch(spec, model, items)")
         if not 1 <= min_score <= 10:
             raise UserError(f"--min-score must be 1-10, got {min_score}")
@@ -125,7 +125,7 @@ def score_batch(spec: str, model: str, items: list[tuple[str, str, str]], concur
     was unreadable or its request failed after retries (a reward must not stop training). Bad
     configuration (unknown model, unreachable server) raises UserError. Opens and closes its own client,
     so it can be called once per training step from synchronous code."""
-    from .teachers import make_teacher
+    from ..teachers import make_teacher
 
     async def main() -> list[int | None]:
         teacher = make_teacher(spec, model)
