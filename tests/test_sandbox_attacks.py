@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import FIXTURES
 from tests.test_sandbox import ADD_TESTS, check, listening, processes_with
 from tunixhack.verify import check as check_row
-from tunixhack.verify import check_many, isolation, sandbox, sandbox_child, sandbox_guard
+from tunixhack.verify import check_many, code, isolation, sandbox, sandbox_child, sandbox_guard
 from tunixhack.verify.code import verify_code, verify_many
 from tunixhack.verify.isolation import UID_BASE, WORK_BYTES
 
@@ -568,10 +568,10 @@ def test_forged_result_lines_fail_and_never_raise(forge, sandbox_level):
 
 
 def test_whatever_the_parent_cannot_read_is_a_failed_check(monkeypatch):
-    def broken(plan, values):
+    def broken(plan, values, deadline):
         raise OverflowError("a value no check expected")
 
-    monkeypatch.setattr(sandbox, "judge", broken)
+    monkeypatch.setattr(code, "judge", broken)
     result = check("def add(a, b):\n    return a + b\n")
     assert (result.passed, result.reason) == (False, "unsupported_value")
     assert "OverflowError: a value no check expected" in result.output
