@@ -41,6 +41,7 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -60,6 +61,7 @@ __all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "a
 OUTPUT_KEEP = 4096              # characters of stdout+stderr kept in CheckResult.output
 MAX_CHARS = 64 * 1024           # the longest answer (or program) checked: MBPP programs are a few hundred bytes
 JUDGE_GRACE = 0.5               # seconds past the check's timeout the asserts may still take (code_judge.py)
+CLEANUP_GRACE = 0.9             # and its cleanup, after which it goes on without the check (_Cleanup)
 _FENCE_OPEN = re.compile(r"[ \t]*```[ \t]*([\w+-]*)")    # a line that opens a ``` block, and its tag
 _FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*\r?")        # a line that closes one (fullmatch)
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*(python3?|py)?[ \t]*\r?\n", re.MULTILINE | re.IGNORECASE)
@@ -144,41 +146,64 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
     except Exception as error:  # a test import that fails here (ImportError...): the dataset's problem
         return CheckResult(False, "error", f"[check] the test imports failed: {type(error).__name__}: {error}")
     how = launch()
-    with SLOTS.take() as slot:
+    taken = SLOTS.take()
+    slot = taken.__enter__()
+    deadline = time.monotonic() + timeout
+    workdir = result = None
+    try:
         # namespaces: the work folder is a tmpfs in the child's own mount namespace, nothing on the host
         workdir = None if how.workdir_inside else tempfile.mkdtemp(prefix="tunixhack-sandbox-")
-        result = None
-        try:
-            if how.drop:
-                os.chown(workdir, UID_BASE + slot, UID_BASE + slot)
-            payload = {
-                "code": code, "setup": setup or "", "imports": list(imports),
-                "probes": [(p.function, p.args, p.kwargs, p.wrapper, p.sent) for p in plan.probes],
-                "drop": [UID_BASE + slot] * 2 if how.drop else None, "preload": list(how.preload),
-                "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
-                           "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "write_opens": WRITE_OPENS,
-                           # a uid or user namespace of its own: nothing else runs there, so no second task
-                           "processes": None if how.level == "rlimits+audit" else 1,
-                           "spare_processes": SPARE_PROCESSES},
-            }
-            result = _run_child(how, workdir, slot, payload, plan, timeout)
-        finally:
-            left = [workdir] if workdir is not None and not remove_tree(workdir) else []
-            if how.drop:  # the hook may not have held: whatever the private uid owns in the shared folders goes
-                left += sweep(UID_BASE + slot)
-            if left and result is not None:
-                result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] could not remove "
-                                     f"{', '.join(left)}", result.seconds)
+        if how.drop:
+            os.chown(workdir, UID_BASE + slot, UID_BASE + slot)
+        payload = {
+            "code": code, "setup": setup or "", "imports": list(imports),
+            "probes": [(p.function, p.args, p.kwargs, p.wrapper, p.sent) for p in plan.probes],
+            "drop": [UID_BASE + slot] * 2 if how.drop else None, "preload": list(how.preload),
+            "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
+                       "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "write_opens": WRITE_OPENS,
+                       # a uid or user namespace of its own: nothing else runs there, so no second task
+                       "processes": None if how.level == "rlimits+audit" else 1,
+                       "spare_processes": SPARE_PROCESSES},
+        }
+        result = _run_child(how, workdir, slot, payload, plan, deadline)
+    finally:
+        cleanup = _Cleanup(taken, workdir, UID_BASE + slot if how.drop else None)
+        cleanup.start()
+        cleanup.join(max(0.0, max(deadline, time.monotonic()) + CLEANUP_GRACE - time.monotonic()))
+        if result is not None and (cleanup.is_alive() or cleanup.left):
+            what = (f"could not remove {', '.join(cleanup.left)}" if not cleanup.is_alive() else
+                    "what the check left is still being removed (its slot is not used again until that is done)")
+            result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] {what}",
+                                 time.monotonic() - deadline + timeout)
     return result
 
 
+class _Cleanup(threading.Thread):
+    """Remove a check's work folder and sweep its private uid, then give its slot back: run alongside the
+    check until CLEANUP_GRACE past its timeout, then on its own (a check made 620,000 files), so that the
+    check ends on time and the uid is not used again until it is clean."""
+
+    def __init__(self, taken, workdir: str | None, uid: int | None):
+        super().__init__(name="sandbox-cleanup", daemon=True)
+        self.taken, self.workdir, self.uid = taken, workdir, uid
+        self.left: list[str] = []
+
+    def run(self) -> None:
+        try:
+            left = [self.workdir] if self.workdir is not None and not remove_tree(self.workdir) else []
+            if self.uid is not None:  # the hook may not have held: what the uid owns in the shared folders goes
+                left += sweep(self.uid)
+            self.left = left
+        finally:
+            self.taken.__exit__(None, None, None)
+
+
 def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan: Plan,
-               timeout: float) -> CheckResult:
+               deadline: float) -> CheckResult:
     result_read, result_write = os.pipe()
     home = how.workdir_inside or workdir
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
     started = time.monotonic()
-    deadline = started + timeout
     try:
         child = subprocess.Popen(
             how.command(["-I", "-S", "-B", "-c", HARNESS, str(result_write)], slot), cwd=workdir or "/",

@@ -34,31 +34,27 @@ from __future__ import annotations
 
 import ast
 import builtins
-import importlib
 import marshal
 import sys
+import time
 from dataclasses import dataclass
-from functools import lru_cache
 from types import CodeType
 
 from .code_judge import decide
+from .code_names import (Unsplittable, bound_names, import_namespace, module_roots, parse_source,
+                         reference_imports, stdlib_import, top_level_names)
 from .code_values import int_bits_for
+
+__all__ = ["Check", "Plan", "Probe", "Unsplittable", "import_namespace", "judge", "plan_tests"]
 
 # Conversions a probe may sit in; the sandbox applies them to the value before sending it (only these,
 # only with the probe as their single argument: none of them can carry an expected value to the sandbox).
 WRAPPERS = frozenset({"bool", "list", "tuple", "set", "frozenset", "sorted", "str", "dict"})
 PLACEHOLDER = "__probe_{}__"
-# Where a bare name on the expected side is looked up when nothing the row brings binds it, in this order.
-STDLIB_HOMES = ("math", "collections", "itertools", "functools", "operator", "fractions", "decimal", "heapq",
-                "string", "statistics", "re")
 PLAIN_TYPES = (type(None), bool, int, float, complex, str, bytes)
 PLAIN = (*PLAIN_TYPES, list, tuple, set, frozenset, dict)
 BUILTINS = frozenset(dir(builtins))
 CONTAINERS = {ast.List: "l", ast.Tuple: "t", ast.Set: "s"}
-
-
-class Unsplittable(ValueError):
-    """A test that cannot be split into probes and a check decided outside the sandbox."""
 
 
 @dataclass(frozen=True)
@@ -102,116 +98,6 @@ class Plan:
     checks: tuple[Check, ...]
     imports: tuple[str, ...]  # run where the checks are decided (never in the sandbox): the test's and ours
     int_bits: int             # the largest int a probe may return (code_values.int_bits_for)
-
-
-# --- names ---------------------------------------------------------------------------------------------
-def _bound_names(tree: ast.AST) -> set[str]:
-    """Every name a piece of code binds anywhere (assignments, defs, imports, loop and with targets)."""
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            names.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-    return names
-
-
-def _top_level_names(code: str) -> set[str]:
-    """The names a program binds outside its functions and classes (what the asserts can call)."""
-    try:
-        tree = ast.parse(code.replace("\r\n", "\n"))
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return set()  # the sandbox says syntax_error
-    names, pending = set(), list(tree.body)
-    while pending:
-        node = pending.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-            continue
-        names |= _bound_names(node) if not isinstance(node, (ast.If, ast.Try, ast.With, ast.For, ast.While)) \
-            else set()
-        for field in ("body", "orelse", "finalbody", "handlers"):
-            pending.extend(getattr(node, field, ()))
-    return names
-
-
-def _parse(source: str, what: str) -> ast.Module:
-    try:
-        return ast.parse(source.replace("\r\n", "\n"))
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
-        raise Unsplittable(f"{what} does not parse: {error}") from None
-
-
-@lru_cache(maxsize=256)
-def import_namespace(imports: tuple[str, ...]) -> dict:
-    """The names the test imports bind, imported here (the dataset's `import math` and the like)."""
-    namespace: dict = {}
-    for line in imports:
-        for node in _parse(line, "a test import").body:
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    module = importlib.import_module(alias.name)
-                    if alias.asname:
-                        namespace[alias.asname] = module
-                    else:
-                        top = alias.name.split(".")[0]
-                        namespace[top] = importlib.import_module(top)
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                module = importlib.import_module(node.module)
-                for alias in node.names:
-                    if alias.name == "*":
-                        raise Unsplittable(f"a star import cannot be checked outside the sandbox: {line!r}")
-                    namespace[alias.asname or alias.name] = getattr(module, alias.name)
-            else:
-                raise Unsplittable(f"a test import must be an import statement, got {line!r}")
-    return namespace
-
-
-@lru_cache(maxsize=256)
-def _reference_imports(reference: str) -> dict[str, str]:
-    """{name: import line} for each top-level import of the row's reference solution that works here."""
-    try:
-        body = ast.parse(reference.replace("\r\n", "\n")).body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return {}
-    found = {}
-    for node in body:
-        if isinstance(node, (ast.Import, ast.ImportFrom)) and getattr(node, "level", 0) == 0:
-            for alias in node.names:
-                if alias.name == "*":
-                    continue
-                line = ast.unparse(type(node)(**{**vars(node), "names": [alias]}))
-                try:
-                    name, = import_namespace((line,))
-                except Exception:  # noqa: BLE001 - not importable here: the name stays unresolved
-                    continue
-                found[name] = line
-    return found
-
-
-@lru_cache(maxsize=1024)
-def _stdlib_import(name: str) -> str | None:
-    """`from collections import Counter` for a bare name some module of STDLIB_HOMES has, else None."""
-    if name.startswith("_"):
-        return None
-    for module in STDLIB_HOMES:
-        if hasattr(importlib.import_module(module), name):
-            return f"from {module} import {name}"
-    return None
-
-
-def _module_roots(condition: ast.expr, candidates: set[str], modules: set[str]) -> set[str]:
-    """The names among `candidates` that are modules (`modules`) and that the condition only uses as
-    `name.attr` (`math.isclose(...)`): imported here. A name it calls or uses bare (a function named
-    `string`, say) is not."""
-    seen = [n.id for n in ast.walk(condition) if isinstance(n, ast.Name) and n.id in candidates]
-    as_root = [n.value.id for n in ast.walk(condition)
-               if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id in candidates]
-    return {name for name in seen if name in modules and seen.count(name) == as_root.count(name)}
 
 
 def _names(node: ast.AST) -> set[str]:
@@ -277,7 +163,7 @@ class _Splitter:
             if name in self.plan.setup_names:
                 raise Unsplittable(f"the expected side uses {name}, which the setup code binds in the sandbox: "
                                    f"{self.test}")
-            line = self.plan.reference.get(name) or _stdlib_import(name)
+            line = self.plan.reference.get(name) or stdlib_import(name)
             if line is None:
                 raise Unsplittable(f"the expected side uses {name}, which neither the test imports, the "
                                    f"reference solution nor the standard library binds: {self.test}")
@@ -356,9 +242,9 @@ class _PlanBuilder:
         self.probes: list[Probe] = []
         self.imports = list(imports)
         self.namespace = dict(import_namespace(imports))
-        self.setup_names = _bound_names(_parse(setup or "", "the test setup code"))
+        self.setup_names = bound_names(parse_source(setup or "", "the test setup code"))
         self.trusted = (BUILTINS | set(self.namespace)) - self.setup_names
-        self.reference = _reference_imports(reference) if reference else {}
+        self.reference = reference_imports(reference) if reference else {}
         self.int_bits = int_bits_for(tests)
 
     def add(self, probe: Probe) -> int:
@@ -378,10 +264,10 @@ def plan_tests(tests, setup: str = "", imports=(), program: str = "", reference:
     candidate's code (which builtins it redefines); `reference`: the row's reference solution, if any."""
     tests = list(tests)
     plan = _PlanBuilder(tests, setup, tuple(imports), reference or "")
-    defined = _top_level_names(program) if program else set()
+    defined = top_level_names(program) if program else set()
     checks: list[Check] = []
     for test in tests:
-        module = _parse(test, f"test {test!r}")
+        module = parse_source(test, f"test {test!r}")
         if not module.body:
             raise Unsplittable(f"empty test {test!r}")
         for statement in module.body:
@@ -399,7 +285,7 @@ def _plan_assert(plan: _PlanBuilder, condition: ast.expr, test: str, defined: se
     # the standard library's (or the module the reference solution imports), never the program's
     free = names - plan.trusted - plan.setup_names
     reference_modules = {name for name, line in plan.reference.items() if line.startswith("import ")}
-    for name in sorted(_module_roots(condition, free, set(sys.stdlib_module_names) | reference_modules)):
+    for name in sorted(module_roots(condition, free, set(sys.stdlib_module_names) | reference_modules)):
         line = plan.reference.get(name) or f"import {name}"
         try:
             plan.add_import(line)
@@ -426,8 +312,6 @@ def judge(plan: Plan, values: dict[int, object], deadline: float | None = None) 
     """(reason, detail): "passed", or the first check that fails ("assertion_failed"), raises ("error") or
     runs past `deadline` (time.monotonic(); "timeout"), each evaluated by code_judge.py on the probes'
     values (probe index -> value) with the plan's imports."""
-    import time
-
     values = {PLACEHOLDER.format(i): value for i, value in values.items()}
     marshal.dumps(values)  # plain data only: a ValueError here, not in the worker
     checks = [(check.code, check.source) for check in plan.checks]
