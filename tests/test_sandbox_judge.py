@@ -13,7 +13,6 @@ import pytest
 from tests.test_sandbox import check
 from tests.test_sandbox_attacks import FULL, SANITIZED, YES, guarded
 from tunixhack.verify import check as check_row
-from tunixhack.verify import isolation
 from tunixhack.verify.code import run_tests, verify_many
 
 
@@ -89,15 +88,9 @@ def test_a_check_that_leaves_its_session_leaves_no_process(sandbox_level):
     assert not result.passed and gone(marker), result
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces without a user namespace are root's")
-def test_namespaces_without_a_user_namespace_leave_no_process(monkeypatch):
+def test_namespaces_without_a_user_namespace_leave_no_process(without_user_namespace):
     # setpriv's uid switch cleared the parent-death signal that `unshare --kill-child` set: a program that
     # called setsid() and slept outlived its check, reparented to init (issue 15, #2)
-    launch, why = isolation._namespace_launch((False,))
-    if launch is None:
-        pytest.skip(f"mount, network and PID namespaces are refused here too: {why}")
-    monkeypatch.setitem(isolation._state, "probed", launch)
-    monkeypatch.setitem(isolation._state, "forced", None)
     test_a_check_that_leaves_its_session_leaves_no_process("namespaces")
 
 
