@@ -42,6 +42,7 @@ def main() -> None:
         rows = rows_of(source, args.config)
         items = [{"code": row["code"], "tests": list(row["test_list"]) + list(row.get("challenge_test_list") or []),
                   "setup": row.get("test_setup_code") or "", "imports": list(row.get("test_imports") or []),
+                  "reference": row["code"],
                   "timeout": 20.0} for row in rows]
         started = time.perf_counter()
         results = verify_many(items, workers=args.workers)

@@ -44,6 +44,22 @@ def sandbox_level(request):
 
 
 @pytest.fixture
+def without_user_namespace(monkeypatch):
+    """Checks run at the `namespaces` level's variant without a user namespace (root, where only user
+    namespaces are refused): its launch, or a skip where the other namespaces are refused too."""
+    from tunixhack.verify import isolation
+
+    if os.geteuid() != 0:
+        pytest.skip("namespaces without a user namespace are root's")
+    launch, why = isolation._namespace_launch((False,))
+    if launch is None:
+        pytest.skip(f"mount, network and PID namespaces are refused here too: {why}")
+    monkeypatch.setitem(isolation._state, "probed", launch)
+    monkeypatch.setitem(isolation._state, "forced", None)
+    return launch
+
+
+@pytest.fixture
 def decoy():
     """A world-writable file in a world-writable folder: where a sandboxed program could write, were it not
     held (the private uid of the fallback can write there; namespaces do not show it)."""

@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import FIXTURES
 from tests.test_sandbox import ADD_TESTS, check, listening, processes_with
 from tunixhack.verify import check as check_row
-from tunixhack.verify import check_many, code, isolation, sandbox, sandbox_child, sandbox_guard
+from tunixhack.verify import check_many, code, sandbox, sandbox_child, sandbox_guard
 from tunixhack.verify.code import verify_code, verify_many
 from tunixhack.verify.isolation import UID_BASE, WORK_BYTES
 
@@ -398,15 +398,9 @@ def test_a_private_uid_held_by_another_process_is_not_used():
         holder.close()
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces without a user namespace are root's")
-def test_namespaces_without_a_user_namespace_confine_as_root(monkeypatch):
+def test_namespaces_without_a_user_namespace_confine_as_root(without_user_namespace):
     # Where user namespaces are refused but root may make the others: the probe (no network, its own /proc,
     # read-only root, no capabilities, not root outside, one process) passed, or there is no such launch.
-    launch, why = isolation._namespace_launch((False,))
-    if launch is None:
-        pytest.skip(f"mount, network and PID namespaces are refused here too: {why}")
-    monkeypatch.setitem(isolation._state, "probed", launch)
-    monkeypatch.setitem(isolation._state, "forced", None)
     hidden = Path(tempfile.mkdtemp(prefix="tunixhack-hidden-"))
     try:
         attack = f"print('uid', os.getuid(), 'sees', os.path.exists({str(hidden)!r}))"
@@ -568,7 +562,7 @@ def test_forged_result_lines_fail_and_never_raise(forge, sandbox_level):
 
 
 def test_whatever_the_parent_cannot_read_is_a_failed_check(monkeypatch):
-    def broken(plan, values):
+    def broken(plan, values, deadline):
         raise OverflowError("a value no check expected")
 
     monkeypatch.setattr(code, "judge", broken)

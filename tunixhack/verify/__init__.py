@@ -55,8 +55,11 @@ def check(row: dict, answer: str | None) -> bool | None:
     if kind == "code":
         from .code import verify_code
 
+        # the row's reference solution (trusted data) may bind names the asserts' expected side uses
+        reference = row.get("reference") if isinstance(row.get("reference"), str) else ""
         return verify_code(answer or "", list(spec.get("tests") or []), spec.get("setup") or "",
-                           tuple(spec.get("imports") or ()), timeout=float(spec.get("timeout") or 20.0))
+                           tuple(spec.get("imports") or ()), timeout=float(spec.get("timeout") or 20.0),
+                           reference=reference)
     if kind == "text_match":
         from .text import MIN_F1, answer_matches
 

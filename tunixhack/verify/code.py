@@ -41,11 +41,13 @@ import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from .code_probes import BadValue, Plan, Unsplittable, decode_value, judge, plan_tests
+from .code_probes import Plan, Unsplittable, judge, plan_tests
+from .code_values import BadValue, decode_value
 from .isolation import (UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
                         isolation, launch, require_isolation, why)
 from .sandbox import (FILE_BYTES, HARNESS, MEMORY_MB, OPEN_FILES, SLOTS, SPARE_PROCESSES,
@@ -58,6 +60,8 @@ __all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "a
 
 OUTPUT_KEEP = 4096              # characters of stdout+stderr kept in CheckResult.output
 MAX_CHARS = 64 * 1024           # the longest answer (or program) checked: MBPP programs are a few hundred bytes
+JUDGE_GRACE = 0.5               # seconds past the check's timeout the asserts may still take (code_judge.py)
+CLEANUP_GRACE = 0.7             # and its cleanup, after which it goes on without the check (_Cleanup)
 _FENCE_OPEN = re.compile(r"[ \t]*```[ \t]*([\w+-]*)")    # a line that opens a ``` block, and its tag
 _FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*\r?")        # a line that closes one (fullmatch)
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*(python3?|py)?[ \t]*\r?\n", re.MULTILINE | re.IGNORECASE)
@@ -122,9 +126,10 @@ def extract_code(text: str) -> str | None:
 
 # --- one check ------------------------------------------------------------------------------------------
 def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] | tuple = (),
-              timeout: float = 10.0, *, memory_mb: int = MEMORY_MB) -> CheckResult:
+              timeout: float = 10.0, *, memory_mb: int = MEMORY_MB, reference: str = "") -> CheckResult:
     """Run `code` and `setup` (after `imports`) in a sandbox, evaluate the tests' probes there, and decide
-    each test here; passed only if every test holds."""
+    each test here; passed only if every test holds. `reference`: the row's reference solution, whose
+    imports the expected side of an assert may use (code_probes.py)."""
     if isinstance(tests, str) or isinstance(imports, str):
         raise TypeError("tests and imports must be lists of strings, not one string")
     if not timeout > 0:
@@ -134,43 +139,67 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
     if len(code) > MAX_CHARS:
         return CheckResult(False, "too_long", f"[check] a program of {len(code)} characters (at most {MAX_CHARS})")
     try:
-        plan = plan_tests(list(tests), setup or "", imports)
+        plan = plan_tests(list(tests), setup or "", imports, program=code, reference=reference or "")
     except Unsplittable as error:
         return CheckResult(False, "unsplittable_test", f"[check] this test cannot be decided outside the "
                                                         f"sandbox, so it is not run: {error}")
     except Exception as error:  # a test import that fails here (ImportError...): the dataset's problem
         return CheckResult(False, "error", f"[check] the test imports failed: {type(error).__name__}: {error}")
     how = launch()
-    with SLOTS.take() as slot:
+    taken = SLOTS.take()
+    slot = taken.__enter__()
+    deadline = time.monotonic() + timeout
+    workdir = result = None
+    try:
         # namespaces: the work folder is a tmpfs in the child's own mount namespace, nothing on the host
         workdir = None if how.workdir_inside else tempfile.mkdtemp(prefix="tunixhack-sandbox-")
-        result = None
-        try:
-            if how.drop:
-                os.chown(workdir, UID_BASE + slot, UID_BASE + slot)
-            payload = {
-                "code": code, "setup": setup or "", "imports": list(imports),
-                "probes": [(probe.expression, probe.wrapper) for probe in plan.probes],
-                "drop": [UID_BASE + slot] * 2 if how.drop else None, "preload": list(how.preload),
-                "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
-                           "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "write_opens": WRITE_OPENS,
-                           # a uid or user namespace of its own: nothing else runs there, so no second task
-                           "processes": None if how.level == "rlimits+audit" else 1,
-                           "spare_processes": SPARE_PROCESSES},
-            }
-            result = _run_child(how, workdir, slot, payload, plan, timeout)
-        finally:
-            left = [workdir] if workdir is not None and not remove_tree(workdir) else []
-            if how.drop:  # the hook may not have held: whatever the private uid owns in the shared folders goes
-                left += sweep(UID_BASE + slot)
-            if left and result is not None:
-                result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] could not remove "
-                                     f"{', '.join(left)}", result.seconds)
+        if how.drop:
+            os.chown(workdir, UID_BASE + slot, UID_BASE + slot)
+        payload = {
+            "code": code, "setup": setup or "", "imports": list(imports),
+            "probes": [(p.function, p.args, p.kwargs, p.wrapper, p.sent) for p in plan.probes],
+            "drop": [UID_BASE + slot] * 2 if how.drop else None, "preload": list(how.preload),
+            "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
+                       "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "write_opens": WRITE_OPENS,
+                       # a uid or user namespace of its own: nothing else runs there, so no second task
+                       "processes": None if how.level == "rlimits+audit" else 1,
+                       "spare_processes": SPARE_PROCESSES},
+        }
+        result = _run_child(how, workdir, slot, payload, plan, deadline)
+    finally:
+        cleanup = _Cleanup(taken, workdir, UID_BASE + slot if how.drop else None)
+        cleanup.start()
+        cleanup.join(max(0.0, max(deadline, time.monotonic()) + CLEANUP_GRACE - time.monotonic()))
+        if result is not None and (cleanup.is_alive() or cleanup.left):
+            what = (f"could not remove {', '.join(cleanup.left)}" if not cleanup.is_alive() else
+                    "what the check left is still being removed (its slot is not used again until that is done)")
+            result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] {what}",
+                                 time.monotonic() - deadline + timeout)
     return result
 
 
+class _Cleanup(threading.Thread):
+    """Remove a check's work folder and sweep its private uid, then give its slot back: run alongside the
+    check until CLEANUP_GRACE past its timeout, then on its own (a check made 620,000 files), so that the
+    check ends on time and the uid is not used again until it is clean."""
+
+    def __init__(self, taken, workdir: str | None, uid: int | None):
+        super().__init__(name="sandbox-cleanup", daemon=True)
+        self.taken, self.workdir, self.uid = taken, workdir, uid
+        self.left: list[str] = []
+
+    def run(self) -> None:
+        try:
+            left = [self.workdir] if self.workdir is not None and not remove_tree(self.workdir) else []
+            if self.uid is not None:  # the hook may not have held: what the uid owns in the shared folders goes
+                left += sweep(self.uid)
+            self.left = left
+        finally:
+            self.taken.__exit__(None, None, None)
+
+
 def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan: Plan,
-               timeout: float) -> CheckResult:
+               deadline: float) -> CheckResult:
     result_read, result_write = os.pipe()
     home = how.workdir_inside or workdir
     env = {"PATH": "/usr/bin:/bin", "HOME": home, "TMPDIR": home, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
@@ -191,7 +220,7 @@ def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan:
             child.stdin.close()
         except BrokenPipeError:
             pass  # the harness died before reading: reported below as "no READY"
-        output, verdict, timed_out, flooded = collect(child, result_read, started + timeout)
+        output, verdict, timed_out, flooded = collect(child, result_read, deadline)
     finally:
         kill_group(child)
         child.wait()
@@ -209,40 +238,41 @@ def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan:
     if flooded:
         return CheckResult(False, "output_limit", text, seconds)
     try:
-        return _verdict(plan, lines, child.returncode, timed_out, text, seconds)
+        return _verdict(plan, lines, child.returncode, timed_out, text, started, deadline)
     except Exception as error:  # noqa: BLE001 - what the code wrote is never our exception: a failed check
         return CheckResult(False, "unsupported_value", text + f"\n[check] the sandbox's answer could not be read: "
                            f"{type(error).__name__}: {error}", seconds)
 
 
 def _verdict(plan: Plan, lines: list[str], returncode: int, timed_out: bool, text: str,
-             seconds: float) -> CheckResult:
-    """The check decided on what the child wrote (all of which the code can forge: lines, values, reasons)."""
-    values = _values(lines, len(plan.probes))
+             started: float, deadline: float) -> CheckResult:
+    """The check decided on what the child wrote (all of which the code can forge: lines, values, reasons);
+    the asserts get what is left of the timeout, and JUDGE_GRACE more."""
+    values = _values(lines, [i for i, probe in enumerate(plan.probes) if probe.sent])
     if values is None:
-        return CheckResult(False, _reason(lines, returncode, timed_out), text, seconds)
+        return CheckResult(False, _reason(lines, returncode, timed_out), text, time.monotonic() - started)
     try:
-        decoded = [decode_value(value) for value in values]
+        decoded = {i: decode_value(value, plan.int_bits) for i, value in values.items()}
     except BadValue as error:
-        return CheckResult(False, "unsupported_value", text + f"\n[check] {error}", seconds)
-    reason, detail = judge(plan, decoded)
+        return CheckResult(False, "unsupported_value", text + f"\n[check] {error}", time.monotonic() - started)
+    reason, detail = judge(plan, decoded, max(deadline, time.monotonic()) + JUDGE_GRACE)
     if detail:
         text += f"\n[check] {reason}: {detail}"
-    return CheckResult(reason == "passed", reason, text, seconds)
+    return CheckResult(reason == "passed", reason, text, time.monotonic() - started)
 
 
-def _values(lines: list[str], count: int) -> list[str] | None:
-    """The encoded value of each probe (the first line given for it), or None if any is missing. The index
-    is ASCII digits only ('²'.isdigit() is true, int('²') raises) and short (int() refuses 4300 digits)."""
+def _values(lines: list[str], wanted: list[int]) -> dict[int, str] | None:
+    """The encoded value of each wanted probe (the first line given for it), or None if any is missing. The
+    index is ASCII digits only ('²'.isdigit() is true, int('²') raises) and short (int() refuses 4300 digits)."""
     values: dict[int, str] = {}
     for line in lines:
         parts = line.split(" ", 2)
         if (len(parts) == 3 and parts[0] == "VALUE" and parts[1].isascii() and parts[1].isdigit()
                 and len(parts[1]) <= 9):
             values.setdefault(int(parts[1]), parts[2])
-    if any(i not in values for i in range(count)):
+    if any(i not in values for i in wanted):
         return None
-    return [values[i] for i in range(count)]
+    return {i: values[i] for i in wanted}
 
 
 def _reason(lines: list[str], returncode: int, timed_out: bool) -> str:
@@ -259,14 +289,15 @@ def _reason(lines: list[str], returncode: int, timed_out: bool) -> str:
 
 
 # --- the entry points for recipes, rewards and evaluation -----------------------------------------------
-def verify_code(answer: str, tests, setup: str = "", imports=(), timeout: float = 10.0) -> bool | None:
+def verify_code(answer: str, tests, setup: str = "", imports=(), timeout: float = 10.0,
+                reference: str = "") -> bool | None:
     """True if the reply's program passes every test; False if not or no code; None if there are no tests."""
     if not tests:
         return None
     code = _program(answer)
     if not isinstance(code, str):
         return False
-    return run_tests(code, list(tests), setup, imports, timeout).passed
+    return run_tests(code, list(tests), setup, imports, timeout, reference=reference).passed
 
 
 def _program(answer: str) -> str | CheckResult:
@@ -292,7 +323,7 @@ def _check_item(item: dict) -> CheckResult:
         if code is None:
             return CheckResult(False, "no_code")
         return run_tests(code, tests, item.get("setup") or "", item.get("imports") or (),
-                         item.get("timeout", 10.0))
+                         item.get("timeout", 10.0), reference=item.get("reference") or "")
     except IsolationRefused:
         raise
     except Exception as error:  # the sandbox could not run this one (or the item is malformed)
@@ -301,7 +332,8 @@ def _check_item(item: dict) -> CheckResult:
 
 def verify_many(items: list[dict], workers: int = 4) -> list[CheckResult]:
     """Check a batch in order of `items`, one result each whatever any item does. Each item: "tests", and
-    "code" (a program) or "answer" (a reply to extract from); optional "setup", "imports", "timeout". At most
+    "code" (a program) or "answer" (a reply to extract from); optional "setup", "imports", "timeout",
+    "reference" (the row's reference solution). At most
     `workers` (and max_parallel()) at once."""
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")

@@ -235,8 +235,10 @@ def _wrapper_script(root: str, fstab: str, user_namespace: bool = True) -> str:
     drop = "--bounding-set=-all --inh-caps=-all --no-new-privs"
     become = '--reuid="$U" --regid="$U" --clear-groups'
     if not user_namespace:
+        # the uid switch clears the parent-death signal `unshare --kill-child` set: set it again after it,
+        # else a check that calls setsid() outlives its check (issue 15, #2)
         return "\n".join(["set -e", "U=$1", "shift", f"mount -a -T {q(fstab)}",
-                          f'exec {namespaces} {q(_SETPRIV)} {become} {drop} "$@"'])
+                          f'exec {namespaces} {q(_SETPRIV)} {become} --pdeathsig KILL {drop} "$@"'])
     return "\n".join([
         "set -e", "U=$1", "shift",
         f"mount -a -T {q(fstab)}",

@@ -2,7 +2,8 @@
 
 It reads one marshalled payload from stdin (code, setup, imports, probes, limits), locks itself down, runs
 the test imports, the candidate code and the setup code in one fresh module namespace, then evaluates each
-probe (a call to the code under test, see tunixhack/verify/code_probes.py) and reports on the pipe FD:
+probe (a call into a name the code binds, with arguments the parent evaluated: `call_probe`; see
+tunixhack/verify/code_probes.py) and reports on the pipe FD:
 
     READY                     locked down, untrusted code about to run (no READY: the sandbox itself failed)
     VALUE <i> <json>          the value of probe i, as plain data (see `encode`)
@@ -53,7 +54,7 @@ from _json import encode_basestring_ascii as json_string  # the json package wou
 if __package__:  # imported (by tests); in the child this file follows sandbox_guard.py in one source
     from .sandbox_guard import DENIED_IMPORTS, guard_builtin_modules, guard_os_open, make_audit_hook
 
-MAX_DEPTH = 100        # as tunixhack/verify/code_probes.py
+MAX_DEPTH = 100        # as tunixhack/verify/code_values.py
 BIG_INT_BITS = 14_000  # ints past this travel as hex (decimal conversion is capped at 4300 digits)
 TAGS = {tuple: "t", set: "s", frozenset: "f"}
 # keyctl(2)'s system call number by `uname -m` (Python has no keyctl; ctypes is loaded for this one call)
@@ -70,7 +71,7 @@ class Unsupported(TypeError):
 
 def encode(value, depth=0) -> str:
     """`value` as JSON text, exact builtin types only (a subclass or custom object raises; a Counter or a
-    defaultdict becomes a dict). The format is the one tunixhack.verify.code_probes.decode_value reads."""
+    defaultdict becomes a dict). The format is the one tunixhack.verify.code_values.decode_value reads."""
     kind = type(value)
     if value is None:
         return "null"
@@ -101,6 +102,32 @@ def encode(value, depth=0) -> str:
         return '{"c":[%s,%s]}' % (encode(value.real), encode(value.imag))
     raise Unsupported(f"a value of type {kind.__module__}.{kind.__qualname__}: only None, bool, int, float, "
                       "complex, str, bytes and list/tuple/set/frozenset/dict of these can be checked")
+
+
+def call_probe(namespace: dict, results: list, name: str, args, kwargs):
+    """One probe (tunixhack/verify/code_probes.py): `name` as the program or setup code bound it, called
+    with the arguments the parent evaluated (args None: its value itself)."""
+    if name not in namespace:
+        raise NameError(f"name {name!r} is not defined")
+    if args is None:
+        return namespace[name]
+    return namespace[name](*[argument(a, namespace, results) for a in args],
+                           **{key: argument(value, namespace, results) for key, value in kwargs})
+
+
+def argument(node: tuple, namespace: dict, results: list):
+    """("v", value) as sent, ("n", name) from the namespace, ("p", i) probe i's value, or a display of these:
+    ("l"|"t"|"s", [nodes]) a list, tuple or set, ("d", [(key node, value node)]) a dict."""
+    tag, body = node
+    if tag == "v":
+        return body
+    if tag == "n":
+        return call_probe(namespace, results, body, None, ())
+    if tag == "p":
+        return results[body]
+    if tag == "d":
+        return {argument(key, namespace, results): argument(value, namespace, results) for key, value in body}
+    return {"l": list, "t": tuple, "s": set}[tag]([argument(item, namespace, results) for item in body])
 
 
 def leave_session_keyring() -> None:
@@ -178,9 +205,9 @@ def drop_privileges(uid: int, gid: int, preload: list) -> None:
 
 def main() -> None:
     result_fd = int(sys.argv[1])
-    write, exit_now, exec_, eval_, compile_ = os.write, os._exit, exec, eval, compile
+    write, exit_now, exec_, compile_ = os.write, os._exit, exec, compile
     base_exception, memory_error, system_exit, unsupported = BaseException, MemoryError, SystemExit, Unsupported
-    encode_ = encode
+    encode_, call_probe_ = encode, call_probe
     wrappers = {"bool": bool, "list": list, "tuple": tuple, "set": set, "frozenset": frozenset,
                 "sorted": sorted, "str": str, "dict": dict}
     stdout, stderr = sys.stdout, sys.stderr
@@ -223,8 +250,6 @@ def main() -> None:
         # test imports first (sanitized MBPP), then code, setup (it may use the code's classes), probes
         units.insert(0, ("imports", compile_("\n".join(payload["imports"]), "<test_imports>", "exec")))
         units.append(("setup", compile_(payload["setup"], "<test_setup>", "exec")))
-        probes = [(compile_(expression, f"<probe {i}>", "eval"), wrapper)
-                  for i, (expression, wrapper) in enumerate(probes)]
     except (SyntaxError, ValueError) as error:  # ValueError: a NUL byte in the source
         failure = ("syntax_error" if stage == "solution" else "error", error)
     except memory_error as error:
@@ -237,12 +262,15 @@ def main() -> None:
         try:
             for stage, unit in units:
                 exec_(unit, namespace)
-            for i, (unit, wrapper) in enumerate(probes):
+            results = []  # each probe's value: a later probe's argument may be an earlier one's
+            for i, (name, args, kwargs, wrapper, sent) in enumerate(probes):
                 stage = f"probe {i}"
-                value = eval_(unit, namespace)
+                value = call_probe_(namespace, results, name, args, kwargs)
                 if wrapper is not None:
                     value = wrappers[wrapper](value)
-                report(f"VALUE {i} " + encode_(value))
+                results.append(value)
+                if sent:
+                    report(f"VALUE {i} " + encode_(value))
         except unsupported as error:
             failure = ("unsupported_value", error)
         except memory_error as error:
