@@ -152,10 +152,11 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
                 "code": code, "setup": setup or "", "imports": list(imports),
                 "probes": [(probe.expression, probe.wrapper) for probe in plan.probes],
                 "drop": [UID_BASE + slot] * 2 if how.drop else None, "preload": list(how.preload),
+                "wall": how.wall(),
                 "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
                            "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "write_opens": WRITE_OPENS,
                            # a uid or user namespace of its own: nothing else runs there, so no second task
-                           "processes": None if how.level == "rlimits+audit" else 1,
+                           "processes": 1 if how.own_uid else None,
                            "spare_processes": SPARE_PROCESSES},
             }
             result = _run_child(how, workdir, slot, payload, plan, timeout)

@@ -43,6 +43,7 @@ not a security boundary (PEP 578). What stops the code, by level (tunixhack/veri
 - "rlimits+audit": as above but as the user: everything the user can read or write; refused by default.
 """
 
+import gc
 import marshal
 import os
 import resource
@@ -52,15 +53,11 @@ from _json import encode_basestring_ascii as json_string  # the json package wou
 
 if __package__:  # imported (by tests); in the child this file follows sandbox_guard.py in one source
     from .sandbox_guard import DENIED_IMPORTS, guard_builtin_modules, guard_os_open, make_audit_hook
+    from .sandbox_wall import build_wall, leave_session_keyring
 
 MAX_DEPTH = 100        # as tunixhack/verify/code_probes.py
 BIG_INT_BITS = 14_000  # ints past this travel as hex (decimal conversion is capped at 4300 digits)
 TAGS = {tuple: "t", set: "s", frozenset: "f"}
-# keyctl(2)'s system call number by `uname -m` (Python has no keyctl; ctypes is loaded for this one call)
-KEYCTL_SYSCALL = {"x86_64": 250, "aarch64": 219, "arm64": 219, "riscv64": 219, "loongarch64": 219,
-                  "i386": 288, "i486": 288, "i586": 288, "i686": 288, "armv6l": 311, "armv7l": 311,
-                  "armv8l": 311, "ppc": 271, "ppc64": 271, "ppc64le": 271, "s390x": 280}
-KEYCTL_GET_KEYRING_ID, KEYCTL_JOIN_SESSION_KEYRING, KEY_SPEC_SESSION_KEYRING = 0, 1, -3
 FLOAT_WORDS = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}  # JSON as Python's json reads it
 
 
@@ -101,41 +98,6 @@ def encode(value, depth=0) -> str:
         return '{"c":[%s,%s]}' % (encode(value.real), encode(value.imag))
     raise Unsupported(f"a value of type {kind.__module__}.{kind.__qualname__}: only None, bool, int, float, "
                       "complex, str, bytes and list/tuple/set/frozenset/dict of these can be checked")
-
-
-def leave_session_keyring() -> None:
-    """Join a new, empty, anonymous session keyring. The one inherited from the parent may hold its secrets
-    (a key an agent or a login added) and neither namespaces nor a uid switch take it away: the process
-    possesses its session keyring, so it could search and read every key in there. Done before the code
-    runs; the ctypes objects made for it are freed and _ctypes leaves sys.modules with the denied imports.
-    Raises OSError where the kernel refuses the switch but would still show the old keyring."""
-    import _ctypes
-    import gc
-
-    number = KEYCTL_SYSCALL.get(os.uname().machine)
-    if number is None:
-        raise OSError(f"no keyctl system call number known for {os.uname().machine}")
-
-    class Long(_ctypes._SimpleCData):
-        _type_ = "l"
-
-    class Libc:
-        _handle = _ctypes.dlopen(None)
-
-    class Syscall(_ctypes.CFuncPtr):
-        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-        _restype_ = Long
-
-    syscall = Syscall(("syscall", Libc))
-    joined = syscall(Long(number), Long(KEYCTL_JOIN_SESSION_KEYRING), Long(0))  # name NULL: anonymous
-    error = _ctypes.get_errno()
-    # keyctl refused to this process altogether (a seccomp filter, an LSM) is refused to the code too
-    reachable = joined < 0 and syscall(Long(number), Long(KEYCTL_GET_KEYRING_ID), Long(KEY_SPEC_SESSION_KEYRING),
-                                       Long(0)) >= 0
-    del syscall, Syscall, Libc, Long
-    gc.collect()
-    if reachable:
-        raise OSError(error, f"could not leave the parent's session keyring: {os.strerror(error)}")
 
 
 def set_limits(limits: dict) -> None:
@@ -200,6 +162,8 @@ def main() -> None:
         drop_privileges(uid, gid, payload.get("preload", []))
     set_limits(payload["limits"])
     root = os.path.realpath(os.getcwd())
+    build_wall(payload["wall"], root)
+    gc.collect()  # the _ctypes classes the keyring and the wall were made with: none is left for the code
 
     module = type(sys)("solution")  # a real module: dataclasses and pickle look classes up in sys.modules
     sys.modules["solution"] = module
