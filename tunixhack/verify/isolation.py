@@ -148,11 +148,10 @@ def force_isolation(level: str | None) -> None:
 
 
 def available_levels() -> tuple[str, ...]:
-    """The levels this machine can run, strongest first: those behind a kernel wall, or else the unwalled
-    one (refused unless allow_unsafe()). A private uid needs root, and root never runs the code as itself."""
+    """The levels this machine can run, strongest first: those behind a kernel wall, then the unwalled one
+    (refused unless allow_unsafe()). A private uid needs root, and root never runs the code as itself."""
     _probed()
-    walled = tuple(level for level in _state["launches"] if level not in UNWALLED)
-    return walled or tuple(_state["launches"])
+    return tuple(_state["launches"])
 
 
 def isolation() -> str:
@@ -191,7 +190,7 @@ def _probed() -> Launch:
             namespaces, why_not = _namespace_launch()
             fallback = _private_uid_launch() if os.geteuid() == 0 else Launch(UNSAFE, sys.executable)
             walled, why_no_wall = _walled_launch(fallback)
-            found = [launch_ for launch_ in (namespaces, walled) if launch_ is not None] or [fallback]
+            found = [launch_ for launch_ in (namespaces, walled, fallback) if launch_ is not None]
             _state["launches"] = {launch_.level: launch_ for launch_ in found}
             _state["why"] = why_not if namespaces or walled else f"{why_not}; {why_no_wall}"
             _state["probed"] = found[0]
