@@ -63,7 +63,11 @@ def attacks(port: int, token: Path, decoy: Path) -> list[str]:
             f"open({str(decoy)!r}, 'a').write('pwned')\nsay('got: appended')",
             # memory RLIMIT_AS does not count (256 of these held 2 GiB): the first is refused, at every level
             "os.write(os.memfd_create('x'), b'x' * (8 << 20))\nsay('got: 8 MiB of memfd')",
-            f"import signal\nos.kill({os.getpid()}, signal.SIGTERM)\nsay('got: a signal to the parent')"]
+            f"import signal\nos.kill({os.getpid()}, signal.SIGTERM)\nsay('got: a signal to the parent')",
+            # the private uids' leases are abstract unix sockets: three checks once held them all
+            "import socket\na, b = socket.socketpair()\na.bind(b'\\0tunixhack-sandbox-uid-65533')\nsay('got: a lease')",
+            # a new process group or session is out of reach of the kill of the check's group
+            "os.setpgid(0, 0)\nsay('got: a process group of its own')", "os.setsid()\nsay('got: a session')"]
 
 
 @pytest.mark.parametrize("where", ["process", "subinterpreter"])
@@ -136,7 +140,7 @@ sys.path.insert(0, sys.argv[1])
 from tunixhack.verify import kernel_wall, sandbox_wall
 sandbox_wall.load_seccomp(kernel_wall.seccomp_program())
 for name, call in [("memfd", lambda: os.memfd_create("x")), ("socket", lambda: socket.socket()),
-                   ("unix socket", lambda: socket.socket(socket.AF_UNIX)), ("fork", os.fork),
+                   ("unix socket", lambda: socket.socket(socket.AF_UNIX)), ("socketpair", socket.socketpair), ("fork", os.fork),
                    ("exec", lambda: os.execv("/bin/true", ["true"])), ("mknod", lambda: os.mkfifo("/tmp/x" + sys.argv[2]))]:
     try:
         call()
@@ -156,7 +160,8 @@ def test_the_seccomp_filter_refuses_its_calls_and_keeps_threads():
     done = subprocess.run([sys.executable, "-c", SECCOMP_CHILD, str(Path(__file__).parent.parent), uuid.uuid4().hex],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:-1] == ["memfd refused", "socket refused", "unix socket refused", "fork refused",
+    assert done.stdout.split("\n")[:-1] == ["memfd refused", "socket refused", "unix socket refused",
+                                            "socketpair refused", "fork refused",
                                             "exec refused", "mknod refused", "thread ran"], done.stdout
 
 

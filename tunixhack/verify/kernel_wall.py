@@ -27,7 +27,9 @@ DENIED = (
     "memfd_create", "memfd_secret",                           # memory that RLIMIT_AS does not count
     "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "kcmp", "process_madvise",
     "keyctl", "add_key", "request_key",                       # the kernel keyrings
-    "socket", "socketcall",                                   # no socket of any family (socketpair stays)
+    "socket", "socketpair", "socketcall",                     # no socket at all: no network, and no abstract
+                                                              # name bound (a private uid's lease is one)
+    "setsid", "setpgid",                                      # the check's process group is killed as one
     "mknod", "mknodat",                                       # devices and FIFOs
     "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "open_tree", "move_mount", "fsopen",
     "fsconfig", "fsmount", "fspick", "mount_setattr",         # namespaces and mounts
