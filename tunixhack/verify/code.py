@@ -12,13 +12,12 @@ classes the solution defines), then evaluates each probe and sends its value bac
 namespace: the child never sees an expected value and nothing it writes can say "passed".
 
 The child is isolated at the best level this machine offers (tunixhack/verify/isolation.py, `isolation()`):
-new user, network, PID, IPC and mount namespaces with a read-only root and a tmpfs work folder; else, as
-root, a private uid (held machine-wide while it runs; what it leaves in /tmp, /var/tmp, /dev/shm, /run/lock
-and the temp folder is removed after each check); never, unless `allow_unsafe()`, as the user. At every
-level: a wall-clock timeout and RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new
-session, killed as a group; an environment with none of ours (no HF_TOKEN, no API keys); a new session
-keyring; stdout+stderr drained with a cap; an audit hook refusing sockets, processes and writes outside the
-work folder.
+new user, network, PID, IPC and mount namespaces with a read-only root and a tmpfs work folder; else a
+private uid (as root; held machine-wide while it runs) or the user, shut in by Landlock and a seccomp filter
+(tunixhack/verify/kernel_wall.py), which every level adds where the machine has them; never, unless
+`allow_unsafe()`, with neither. At every level: a wall-clock timeout and RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE,
+RLIMIT_NOFILE and RLIMIT_NPROC; a new session, killed as a group; an environment with none of ours (no
+HF_TOKEN, no API keys); a new session keyring; stdout+stderr drained with a cap; an audit hook as a tripwire.
 
 Everything the child writes is the code's to forge. Whatever it is, a check ends in a CheckResult, never an
 exception: only a sandbox that could not start raises (SandboxError), so neither verify_code nor
