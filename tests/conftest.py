@@ -46,14 +46,25 @@ def sandbox_level(request):
     force_isolation(None)
 
 
-@pytest.fixture
-def decoy():
-    """A world-writable file in a world-writable folder: where a sandboxed program could write, were it not
-    held (the private uid of the fallback can write there; namespaces do not show it)."""
+def planted(folder_mode: int, name: str):
+    """A root-owned 0666 file holding "original\n" in a fresh folder of `folder_mode`; removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="tunixhack-decoy-"))
-    folder.chmod(0o777)
-    path = folder / "bashrc"
+    folder.chmod(folder_mode)
+    path = folder / name
     path.write_text("original\n")
     path.chmod(0o666)
     yield path
     shutil.rmtree(folder)
+
+
+@pytest.fixture
+def decoy():
+    """A world-writable file in a world-writable folder: where a sandboxed program could write, were it not
+    held (the private uid of the fallback can write there; namespaces do not show it)."""
+    yield from planted(0o777, "bashrc")
+
+
+@pytest.fixture
+def shared_decoy():
+    """The same in a 1777 folder, as /tmp is: where a private uid appended, before Landlock (issue 15)."""
+    yield from planted(0o1777, "profile")

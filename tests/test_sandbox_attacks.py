@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import FIXTURES
 from tests.test_sandbox import ADD_TESTS, check, listening, processes_with
 from tunixhack.verify import check as check_row
-from tunixhack.verify import check_many, code, isolation, sandbox, sandbox_child, sandbox_guard, sandbox_wall
+from tunixhack.verify import check_many, code, isolation, sandbox, sandbox_guard, sandbox_wall
 from tunixhack.verify.code import verify_code, verify_many
 from tunixhack.verify.isolation import UID_BASE, WORK_BYTES
 

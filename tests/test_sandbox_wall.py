@@ -15,7 +15,7 @@ import pytest
 
 from tests.test_sandbox import ADD_TESTS, check, listening
 from tests.test_sandbox_attacks import DATASET, FULL, LOOKUP, READ_DATASET, guarded, token  # noqa: F401 - fixture
-from tunixhack.verify import code, isolation, kernel_wall, sandbox_guard, sandbox_wall
+from tunixhack.verify import code, isolation, kernel_wall, sandbox_guard
 from tunixhack.verify.code import IsolationRefused, allow_unsafe, available_levels, run_tests, why
 
 ADD = "def add(a, b):\n    return a + b\n"
@@ -37,19 +37,6 @@ def unhooked(monkeypatch):
         assert harness.count(line) == 1, f"the harness no longer has {line.strip()!r}: update HOOK_LINES"
         harness = harness.replace(line, "    pass\n")
     monkeypatch.setattr(code, "HARNESS", harness)
-
-
-@pytest.fixture
-def shared_decoy():
-    """A root-owned 0666 file in a 1777 folder: where a private uid could append, were it not walled in."""
-    folder = Path(tempfile.mkdtemp(prefix="tunixhack-sticky-"))
-    folder.chmod(0o1777)
-    path = folder / "profile"
-    path.write_text("original\n")
-    path.chmod(0o666)
-    yield path
-    path.unlink()
-    folder.rmdir()
 
 
 SAY = "import os\ndef say(*words):\n    os.write(1, (' '.join(map(str, words)) + '\\n').encode())\n"
@@ -198,4 +185,3 @@ def test_without_namespaces_the_fallback_is_walled_and_named_so(reprobe):
 def test_the_harness_carries_the_wall():
     # one source for the child: the guards, the wall and the child, in that order
     assert code.HARNESS.index("def build_wall") < code.HARNESS.index("def main")
-    assert sandbox_wall.__file__.endswith("sandbox_wall.py")
