@@ -4,7 +4,7 @@ Twelve small MBPP-like tasks with three asserts each; half are checked with a co
 a wrong one. Prints checks per second and the mean seconds per check for each worker count.
 
     .venv/bin/python bench/sandbox.py                  # workers 1, 2, 4, at the machine's best isolation
-    .venv/bin/python bench/sandbox.py --workers 8 --rounds 8 --isolation uid+rlimits+audit
+    .venv/bin/python bench/sandbox.py --workers 8 --rounds 8 --isolation uid+landlock+seccomp
 """
 
 from __future__ import annotations

@@ -27,11 +27,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_generate_tests(metafunc):
-    """`sandbox_level`: run the test once per isolation level this machine offers (tunixhack.verify.code)."""
+    """`sandbox_level`: run the test once per isolation level this machine offers behind a kernel wall
+    (tunixhack.verify.code; an unwalled level is refused by default, and its refusal is tested by itself)."""
     if "sandbox_level" in metafunc.fixturenames:
         from tunixhack.verify.code import available_levels
+        from tunixhack.verify.isolation import UNWALLED
 
-        metafunc.parametrize("sandbox_level", available_levels(), indirect=True)
+        levels = [level for level in available_levels() if level not in UNWALLED]
+        metafunc.parametrize("sandbox_level", levels, indirect=True)
 
 
 @pytest.fixture
@@ -59,14 +62,25 @@ def without_user_namespace(monkeypatch):
     return launch
 
 
-@pytest.fixture
-def decoy():
-    """A world-writable file in a world-writable folder: where a sandboxed program could write, were it not
-    held (the private uid of the fallback can write there; namespaces do not show it)."""
+def planted(folder_mode: int, name: str):
+    """A root-owned 0666 file holding "original\n" in a fresh folder of `folder_mode`; removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="tunixhack-decoy-"))
-    folder.chmod(0o777)
-    path = folder / "bashrc"
+    folder.chmod(folder_mode)
+    path = folder / name
     path.write_text("original\n")
     path.chmod(0o666)
     yield path
     shutil.rmtree(folder)
+
+
+@pytest.fixture
+def decoy():
+    """A world-writable file in a world-writable folder: where a sandboxed program could write, were it not
+    held (the private uid of the fallback can write there; namespaces do not show it)."""
+    yield from planted(0o777, "bashrc")
+
+
+@pytest.fixture
+def shared_decoy():
+    """The same in a 1777 folder, as /tmp is: where a private uid appended, before Landlock (issue 15)."""
+    yield from planted(0o1777, "profile")

@@ -1,6 +1,7 @@
 """The sandbox as a user who is not root gets it (a trainer on a shared machine, a Kaggle kernel): namespaces
-where unprivileged user namespaces are allowed, else a refusal unless allow_unsafe(). Run for real as an
-unprivileged uid, with the system Python and a copy of tunixhack/verify (root's own files are out of reach)."""
+where unprivileged user namespaces are allowed, Landlock + seccomp where the kernel has them, else a refusal
+unless allow_unsafe(). Run for real as an unprivileged uid, with the system Python and a copy of
+tunixhack/verify and pyseccomp (root's own files are out of reach)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyseccomp
 import pytest
 
 from tunixhack.verify import sandbox
+from tunixhack.verify.kernel_wall import landlock_abi
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
@@ -27,15 +30,17 @@ from tunixhack.verify.code import (IsolationRefused, allow_unsafe, available_lev
 ADD = ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
 out = {"uid": os.getuid(), "level": isolation(), "levels": available_levels(), "why": why(),
        "unshare": subprocess.run(["unshare", "--user", "--map-root-user", "true"], capture_output=True).returncode}
-if out["level"] == "namespaces":
-    out["good"] = run_tests("def add(a, b):\n    return a + b\n", ADD).reason
-    out["wrong"] = run_tests("def add(a, b):\n    return a * b\n", ADD).reason
-    steal = ("def add(a, b):\n    try:\n        print(open(SECRET).read())\n    except OSError as e:\n"
-             "        print('hidden', e)\n    return a + b\n").replace("SECRET", repr(os.environ["SECRET"]))
-    secret = run_tests(steal, ADD)
-    out["secret"] = secret.output
-    out["thread"] = run_tests("import threading\nthreading.Thread(target=print).start()\n"
-                              "def add(a, b):\n    return a + b\n", ADD).reason
+steal = ("import os, signal\ndef add(a, b):\n    try:\n        print(open(SECRET).read())\n"
+         "    except OSError as e:\n        print('hidden', e)\n    try:\n        os.kill(os.getppid(), signal.SIGTERM)\n"
+         "    except OSError as e:\n        print('no signal', e)\n    return a + b\n").replace("SECRET", repr(os.environ["SECRET"]))
+for level in out["levels"]:
+    if level == "rlimits+audit":
+        continue
+    force_isolation(level)
+    out[level] = {"good": run_tests("def add(a, b):\n    return a + b\n", ADD).reason,
+                  "wrong": run_tests("def add(a, b):\n    return a * b\n", ADD).reason,
+                  "secret": run_tests(steal, ADD).output,
+                  "process": run_tests("import os\nos.fork()\ndef add(a, b):\n    return a + b\n", ADD).reason}
 force_isolation("rlimits+audit")
 try:
     run_tests("def add(a, b):\n    return a + b\n", ADD)
@@ -58,6 +63,7 @@ def test_an_unprivileged_user_gets_namespaces_or_a_refusal():
         shutil.copy(ROOT / "tunixhack" / "errors.py", work / "tunixhack")
         shutil.copytree(ROOT / "tunixhack" / "verify", work / "tunixhack" / "verify",
                         ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(pyseccomp.__file__, work)  # one file over the system's libseccomp
         secret = work / "token"
         secret.write_text("hf_secret_of_the_user")
         for path in [work, *work.rglob("*")]:
@@ -75,11 +81,14 @@ def test_an_unprivileged_user_gets_namespaces_or_a_refusal():
         out = json.loads(done.stdout)
     finally:
         shutil.rmtree(work)
-    assert out["uid"] == USER and "uid+rlimits+audit" not in out["levels"]
+    assert out["uid"] == USER and not {"uid+rlimits+audit", "uid+landlock+seccomp"} & set(out["levels"])
     assert "--unsafe-run-code" in out["unsafe"] and out["allowed"] == "passed"
-    if out["level"] == "namespaces":  # this machine allows unprivileged user namespaces
-        assert (out["good"], out["wrong"], out["thread"]) == ("passed", "assertion_failed", "error")
-        assert "hidden" in out["secret"] and "hf_secret" not in out["secret"]
-    else:  # the kernel refuses this user namespaces, not our probe
-        assert out["levels"] == ["rlimits+audit"]
+    for level in set(out["levels"]) - {"rlimits+audit"}:  # behind a kernel wall: namespaces, Landlock or both
+        assert (out[level]["good"], out[level]["wrong"], out[level]["process"]) == ("passed", "assertion_failed",
+                                                                                   "error"), out[level]
+        assert "hidden" in out[level]["secret"] and "hf_secret" not in out[level]["secret"]
+        assert "no signal" in out[level]["secret"]  # and this script, our parent, is still here to report
+    if "landlock+seccomp" not in out["levels"]:  # the kernel has no Landlock ABI 6 for this user
+        assert landlock_abi() < 6, out["why"]
+    if "namespaces" not in out["levels"]:  # the kernel refuses this user namespaces, not our probe
         assert out["unshare"] != 0, f"user namespaces work for this user, yet the probe refused them: {out['why']}"

@@ -12,13 +12,12 @@ classes the solution defines), then evaluates each probe and sends its value bac
 namespace: the child never sees an expected value and nothing it writes can say "passed".
 
 The child is isolated at the best level this machine offers (tunixhack/verify/isolation.py, `isolation()`):
-new user, network, PID, IPC and mount namespaces with a read-only root and a tmpfs work folder; else, as
-root, a private uid (held machine-wide while it runs; what it leaves in /tmp, /var/tmp, /dev/shm, /run/lock
-and the temp folder is removed after each check); never, unless `allow_unsafe()`, as the user. At every
-level: a wall-clock timeout and RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_NPROC; a new
-session, killed as a group; an environment with none of ours (no HF_TOKEN, no API keys); a new session
-keyring; stdout+stderr drained with a cap; an audit hook refusing sockets, processes and writes outside the
-work folder.
+new user, network, PID, IPC and mount namespaces with a read-only root and a tmpfs work folder; else a
+private uid (as root; held machine-wide while it runs) or the user, shut in by Landlock and a seccomp filter
+(tunixhack/verify/kernel_wall.py), which every level adds where the machine has them; never, unless
+`allow_unsafe()`, with neither. At every level: a wall-clock timeout and RLIMIT_CPU; RLIMIT_AS, RLIMIT_FSIZE,
+RLIMIT_NOFILE and RLIMIT_NPROC; a new session, killed as a group; an environment with none of ours (no
+HF_TOKEN, no API keys); a new session keyring; stdout+stderr drained with a cap; an audit hook as a tripwire.
 
 Everything the child writes is the code's to forge. Whatever it is, a check ends in a CheckResult, never an
 exception: only a sandbox that could not start raises (SandboxError), so neither verify_code nor
@@ -159,10 +158,11 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
             "code": code, "setup": setup or "", "imports": list(imports),
             "probes": [(p.function, p.args, p.kwargs, p.wrapper, p.sent) for p in plan.probes],
             "drop": [UID_BASE + slot] * 2 if how.drop else None, "preload": list(how.preload),
+            "wall": how.wall(),
             "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
                        "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "write_opens": WRITE_OPENS,
                        # a uid or user namespace of its own: nothing else runs there, so no second task
-                       "processes": None if how.level == "rlimits+audit" else 1,
+                       "processes": 1 if how.own_uid else None,
                        "spare_processes": SPARE_PROCESSES},
         }
         result = _run_child(how, workdir, slot, payload, plan, deadline)

@@ -12,16 +12,22 @@ Levels, strongest first:
   namespaces are refused but the others are not (user.max_user_namespaces=0, say), the same root, network,
   PID, IPC and mount namespaces without a user namespace: made as root, then `setpriv` becomes the private
   uid with no capabilities (the probe is the same; the level keeps its name, for it stops the same things).
-- "uid+rlimits+audit": where namespaces are refused (some containers) but we are root: the harness switches
-  to the slot's private uid, RLIMIT_NPROC 1 for that uid, rlimits, and the audit hook; afterwards what the
-  uid owns in the shared temp folders is removed (tunixhack/verify/code.py). It does not stop a program that
-  gets past the hook from reaching the network or world-readable files: sandbox_child.py says what it does
-  and does not stop.
+- "uid+landlock+seccomp": as root where namespaces are refused (some containers) but Landlock is not: the
+  harness switches to the slot's private uid (RLIMIT_NPROC 1 for it, rlimits), then shuts itself in with
+  Landlock (reads only the system and Python files, writes only its work folder, no TCP, no signal or
+  abstract socket outside) and the seccomp filter (tunixhack/verify/kernel_wall.py); afterwards what the
+  uid owns in the shared temp folders is removed (tunixhack/verify/code.py), in case.
+- "landlock+seccomp": the same wall without namespaces or root: the code runs as the user (Landlock ABI 6 or
+  later, so that it cannot signal the user's other processes either).
+- "uid+rlimits+audit" (root) and "rlimits+audit" (a user): no namespaces and no Landlock (or no libseccomp):
+  the audit hook would be the only thing between the code and the machine, so checks are refused unless
+  `allow_unsafe()` was called (the scripts' --unsafe-run-code).
+
+Every level adds the seccomp filter and Landlock where the machine has them (inside namespaces, defence in
+depth); the audit hook stays at every level as a tripwire.
 
 A private uid (65000 + slot) is held machine-wide while a check runs (an abstract unix socket named after
-it, tunixhack/verify/code.py `_lease`), so two processes on one machine never run checks as the same uid.
-- "rlimits+audit": neither namespaces nor root. The code would run as the user, able to read what the user
-  can read; checks are refused unless `allow_unsafe()` was called (the scripts' --unsafe-run-code).
+it, tunixhack/verify/sandbox.py `hold_uid`), so two processes on one machine never run checks as the same uid.
 """
 
 from __future__ import annotations
@@ -35,14 +41,17 @@ import subprocess
 import sys
 import tempfile
 import threading
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from ..errors import UserError
+from . import kernel_wall
 
-NAMESPACES, PRIVATE_UID, UNSAFE = "namespaces", "uid+rlimits+audit", "rlimits+audit"
-LEVELS = (NAMESPACES, PRIVATE_UID, UNSAFE)  # strongest first
+NAMESPACES, WALLED_UID, WALLED_USER = "namespaces", "uid+landlock+seccomp", "landlock+seccomp"
+BARE_UID, UNSAFE = "uid+rlimits+audit", "rlimits+audit"
+LEVELS = (NAMESPACES, WALLED_UID, WALLED_USER, BARE_UID, UNSAFE)  # strongest first
+UNWALLED = (BARE_UID, UNSAFE)               # refused unless allow_unsafe()
+USER_WALL_ABI = 6                           # as the user, Landlock must scope signals (the user's processes)
 UID_BASE = 65000                            # Debian reserves 65000-65533: private uids, one per parallel slot
 WORK_BYTES = 32 * 1024 * 1024               # the namespaced work folder (tmpfs): size and inodes
 WORK_INODES = 1024
@@ -91,8 +100,8 @@ class Launch:
     level: str
     python: str              # the interpreter the child runs
     wrapper: str = ""        # namespaces: the shell script that builds the namespaces (see _wrapper_script)
-    drop: bool = False       # the harness switches to the slot's private uid itself (PRIVATE_UID)
-    preload: tuple = ()      # PRIVATE_UID fallback: modules to load before the switch
+    drop: bool = False       # the harness switches to the slot's private uid itself (a uid level)
+    preload: tuple = ()      # a uid level's fallback: modules to load before the switch
 
     def command(self, python_args: list[str], slot: int) -> list[str]:
         if self.level != NAMESPACES:
@@ -107,14 +116,25 @@ class Launch:
         """The work folder as the child sees it, where it is not a host folder (namespaces: /work)."""
         return "/work" if self.level == NAMESPACES else None
 
+    @property
+    def own_uid(self) -> bool:
+        """Does the code run as a uid (or in a user namespace) of its own, where nothing else runs?"""
+        return self.level == NAMESPACES or self.drop
+
+    def wall(self) -> dict:
+        """The kernel wall the harness builds around itself: Landlock and seccomp where the machine has
+        them, reading only what the namespaces' root would show (the system and Python files)."""
+        return kernel_wall.payload(_readable(self.python))
+
 
 _UNSHARE, _SETPRIV = shutil.which("unshare") or "unshare", shutil.which("setpriv") or "setpriv"
 _lock = threading.Lock()
-_state = {"probed": None, "forced": None, "unsafe_allowed": False, "why": ""}
+_state = {"probed": None, "launches": {}, "forced": None, "unsafe_allowed": False, "why": ""}
 
 
 def allow_unsafe(allowed: bool = True) -> None:
-    """Let checks run at the "rlimits+audit" level (the code runs as you); the flag's name says it is unsafe."""
+    """Let checks run with neither namespaces nor Landlock (the audit hook alone between the code and the
+    machine; as a user, the code runs as you); the flag's name says it is unsafe."""
     _state["unsafe_allowed"] = allowed
 
 
@@ -128,15 +148,14 @@ def force_isolation(level: str | None) -> None:
 
 
 def available_levels() -> tuple[str, ...]:
-    """The levels this machine can run, strongest first: a private uid needs root, and root never runs
-    the code as itself."""
-    best = _probed().level
-    mine = (PRIVATE_UID,) if os.geteuid() == 0 else (UNSAFE,)
-    return tuple(level for level in LEVELS[LEVELS.index(best):] if level == best or level in mine)
+    """The levels this machine can run, strongest first: those behind a kernel wall, then the unwalled one
+    (refused unless allow_unsafe()). A private uid needs root, and root never runs the code as itself."""
+    _probed()
+    return tuple(_state["launches"])
 
 
 def isolation() -> str:
-    """The isolation level checks run at here: "namespaces", "uid+rlimits+audit" or "rlimits+audit"."""
+    """The isolation level checks run at here: one of LEVELS."""
     return _state["forced"] or _probed().level
 
 
@@ -153,27 +172,43 @@ def require_isolation() -> str:
 
 
 def launch() -> Launch:
-    """How to start a child at the current level; raises IsolationRefused at an unsafe level not allowed."""
+    """How to start a child at the current level; raises IsolationRefused at an unwalled level not allowed."""
     level = isolation()
-    if level == UNSAFE and not _state["unsafe_allowed"]:
+    if level in UNWALLED and not _state["unsafe_allowed"]:
+        who = "as a private uid" if level == BARE_UID else "as you"
         raise IsolationRefused(
-            "the code sandbox cannot isolate model-written code here: user namespaces are refused "
-            f"({why() or 'a weaker level was forced'}) and we are not root, so the code would run as you; pass "
-            "--unsafe-run-code (tunixhack.verify.code.allow_unsafe()) to run it anyway")
+            f"the code sandbox cannot wall model-written code in here ({why() or 'a weaker level was forced'}): "
+            f"the code would run {who} behind the audit hook alone; pass --unsafe-run-code "
+            "(tunixhack.verify.code.allow_unsafe()) to run it anyway")
     probed = _probed()
-    if level == probed.level:
-        return probed
-    return _private_uid_launch() if level == PRIVATE_UID else Launch(UNSAFE, sys.executable)
+    return probed if level == probed.level else _state["launches"][level]
 
 
 def _probed() -> Launch:
     with _lock:  # one probe per process, even when the first checks start from many threads at once
         if _state["probed"] is None:
-            launch_, _state["why"] = _namespace_launch()
-            if launch_ is None:
-                launch_ = _private_uid_launch() if os.geteuid() == 0 else Launch(UNSAFE, sys.executable)
-            _state["probed"] = launch_
+            namespaces, why_not = _namespace_launch()
+            fallback = _private_uid_launch() if os.geteuid() == 0 else Launch(UNSAFE, sys.executable)
+            walled, why_no_wall = _walled_launch(fallback)
+            found = [launch_ for launch_ in (namespaces, walled, fallback) if launch_ is not None]
+            _state["launches"] = {launch_.level: launch_ for launch_ in found}
+            _state["why"] = why_not if namespaces or walled else f"{why_not}; {why_no_wall}"
+            _state["probed"] = found[0]
         return _state["probed"]
+
+
+def _walled_launch(fallback: Launch) -> tuple[Launch | None, str]:
+    """`fallback` (a private uid as root, else the user) inside Landlock and seccomp, or (None, why not)."""
+    abi, program = kernel_wall.available()
+    if fallback.level == UNSAFE and os.geteuid() == 0:
+        return None, "root cannot switch to a private uid here, and never runs the code as itself"
+    needed = 1 if fallback.drop else USER_WALL_ABI
+    if abi < needed:
+        return None, ("this kernel offers no Landlock" if abi == 0 else
+                      f"Landlock ABI {abi}; running as you needs ABI {needed}+ to keep your processes out of reach")
+    if program is None:
+        return None, "libseccomp is not installed (apt install libseccomp2)"
+    return replace(fallback, level=WALLED_UID if fallback.drop else WALLED_USER), ""
 
 
 # --- namespaces ------------------------------------------------------------------------------------------
@@ -189,6 +224,11 @@ def _visible_paths(python: str) -> tuple[list[tuple[str, str]], list[str]]:
         if not any(path == b or path.startswith(b.rstrip("/") + "/") for b in binds):
             binds.append(path)
     return links, binds
+
+
+@lru_cache(maxsize=4)
+def _readable(python: str) -> tuple[str, ...]:
+    return tuple(_visible_paths(python)[1])
 
 
 def _skeleton(python: str) -> tuple[str, str]:
@@ -303,9 +343,7 @@ def _private_uid_launch() -> Launch:
             continue
         setuid_possible = True
         if probe.returncode == 0:
-            return Launch(PRIVATE_UID, python, drop=True)
+            return Launch(BARE_UID, python, drop=True)
     if setuid_possible:
-        return Launch(PRIVATE_UID, sys.executable, drop=True, preload=PRELOAD)
-    warnings.warn("running as root but cannot switch to an unprivileged uid: the code sandbox relies on "
-                  "its audit hook and rlimits only (RLIMIT_NPROC is not enforced for root)", stacklevel=2)
-    return Launch(UNSAFE, sys.executable)
+        return Launch(BARE_UID, sys.executable, drop=True, preload=PRELOAD)
+    return Launch(UNSAFE, sys.executable)  # root cannot switch uid here: refused unless allow_unsafe()

@@ -29,9 +29,10 @@ WRITE_OPENS = 32                # files, directories and links a check may make 
 SPARE_PROCESSES = 64            # RLIMIT_NPROC above the user's own tasks, only where no uid is private
 OPEN_FILES = 256                # RLIMIT_NOFILE
 UID_SLOTS = 534                 # private uids 65000-65533
-# The child's harness, one source: the guards first (sandbox_child.py imports them only when imported itself).
+# The child's harness, one source: the guards and the wall first (sandbox_child.py imports them only when
+# imported itself).
 HARNESS = "\n".join(Path(__file__).with_name(name).read_text(encoding="utf-8")
-                     for name in ("sandbox_guard.py", "sandbox_child.py"))
+                     for name in ("sandbox_guard.py", "sandbox_wall.py", "sandbox_child.py"))
 SWEPT = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # shared writable folders a private uid's leftovers may be in
 
 

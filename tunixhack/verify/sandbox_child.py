@@ -14,36 +14,37 @@ never enter this process. Whatever the code writes on FD can only be values it c
 
 Lock-down, in order: a new, empty session keyring (the parent's may hold secrets, and neither namespaces nor a
 uid switch take it away); the privilege drop when the parent asks for it (root without namespaces); resource
-limits (soft == hard; one process only where the uid or user namespace is private to this check); an audit
-hook (it cannot be removed once added) refusing sockets, new processes, signals, ctypes and the modules that
-read, write, connect or spawn without audit events (readline, sqlite3, dbm, _tkinter, nis, _posixsubprocess,
+limits (soft == hard; one process only where the uid or user namespace is private to this check); the kernel
+wall (sandbox_wall.py: Landlock, then the seccomp filter, as tunixhack/verify/kernel_wall.py built them);
+then the tripwire: an audit hook (it cannot be removed once added) refusing sockets, new processes, signals,
+ctypes, subinterpreters, extension modules off an allow list or named with a NUL, the modules that read,
+write, connect or spawn without audit events (readline, sqlite3, dbm, _tkinter, nis, _posixsubprocess,
 however they are loaded and under whatever dotted name), reads outside the working directory, /usr and the
-Python install (other processes' /proc entries, datasets, tokens), paths that are not plain str/bytes,
-relative os.open (its event does not show dir_fd: os.open is wrapped to open by absolute path) and any write,
-directory or link outside the working directory, at most `write_opens` of them. The hook reads nothing the
-code can change: its lists are frozen copies in its closure, its functions and builtins are bound there, it
-decodes paths itself (os.fsdecode would call the module global os.fspath), and its count of writes is an int
-no frame can write back. Code that runs inside the hook (a signal handler, a garbage collection's finalizer)
-may cause no audited event there: it could otherwise swap a link between the check and the operation.
+Python install, paths that are not plain str/bytes, relative os.open (its event does not show dir_fd: os.open
+is wrapped to open by absolute path) and any write, directory or link outside the working directory, at most
+`write_opens` of them. The hook reads nothing the code can change: its lists are frozen copies in its
+closure, its functions and builtins are bound there, it decodes paths itself, and its count of writes is an
+int no frame can write back. Code that runs inside the hook (a signal handler, a garbage collection's
+finalizer) may cause no audited event there: it could otherwise swap a link between the check and the
+operation.
 
 Limits of this design: the code shares the interpreter with this harness and the audit hook is a tripwire,
-not a security boundary (PEP 578). What stops the code, by level (tunixhack/verify/isolation.py):
+not a security boundary (PEP 578): a subinterpreter has no hook at all, and the create_builtin guard's closure
+hands back the unguarded loader. What stops the code is the kernel, by level (tunixhack/verify/isolation.py;
+the README's table says what each stops and what it does not):
 
-- "namespaces": the kernel. No network, a PID namespace of its own, a read-only root showing only the system
-  and Python files, a tmpfs work folder, no capabilities, one process. The hook adds nothing it relies on.
-- "uid+rlimits+audit": the kernel stops what a private uid with no capabilities cannot do (read files that
-  are not world-readable, write outside world-writable folders, signal or trace other users' processes,
-  start a second process or thread, exceed the rlimits) and what it leaves in /tmp, /var/tmp, /dev/shm,
-  /run/lock and the temp folder is removed after each check. The rest rests on the hook alone: the network
-  (a service on 127.0.0.1 included), world-readable files (a dataset with the expected answers, a token in
-  a world-readable file), other processes' /proc entries, disk use in other world-writable folders, SysV
-  IPC objects, the slot uid's own user keyring (kept between its checks) and the 32-write cap. No way past
-  the hook is known that reaches those; ways past it are known for less (the create_builtin guard's
-  closure hands back the unguarded loader: a fresh `posix` makes FIFOs with no audit event, which the
-  sweep removes), and native code that reached a bug in a C module would get them all.
-- "rlimits+audit": as above but as the user: everything the user can read or write; refused by default.
+- "namespaces": no network, a PID namespace of its own, a read-only root showing only the system and Python
+  files, a tmpfs work folder, no capabilities, one process; and Landlock and seccomp inside, as below.
+- "uid+landlock+seccomp": a private uid with no capabilities and one process; Landlock: reads only the
+  system and Python files, writes only in its work folder, no TCP, no signal or abstract socket outside;
+  seccomp: no socket, memfd, ptrace, keyring, mknod, mount or namespace, bpf, io_uring, exec, fork, new
+  session or process group, System V IPC. What the uid leaves in the shared temp folders is swept after each
+  check, in case. Native code that reached a kernel bug would get past it all.
+- "landlock+seccomp": the same wall, as the user (Landlock ABI 6+: the user's processes are out of reach).
+- "uid+rlimits+audit" and "rlimits+audit": no wall, the hook alone; refused unless the user allows it.
 """
 
+import gc
 import marshal
 import os
 import resource
@@ -53,15 +54,11 @@ from _json import encode_basestring_ascii as json_string  # the json package wou
 
 if __package__:  # imported (by tests); in the child this file follows sandbox_guard.py in one source
     from .sandbox_guard import DENIED_IMPORTS, guard_builtin_modules, guard_os_open, make_audit_hook
+    from .sandbox_wall import build_wall, leave_session_keyring
 
 MAX_DEPTH = 100        # as tunixhack/verify/code_values.py
 BIG_INT_BITS = 14_000  # ints past this travel as hex (decimal conversion is capped at 4300 digits)
 TAGS = {tuple: "t", set: "s", frozenset: "f"}
-# keyctl(2)'s system call number by `uname -m` (Python has no keyctl; ctypes is loaded for this one call)
-KEYCTL_SYSCALL = {"x86_64": 250, "aarch64": 219, "arm64": 219, "riscv64": 219, "loongarch64": 219,
-                  "i386": 288, "i486": 288, "i586": 288, "i686": 288, "armv6l": 311, "armv7l": 311,
-                  "armv8l": 311, "ppc": 271, "ppc64": 271, "ppc64le": 271, "s390x": 280}
-KEYCTL_GET_KEYRING_ID, KEYCTL_JOIN_SESSION_KEYRING, KEY_SPEC_SESSION_KEYRING = 0, 1, -3
 FLOAT_WORDS = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}  # JSON as Python's json reads it
 
 
@@ -130,41 +127,6 @@ def argument(node: tuple, namespace: dict, results: list):
     return {"l": list, "t": tuple, "s": set}[tag]([argument(item, namespace, results) for item in body])
 
 
-def leave_session_keyring() -> None:
-    """Join a new, empty, anonymous session keyring. The one inherited from the parent may hold its secrets
-    (a key an agent or a login added) and neither namespaces nor a uid switch take it away: the process
-    possesses its session keyring, so it could search and read every key in there. Done before the code
-    runs; the ctypes objects made for it are freed and _ctypes leaves sys.modules with the denied imports.
-    Raises OSError where the kernel refuses the switch but would still show the old keyring."""
-    import _ctypes
-    import gc
-
-    number = KEYCTL_SYSCALL.get(os.uname().machine)
-    if number is None:
-        raise OSError(f"no keyctl system call number known for {os.uname().machine}")
-
-    class Long(_ctypes._SimpleCData):
-        _type_ = "l"
-
-    class Libc:
-        _handle = _ctypes.dlopen(None)
-
-    class Syscall(_ctypes.CFuncPtr):
-        _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-        _restype_ = Long
-
-    syscall = Syscall(("syscall", Libc))
-    joined = syscall(Long(number), Long(KEYCTL_JOIN_SESSION_KEYRING), Long(0))  # name NULL: anonymous
-    error = _ctypes.get_errno()
-    # keyctl refused to this process altogether (a seccomp filter, an LSM) is refused to the code too
-    reachable = joined < 0 and syscall(Long(number), Long(KEYCTL_GET_KEYRING_ID), Long(KEY_SPEC_SESSION_KEYRING),
-                                       Long(0)) >= 0
-    del syscall, Syscall, Libc, Long
-    gc.collect()
-    if reachable:
-        raise OSError(error, f"could not leave the parent's session keyring: {os.strerror(error)}")
-
-
 def set_limits(limits: dict) -> None:
     """Soft == hard everywhere (so the code cannot raise them), except CPU: SIGXCPU first, then SIGKILL."""
     cpu = limits["cpu_seconds"]
@@ -227,6 +189,8 @@ def main() -> None:
         drop_privileges(uid, gid, payload.get("preload", []))
     set_limits(payload["limits"])
     root = os.path.realpath(os.getcwd())
+    build_wall(payload["wall"], root)
+    gc.collect()  # the _ctypes classes the keyring and the wall were made with: none is left for the code
 
     module = type(sys)("solution")  # a real module: dataclasses and pickle look classes up in sys.modules
     sys.modules["solution"] = module

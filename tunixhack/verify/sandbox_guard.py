@@ -18,7 +18,21 @@ DENIED_IMPORTS = frozenset({
 })
 # Builtin modules that must not be created afresh (a new `posix` has mkfifo/mknod back).
 DENIED_REBUILDS = DENIED_IMPORTS | {"posix", "_imp", "sys", "builtins", "_io", "_thread", "_signal"}
+# The only extension modules (built in, or in lib-dynload) that may be loaded once the code runs: those that
+# compute. A name outside it, or holding a NUL (the loader reads the name as a C string: 'readline\0x' is
+# readline to it), is refused, so no spelling reaches a denied module.
+ALLOWED_EXTENSIONS = frozenset({
+    "_abc", "_ast", "_bisect", "_blake2", "_bz2", "_codecs", "_codecs_cn", "_codecs_hk", "_codecs_iso2022",
+    "_codecs_jp", "_codecs_kr", "_codecs_tw", "_collections", "_contextvars", "_csv", "_datetime", "_decimal",
+    "_elementtree", "_functools", "_hashlib", "_heapq", "_json", "_locale", "_lzma", "_md5", "_multibytecodec",
+    "_opcode", "_operator", "_pickle", "_queue", "_random", "_sha1", "_sha256", "_sha3", "_sha512", "_socket",
+    "_sre", "_stat", "_statistics", "_string", "_struct", "_symtable", "_tokenize", "_tracemalloc", "_typing",
+    "_uuid", "_warnings", "_weakref", "_zoneinfo", "array", "atexit", "binascii", "cmath", "errno", "fcntl",
+    "gc", "grp", "itertools", "marshal", "math", "mmap", "pwd", "pyexpat", "resource", "select", "termios",
+    "time", "unicodedata", "zlib",
+}) - DENIED_REBUILDS
 DENIED_EVENTS = frozenset({
+    "cpython.PyInterpreterState_New",  # a subinterpreter has no audit hook at all
     "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "subprocess.Popen",
     "pty.spawn", "os.kill", "os.killpg", "resource.setrlimit", "resource.prlimit", "gc.get_objects",
     "gc.get_referrers", "gc.get_referents", "sys._current_frames", "mmap.__new__", "os.startfile",
@@ -48,6 +62,7 @@ def make_audit_hook(root: str, max_write_opens: int):
     fs_encoding = sys.getfilesystemencoding()
     denied_imports, denied_events, denied_prefixes = (frozenset(DENIED_IMPORTS), frozenset(DENIED_EVENTS),
                                                       tuple(DENIED_PREFIXES))
+    allowed_extensions = frozenset(ALLOWED_EXTENSIONS)
     path_events = frozenset(PATH_EVENTS)
     path_specs = tuple(PATH_EVENTS.items())  # a tuple, not a dict: nothing the code reaches can be changed
     listing_events, write_flags = frozenset(LISTING_EVENTS), int(WRITE_FLAGS)
@@ -156,11 +171,17 @@ def make_audit_hook(root: str, max_write_opens: int):
         if event == "open":
             check_open(*args)
         elif event == "import":
-            if type_(args[0]) is not str_:
-                deny("import of a module named by a str subclass")
+            if type_(args[0]) is not str_ or "\0" in args[0]:
+                deny("import of a module named by a str subclass or holding a NUL")
             for part in args[0].split("."):  # `x.readline` loads readline's PyInit_readline all the same
                 if part in denied_imports:
                     deny(f"import {args[0]}")
+            if args[1] is not None:  # _imp.create_dynamic: an extension's file, found by its last name
+                if args[0].rpartition(".")[2] not in allowed_extensions:
+                    deny(f"loading the extension module {args[0]}")
+                if type_(args[1]) is not str_ or inside(resolve(args[1])):
+                    deny("loading an extension module from the work folder")
+                check_read(resolve(args[1]))
         elif event in denied_events or event.startswith(denied_prefixes):
             deny(event)
         elif event in path_events:
@@ -218,18 +239,18 @@ def guard_os_open() -> None:
 
 def guard_builtin_modules() -> None:
     """`_imp.create_builtin` loads a module compiled into the interpreter with no audit event (Debian's python
-    has _posixsubprocess and posix there): refuse the denied ones and fresh copies of loaded ones. The name
-    is read once and handed on in a spec of ours (a property answering differently each time gets nothing).
-    The guard holds the original in a closure, which a determined program can reach: the kernel limits are
-    the wall (and, as a private uid, the sweep of what it leaves in the shared temp folders)."""
+    has _posixsubprocess and posix there): only names on ALLOWED_EXTENSIONS (so no denied module, no fresh
+    `posix`, no name with a NUL). The name is read once and handed on in a spec of ours (a property answering
+    differently each time gets nothing). The guard holds the original in a closure, which a determined
+    program can reach: Landlock and seccomp are the wall."""
     import _imp
 
     create, type_, str_, deny_error = _imp.create_builtin, type, str, PermissionError
-    denied, spec_of = frozenset(DENIED_REBUILDS), type(sys.implementation)  # types.SimpleNamespace
+    allowed, spec_of = frozenset(ALLOWED_EXTENSIONS), type(sys.implementation)  # types.SimpleNamespace
 
     def create_builtin(spec):
         name = spec.name
-        if type_(name) is not str_ or name in denied:
+        if type_(name) is not str_ or name not in allowed:
             raise deny_error(f"sandbox: loading the builtin module {name!r} is not allowed")
         return create(spec_of(name=name))
 
