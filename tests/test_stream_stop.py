@@ -218,3 +218,40 @@ def test_help_states_the_defaults():
     help_text = run_script("gsm8k/generate.py", "--help").stdout
     assert "a repetition loop is always stopped" in " ".join(help_text.split())
     assert help_text.count("(default: no cut)") == 3
+
+
+def test_stats_show_what_the_teacher_spent(tmp_path):
+    out = tmp_path / "gsm8k.jsonl"
+    with OpenAIFake(LOOPING) as fake:
+        assert run_script("gsm8k/generate.py", *ARGS, "--teacher", fake.url, "--out", out).returncode == 0
+    result = run_script("crap.py", "stats", out, "--out", tmp_path / "stats.md")
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "stats.md").read_text()
+    rows, rejects = read_rows(out), {r["id"]: r for r in read_rows(sibling(out, "rejects"))}
+    used = lambda r: r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"]  # noqa: E731
+    loop = rejects["gsm8k/test/0"]
+    assert loop["usage"]["prompt_tokens"] is None  # the stream was cut before the server sent its usage
+    cancelled, rejected = loop["usage"]["completion_tokens"], sum(used(r) for r in rejects.values() if r is not loop)
+    kept = sum(used(r) for r in rows) / len(rows)
+    share = 100 * (cancelled + rejected) / (cancelled + rejected + sum(used(r) for r in rows))
+    assert f"| (all) | 3 | {kept:,.0f} | {rejected:,} | {cancelled:,} | {share:.1f}% |" in text
+    assert f"| math | repetition_loop | 1 | {cancelled:,} |" in text
+    assert "Every run, resampled replies included (its summary):" in text and "cancelled repetition_loop" in text
+
+
+def test_the_card_counts_the_tokens_of_rows_the_mix_dropped(tmp_path):
+    out = tmp_path / "gsm8k.jsonl"
+    with OpenAIFake(SCRIPT) as fake:
+        assert run_script("gsm8k/generate.py", *ARGS, "--teacher", fake.url, "--out", out).returncode == 0
+    mix, staging = tmp_path / "mix", tmp_path / "hub"
+    made = run_script("crap.py", "mix", out, "--out", mix, "--no-decontam", "--quota", "math=2")
+    assert made.returncode == 0, made.stderr
+    pushed = run_script("crap.py", "push", mix, "--repo", "me/traces", "--staging", staging, "--dry-run")
+    assert pushed.returncode == 0, pushed.stderr
+    card = (staging / "README.md").read_text()
+    published = [r for split in ("sft", "rl", "eval") for r in read_rows(mix / f"{split}.jsonl")]
+    dropped = [r for r in read_rows(out) if r["id"] not in {p["id"] for p in published}]
+    used = lambda r: r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"]  # noqa: E731
+    assert dropped and published
+    assert f"| dropped by the mix | {len(dropped)} | {sum(map(used, dropped)):,} |" in card
+    assert f"| published | {len(published)} | {sum(map(used, published)):,} |" in card
