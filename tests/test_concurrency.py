@@ -11,15 +11,18 @@ import pytest
 from tunixhack.teachers.concurrency import BACKOFF, START_UNKNOWN, AdaptiveLimit, FixedLimit
 
 
-def simulate(limit, slots, replies: int, latency: float = 0.2, tokens: int = 100, on_reply=None):
-    """Keep limit.limit requests in flight against the server; returns (limits seen, reply times)."""
+def simulate(limit, slots, replies: int, latency: float = 0.2, tokens: int = 100, on_reply=None, demand=None):
+    """Keep limit.limit requests in flight against the server (the client has `demand` rows ready to send,
+    or always more than the limit); returns (limits seen, reply times)."""
     now, running, done = 0.0, [], []   # running: heap of (finish time, id, ticket, started)
     waiting, in_flight, seen, next_id = [], 0, [], 0
     while len(done) < replies:
-        while in_flight < limit.limit:  # the client fills its limit
+        while in_flight < min(limit.limit, demand or limit.limit):  # the client fills its limit
             ticket = limit.start(in_flight + 1)
             waiting.append((next_id, ticket, now))
             next_id, in_flight = next_id + 1, in_flight + 1
+        if demand is None or demand > limit.limit:
+            limit.queued()  # rows wait in the client for room
         while waiting and len(running) < slots:  # the server takes what its slots allow, first come first served
             rid, ticket, started = waiting.pop(0)
             heapq.heappush(running, (now + latency, rid, ticket, started))
@@ -84,3 +87,17 @@ def test_fixed_is_fixed():
     seen, _ = simulate(limit, slots=2, replies=200)
     limit.failed(limit.start(1), overload=True)
     assert set(seen) == {7} and limit.limit == 7
+
+
+def test_auto_does_not_rise_past_what_the_client_sends():
+    # Issue 16: "settled at 128 (peak 64 in flight)". A client with 6 rows ready never fills a limit of 8, so
+    # the limit has nothing to measure above 6 and must not climb (nor be reported above what ran).
+    limit = AdaptiveLimit(START_UNKNOWN, ceiling=256)
+    seen, _ = simulate(limit, slots=64, replies=400, demand=6)
+    assert max(seen) == START_UNKNOWN
+
+
+def test_auto_never_climbs_past_the_slots_a_server_reports():
+    limit = AdaptiveLimit(8, ceiling=8)   # the engine's ceiling when the server says it has 8 slots
+    seen, _ = simulate(limit, slots=8, replies=2000)
+    assert max(seen) == 8 and seen[-1] >= 6

@@ -58,6 +58,11 @@ def count_tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
+def piece(text: str, kind: str) -> dict:
+    """One LlmPredictionFragment."""
+    return {"content": text, "tokensCount": count_tokens(text), "containsDrafted": False, "reasoningType": kind}
+
+
 class LMStudioFake:
     """Serves a Script over the LM Studio protocol and records what clients sent."""
 
@@ -70,6 +75,7 @@ class LMStudioFake:
         self.predictions: list[dict] = []  # {"model", "messages", "config"} for each predict request
         self.cancels: list[str] = []       # prompts of the predictions the client cancelled
         self.connections: list[str] = []   # the path of every websocket opened, e.g. "/llm"
+        self.streams: list[dict] = []      # each prediction: prompt, tokens sent, whether it was cancelled
         self.in_flight = 0
         self.peak_in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -188,9 +194,12 @@ class LMStudioFake:
         rule, misbehave = self.script.pick(messages)
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        record = {"prompt": messages[-1]["content"] if messages else "", "sent": 0, "cancelled": False}
+        self.streams.append(record)
         try:
-            fragments = self._fragments(rule)
-            stop = "maxPredictedTokensReached" if rule.unclosed else "eosFound"
+            fragments = (self._words(rule, config.get("maxPredictedTokens") or 32768) if rule.word_by_word
+                         else self._fragments(rule))
+            stop = "maxPredictedTokensReached" if rule.runs_out() else "eosFound"
             cancelled_early = await self._pause(self.script.delay(rule), cancelled)
             if rule.hang and not cancelled_early:
                 await cancelled.wait()  # a stuck server: nothing until the client cancels
@@ -206,9 +215,11 @@ class LMStudioFake:
                     return
                 await send({"type": "fragment", "fragment": fragment})
                 sent.append(fragment)
-                await self._pause(STEP_S, cancelled)
+                record["sent"] += fragment["tokensCount"]
+                await self._pause(1 / rule.rate if rule.rate else STEP_S, cancelled)
             if cancelled.is_set():
                 self.cancels.append(messages[-1]["content"] if messages else "")
+                record["cancelled"] = True
                 stop = "userStopped"
             await send(self._success(model, messages, sent, stop, params["predictionConfigStack"]))
         finally:
@@ -224,11 +235,18 @@ class LMStudioFake:
         return cancelled.is_set()
 
     @staticmethod
-    def _fragments(rule: Rule) -> list[dict]:
-        def piece(text: str, kind: str) -> dict:
-            return {"content": text, "tokensCount": count_tokens(text), "containsDrafted": False,
-                    "reasoningType": kind}
+    def _words(rule: Rule, max_tokens: int):
+        """One word a fragment (a loop until max_tokens), with the thinking's start and end tags."""
+        yield piece("<think>", "reasoningStartTag")
+        thinking = True
+        for part, word in rule.words(max_tokens):
+            if part == "answer" and thinking:
+                thinking = False
+                yield piece("</think>", "reasoningEndTag")
+            yield piece(word, "reasoning" if part == "reasoning" else "none")
 
+    @staticmethod
+    def _fragments(rule: Rule) -> list[dict]:
         out = [piece("<think>", "reasoningStartTag")]
         out += [piece(text, "reasoning") for text in split_chunks(rule.reasoning, rule.chunks)]
         if rule.unclosed:

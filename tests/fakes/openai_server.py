@@ -26,7 +26,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .script import Rule, Script, split_chunks
+from .script import Rule, Script, last_user_text, split_chunks
 
 HANG_LIMIT = 120.0  # seconds a hanging request waits for its client to give up
 
@@ -87,6 +87,8 @@ class Handler(BaseHTTPRequestHandler):
         time.sleep(fake.script.delay(rule))
         if misbehave and not rule.drop:
             return self._json(rule.status, {"error": {"message": f"scripted failure {rule.status}", "type": "server_error"}})
+        if rule.word_by_word and body.get("stream"):
+            return self._stream_words(body, rule)
         reasoning, content, finish = self._texts(rule)
         usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
                  "completion_tokens": len((reasoning + " " + content).split())}
@@ -120,6 +122,44 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             with fake.lock:
                 fake.cancelled += 1
+
+    def _stream_words(self, body: dict, rule: Rule):
+        """One word an event at rule.rate words a second (or at once), a loop until max_tokens; records how
+        many were sent and whether the client went away before the end (a cancel, for a streaming client)."""
+        fake = self.server
+        record = {"prompt": last_user_text(body.get("messages", [])), "sent": 0, "client_left": False}
+        with fake.lock:
+            fake.streams.append(record)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        field_ = fake.reasoning_field if fake.reasoning_field in ("reasoning_content", "reasoning") else None
+        opened = False
+        try:
+            for part, word in rule.words(int(body.get("max_tokens") or 32768)):
+                if part == "reasoning" and field_:
+                    delta = {field_: word}
+                elif part == "reasoning":
+                    delta, opened = {"content": word if opened else "<think>\n" + word}, True
+                else:
+                    delta, opened = {"content": ("\n</think>\n\n" if opened and not field_ else "") + word}, False
+                self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, body)
+                record["sent"] += 1
+                if rule.rate:
+                    time.sleep(1 / rule.rate)
+            usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
+                     "completion_tokens": record["sent"]}
+            finish = "length" if rule.runs_out() else "stop"
+            self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}, body)
+            self._event({"choices": [], "usage": usage}, body)
+            self._chunk(b"data: [DONE]\n\n")
+            self._chunk(b"")
+        except (BrokenPipeError, ConnectionResetError):
+            record["client_left"] = True
+            with fake.lock:
+                fake.cancelled += 1
+            self.close_connection = True
 
     def _texts(self, rule: Rule) -> tuple[str, str, str]:
         """(reasoning field text, content text, finish) in the configured server style."""
@@ -196,6 +236,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[dict] = []
         self.in_flight = self.peak = self.cancelled = 0
+        self.streams: list[dict] = []   # word-by-word replies: prompt, words sent, whether the client left
 
     def handle_error(self, request, client_address):
         if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):

@@ -9,15 +9,23 @@ concurrent requests get the same answers. A rule can also misbehave, to test the
     {"match": "dropme",  "content": "ok", "fail": 1, "drop": true}     # first call: connection cut mid-reply
     {"match": "stuck",   "hang": true}                                  # never answers
     {"match": "ramble",  "reasoning": "hmm hmm", "unclosed": true}     # thinking never closes: finish=length
+    {"match": "slow",    "rate": 50}                                    # one word an event, 50 words a second
+    {"match": "loops",   "loop": "Wait, let me check that again."}     # thinking repeats it up to max_tokens
+    {"match": "loopsans", "loop": "and again", "loop_in": "answer"}      # the answer does
+
+Replies that stream at a rate or loop come one word (one "token") an event, as llama.cpp and vLLM send them;
+a loop goes on until the request's max_tokens, then ends with finish "length", as a real server's would.
 
 A script file is JSON: {"models": [...], "latency": seconds, "rules": [...], "default": {...}}.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 
 
 @dataclass
@@ -32,6 +40,36 @@ class Rule:
     hang: bool = False
     unclosed: bool = False
     chunks: int = 4                # how many pieces a streamed reply comes in
+    rate: float | None = None      # words (tokens) a second, one an event; None: at once, in `chunks` pieces
+    loop: str = ""                 # repeated after the text until max_tokens: a sampling loop
+    loop_in: str = "reasoning"     # where the loop is: reasoning | answer
+    loop_calls: int = 0            # only the first N calls loop (0: every call), to test resampling
+
+    @property
+    def word_by_word(self) -> bool:
+        return bool(self.rate or self.loop)
+
+    def words(self, max_tokens: int) -> Iterator[tuple[str, str]]:
+        """(reasoning | answer, word and its space) one token at a time, at most max_tokens of them."""
+        def stream(part: str, text: str, loop: str) -> Iterator[tuple[str, str]]:
+            for word in text.split():
+                yield part, word + " "
+            while loop:
+                for word in loop.split():
+                    yield part, word + " "
+
+        sent = 0
+        reasoning = stream("reasoning", self.reasoning, self.loop if self.loop_in == "reasoning" else "")
+        answer = stream("answer", self.content, self.loop if self.loop_in == "answer" else "")
+        for piece in itertools.chain(reasoning, () if self.unclosed else answer):
+            if sent >= max_tokens:
+                return
+            sent += 1
+            yield piece
+
+    def runs_out(self) -> bool:
+        """Whether the reply ends at max_tokens (finish length) rather than by itself."""
+        return bool(self.loop) or self.unclosed
 
 
 @dataclass
@@ -68,7 +106,10 @@ class Script:
             self.calls.append(prompt)
             n = self._seen.get(id(rule), 0)
             self._seen[id(rule)] = n + 1
-        return rule, n < rule.fail
+        misbehave = n < rule.fail
+        if rule.loop_calls and n >= rule.loop_calls:
+            rule = replace(rule, loop="")
+        return rule, misbehave
 
     def delay(self, rule: Rule) -> float:
         return self.latency if rule.latency is None else rule.latency

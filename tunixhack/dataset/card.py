@@ -100,6 +100,7 @@ def render_card(repo_id: str, splits: dict[str, list[dict]], mix: dict | None, r
     versions = Counter((r.get("dataset") or "unknown", r.get("fingerprint") or "unknown") for r in rows)
     body += table(["source", "fingerprint", "rows"], [[s, f"`{f}`", n] for (s, f), n in sorted(versions.items())])
     body += ["", "## Verification", ""] + verification(rows, rejects)
+    body += ["", "## Teacher tokens", ""] + teacher_tokens(rows, mix)
     body += ["", "## Decontamination", ""] + decontamination(mix)
     if mix:
         recipe = mix.get("recipe", {})
@@ -139,6 +140,32 @@ def verification(rows: list[dict], rejects: dict[str, Counter]) -> list[str]:
         lines += table(["source file", "reason", "rows"],
                        [[f, reason, n] for f, c in rejects.items() for reason, n in c.most_common()])
     return lines
+
+
+def usage_tokens(row: dict) -> int:
+    usage = row.get("usage") if isinstance(row.get("usage"), dict) else {}
+    return int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+
+
+def teacher_tokens(rows: list[dict], mix: dict | None) -> list[str]:
+    """What the teacher spent (prompt + completion) on the published rows and, for a mix, on the rows of its
+    inputs it dropped (read from the inputs where the mix found them)."""
+    published = sum(usage_tokens(r) for r in rows)
+    lines = table(["rows", "count", "teacher tokens", "per row"],
+                  [["published", len(rows), f"{published:,}", f"{published / len(rows):,.0f}" if rows else "-"]])
+    inputs = [Path(i["path"]) for i in (mix or {}).get("inputs", [])]
+    if inputs and all(p.is_file() for p in inputs):
+        from .traces import read_traces
+
+        kept = {r["id"] for r in rows}
+        dropped = [r for p in inputs for r in read_traces(p) if r["id"] not in kept]
+        spent = sum(usage_tokens(r) for r in dropped)
+        lines.append(f"| dropped by the mix | {len(dropped)} | {spent:,} | "
+                     f"{spent / len(dropped):,.0f} |" if dropped else "| dropped by the mix | 0 | 0 | - |")
+    elif inputs:
+        lines += ["", "The mix's inputs are not where it read them: the tokens of the rows it dropped are not counted."]
+    return lines + ["", "Replies rejected at generation, or stopped on the stream, are counted in each run's "
+                        "summary and in `crap.py stats`."]
 
 
 def decontamination(mix: dict | None) -> list[str]:

@@ -6,12 +6,14 @@ display needed). Lengths are in the student's tokens with --tokenizer, else in w
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..generate.store import sibling
 from .traces import read_rejects, read_traces, reason_name
 
 PERCENTILES = (10, 50, 90, 99)
@@ -30,12 +32,17 @@ class Group:
     answer: list[int] = field(default_factory=list)
     speeds: list[float] = field(default_factory=list)    # teacher tokens/s per request (kept or rejected)
     seconds: float = 0.0                                 # teacher time summed over requests (kept or rejected)
+    kept_tokens: int = 0                                 # teacher tokens (prompt + completion) of kept rows
+    spent: Counter = field(default_factory=Counter)      # (rejected | cancelled, reason) -> teacher tokens
 
     def add_usage(self, row: dict) -> None:
         usage = row.get("usage") or {}
         if usage.get("tokens_per_second"):
             self.speeds.append(float(usage["tokens_per_second"]))
         self.seconds += float(usage.get("seconds") or 0)
+
+    def wasted(self) -> int:
+        return sum(self.spent.values())
 
     def share(self, value) -> float | None:
         return self.verified[value] / self.rows if self.rows else None
@@ -57,16 +64,36 @@ def file_stats(path: Path, counter) -> FileStats:
             g.reasoning.append(counter.count(row["reasoning"]))
             g.answer.append(counter.count(row["answer"]))
             g.add_usage(row)
+            g.kept_tokens += teacher_tokens(row)
     for reject in read_rejects(path):
         reason = reason_name(reject)
+        # stopped on the stream (a loop, a budget) or judged after the reply ended
+        outcome = "cancelled" if reject.get("finish") == "cancelled" else "rejected"
         for key in (reject.get("category") or NO_CATEGORY, ALL):  # a malformed source row has none
             groups[key].rejects[reason] += 1
             groups[key].add_usage(reject)  # a rejected reply took the teacher's time all the same
+            groups[key].spent[outcome, reason] += teacher_tokens(reject)
     # ALL last, categories sorted: a stable order makes reports comparable between runs
     ordered = {k: groups[k] for k in sorted(k for k in groups if k != ALL)}
     if ALL in groups:
         ordered[ALL] = groups[ALL]
     return FileStats(path, ordered)
+
+
+def teacher_tokens(row: dict) -> int:
+    usage = row.get("usage") or {}
+    return int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
+
+
+def run_totals(path: Path) -> str | None:
+    """What every run of this file spent, from its summary (resampled replies are in no file, only there)."""
+    from ..generate.summary import spent_line
+
+    try:
+        spent = json.loads(sibling(path, "summary").read_text(encoding="utf-8"))["file"]["spent"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return spent_line(spent)
 
 
 def percentiles(values: list[int]) -> list[str]:
@@ -103,11 +130,26 @@ def markdown(stats: list[FileStats], unit: str, images: dict[Path, str]) -> str:
             time_ = duration(g.seconds) if g.seconds else "-"
             lines.append(f"| {cat} | {g.rows} | {pct(g.share(True))} | {pct(g.share(False))} | "
                          f"{pct(g.share(None))} | {rejects} | {pct(kept)} | {speed} | {time_} |")
-        reasons = [(cat, r, n) for cat, g in fs.groups.items() if cat != ALL for r, n in g.rejects.most_common()]
+        lines += ["", "Teacher tokens (prompt + completion, from each row's usage): per kept row, and spent on "
+                  "replies not kept: rejected after the reply, cancelled on the stream (a loop, a budget).", "",
+                  "| category | kept rows | tokens a kept row | rejected | cancelled | share not kept |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for cat, g in fs.groups.items():
+            rejected = sum(n for (o, _), n in g.spent.items() if o == "rejected")
+            cancelled = sum(n for (o, _), n in g.spent.items() if o == "cancelled")
+            total = g.kept_tokens + g.wasted()
+            per_row = f"{g.kept_tokens / g.rows:,.0f}" if g.rows else "-"
+            lines.append(f"| {cat} | {g.rows} | {per_row} | {rejected:,} | {cancelled:,} | "
+                         f"{pct(g.wasted() / total if total else None)} |")
+        totals = run_totals(fs.path)
+        if totals:
+            lines += ["", f"Every run, resampled replies included (its summary): {totals}."]
+        reasons = [(cat, r, n, g.spent["rejected", r] + g.spent["cancelled", r])
+                   for cat, g in fs.groups.items() if cat != ALL for r, n in g.rejects.most_common()]
         lines += ["", "Rejects by reason:", ""]
         if reasons:
-            lines += ["| category | reason | rejects |", "|---|---|---:|"]
-            lines += [f"| {cat} | {r} | {n} |" for cat, r, n in reasons]
+            lines += ["| category | reason | rejects | teacher tokens |", "|---|---|---:|---:|"]
+            lines += [f"| {cat} | {r} | {n} | {t:,} |" for cat, r, n, t in reasons]
         else:
             lines.append("none (no rejects file, or it is empty)")
         head = " | ".join(f"p{p}" for p in PERCENTILES)

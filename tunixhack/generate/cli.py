@@ -66,6 +66,15 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     g.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled each time (default 1)")
     g.add_argument("--timeout", type=positive(float), default=DEFAULTS.timeout, help=f"seconds per request (default {DEFAULTS.timeout:g})")
     g.add_argument("--verify-workers", type=positive(), default=4, help="parallel verifications (default 4)")
+    g = p.add_argument_group("stopping on the stream (a repetition loop is always stopped; no other cut unless set)")
+    g.add_argument("--max-reasoning-tokens", type=positive(), metavar="N",
+                   help="cancel a reply whose thinking passes N tokens, as too_long (default: no cut)")
+    g.add_argument("--max-answer-tokens", type=positive(), metavar="N",
+                   help="cancel a reply whose answer passes N tokens, as too_long (default: no cut)")
+    g.add_argument("--budget-from", metavar="MIX_SETTINGS|N",
+                   help="the student's budget (crap.py mix's max_tokens, SFT's --max-len): a number, a mix folder, "
+                        "mix.json or a mix config; cancel a reply once thinking and answer together pass it, as "
+                        "too_long: the mix would drop it (default: no cut)")
     g = p.add_argument_group("sampling (Qwen3 thinking defaults; never greedy)")
     g.add_argument("--max-tokens", type=positive(), default=DEFAULTS.max_tokens)
     g.add_argument("--temperature", type=float, default=DEFAULTS.temperature)

@@ -24,13 +24,15 @@ def duration(seconds: float) -> str:
 
 class Progress:
     def __init__(self, total: int, done_before: int, describe: Callable[[], str], stream=None,
-                 every: float = PLAIN_EVERY):
-        """`describe()` gives the counts after the row totals: 'ok 12 rej 3 err 0 | 800 tok/s | concurrency 16'."""
+                 every: float = PLAIN_EVERY, started: float | None = None):
+        """`describe()` gives the counts after the row totals: 'ok 12 rej 3 err 0 | 800 tok/s | concurrency 16'.
+        `started`: the run's clock (time.monotonic()), which the summary's rows/s is measured from too."""
         self.stream = stream or sys.stderr
         self.every = every
         self.total, self.done_before, self.count = total, done_before, 0
         self.describe = describe
-        self.started = self._last = time.monotonic()
+        self.started = time.monotonic() if started is None else started
+        self._last = time.monotonic()
         disabled = os.environ.get("TQDM_DISABLE", "").lower() not in ("", "0", "false")
         self.bar = None
         self.plain = not disabled and not self.stream.isatty()
@@ -58,12 +60,14 @@ class Progress:
         """A warning that does not break the bar."""
         tqdm.write(message, file=self.stream)
 
-    def close(self) -> None:
+    def close(self, now: float | None = None) -> None:
+        """The last line, at `now` (the moment the summary is taken): the summary's rows and rows/s."""
+        now = time.monotonic() if now is None else now
         if self.bar is not None:
             self.bar.set_postfix_str(self.describe(), refresh=False)
             self.bar.close()
         elif self.plain and self.count:
-            self._line(time.monotonic())
+            self._line(now)
 
     def _line(self, now: float) -> None:
         done = self.done_before + self.count

@@ -51,6 +51,9 @@ class Tally:
     resampled: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # What the teacher spent, every reply counted once: {"kept" | "rejected" | "cancelled" | "errors":
+    # {reason: {"replies", "prompt", "completion"}}}; a resampled reply counts under its own reason.
+    spent: dict = field(default_factory=dict)
     failed_streak: int = 0
     last_error: str = ""
     wall_seconds: float = 0.0   # from the first request to the last row
@@ -59,6 +62,16 @@ class Tally:
     @property
     def finished(self) -> int:
         return self.accepted + sum(self.rejected.values())
+
+    def spend(self, outcome: str, reason: str, usage: dict) -> None:
+        bucket = self.spent.setdefault(outcome, {}).setdefault(reason, {"replies": 0, "prompt": 0, "completion": 0})
+        bucket["replies"] += 1
+        bucket["prompt"] += usage.get("prompt_tokens") or 0
+        bucket["completion"] += usage.get("completion_tokens") or 0
+
+    def stopped(self) -> int:
+        """Replies the watch cancelled on the stream (resampled ones included)."""
+        return sum(b["replies"] for b in self.spent.get("cancelled", {}).values())
 
 
 class TeacherDown(Exception):
@@ -103,14 +116,15 @@ class Generation:
     def describe(self) -> str:
         t = self.tally
         elapsed = max(1e-9, time.monotonic() - self.started)
-        return (f"ok {t.accepted} rej {sum(t.rejected.values())} err {t.errors} | "
+        stopped = f" stopped {t.stopped()}" if t.stopped() else ""
+        return (f"ok {t.accepted} rej {sum(t.rejected.values())} err {t.errors}{stopped} | "
                 f"{t.completion_tokens / elapsed:,.0f} tok/s | concurrency {self.router.settled()}")
 
     async def run(self, plan) -> Tally:
         """Send every row the plan has left to do; malformed rows go straight to the rejects."""
         self.started = time.monotonic()
         cpu = time.process_time()
-        self.progress = Progress(plan.total, plan.done, self.describe)
+        self.progress = Progress(plan.total, plan.done, self.describe, started=self.started)
         tasks: set[asyncio.Task] = set()
         ticker = asyncio.create_task(self._every_second())
         try:
@@ -142,9 +156,10 @@ class Generation:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.verify_pool.shutdown(wait=False, cancel_futures=True)
-            self.progress.close()
-            self.tally.wall_seconds = time.monotonic() - self.started
+            ended = time.monotonic()
+            self.tally.wall_seconds = ended - self.started
             self.tally.cpu_seconds = time.process_time() - cpu
+            self.progress.close(ended)  # the same rows and the same clock as the summary, Ctrl-C included
         return self.tally
 
     async def _every_second(self) -> None:
@@ -163,7 +178,7 @@ class Generation:
         finally:
             self._in_progress -= 1
             self._room.set()
-            self.progress.update(1)
+        self.progress.update(1)  # not for a row cut off by Ctrl-C: it is neither done nor in the summary
 
     async def _attempts(self, job: Job) -> None:
         for attempt in range(1, self.attempts + 1):
@@ -176,15 +191,19 @@ class Generation:
             self.tally.prompt_tokens += reply.usage.get("prompt_tokens") or 0
             self.tally.completion_tokens += reply.usage.get("completion_tokens") or 0
             record = self._record(job, reply, attempt)
+            outcome = "cancelled" if reply.stopped else "rejected"
             try:
-                reason = await self._check(job, reply, record)
+                reason = reply.stopped or await self._check(job, reply, record)
             except TransientError as e:  # the judge's server failed after its retries
+                self.tally.spend("errors", "judge", reply.usage)
                 self._error(job, f"judge: {e}", attempt)
                 return
             if reason is None:
                 self.store.write("main", record)
                 self.tally.accepted += 1
+                self.tally.spend("kept", "kept", reply.usage)
                 return
+            self.tally.spend(outcome, reason.split(":")[0], reply.usage)
             if attempt < self.attempts:
                 self.tally.resampled += 1
                 continue

@@ -7,12 +7,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
 from .store import shard_path
 from ..teachers.base import Sampling
+from ..teachers.watch import Budget
 
 DEFAULT_MAX_CONCURRENCY = 256  # vLLM's default batch; LM Studio and small servers settle far below
 
@@ -74,9 +77,37 @@ class Settings:
         return cls(
             selection=Selection(args.source, args.config, args.split, args.limit, args.shuffle, args.seed, args.shard),
             out=Path(args.out), teachers=tuple(args.teacher or ["lmstudio"]), model=args.model,
-            sampling=Sampling(args.max_tokens, args.temperature, args.top_p, args.top_k, args.min_p, args.timeout),
+            sampling=Sampling(args.max_tokens, args.temperature, args.top_p, args.top_k, args.min_p, args.timeout,
+                              budget=budget_of(args)),
             style=args.style, attempts=args.attempts, concurrency=args.concurrency,
             max_concurrency=args.max_concurrency or DEFAULT_MAX_CONCURRENCY, retries=args.retries,
             backoff=args.backoff, verify_workers=args.verify_workers, judge=judge, force=args.force,
             dry_run=args.dry_run,
         )
+
+
+def budget_of(args) -> Budget:
+    """--max-reasoning-tokens, --max-answer-tokens and --budget-from as one Budget (None where not given)."""
+    total = student_budget(args.budget_from) if args.budget_from else None
+    return Budget(args.max_reasoning_tokens, args.max_answer_tokens, total)
+
+
+def student_budget(text: str) -> int:
+    """--budget-from: a number, or the mix settings it comes from: a mix folder or its mix.json (the recipe's
+    max_tokens), or a mix config file (.json or .toml with max_tokens), as `crap.py mix --config` reads."""
+    if text.strip().isdigit() and int(text) > 0:
+        return int(text)
+    path = Path(text)
+    if path.is_dir():
+        path = path / "mix.json"
+    allowed = "a number > 0, a mix folder, its mix.json, or a mix config (.json/.toml) with max_tokens"
+    if not path.is_file():
+        raise UserError(f"--budget-from must be {allowed}; {text!r} is none of these")
+    try:
+        data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"--budget-from {text}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({e})")
+    budget = (data.get("recipe") or data if isinstance(data, dict) else {}).get("max_tokens")
+    if not isinstance(budget, int) or budget <= 0:
+        raise UserError(f"--budget-from {text}: no max_tokens (a whole number > 0) in it; give {allowed}")
+    return budget

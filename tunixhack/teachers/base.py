@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .watch import Budget
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -15,9 +17,11 @@ class Sampling:
     top_k: int = 20
     min_p: float = 0.0
     timeout: float = 1800.0  # seconds for one whole request; it is cancelled past that
+    budget: Budget = field(default_factory=Budget)  # where a streaming reply is cut (teachers/watch.py)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The sampling parameters (the budget is not one: it decides which replies are kept, not how they are made)."""
+        return {k: v for k, v in asdict(self).items() if k != "budget"}
 
 
 @dataclass
@@ -32,6 +36,7 @@ class Reply:
     endpoint: str = ""
     backend: str = ""
     usage: dict = field(default_factory=dict)  # prompt_tokens, completion_tokens, reasoning_tokens, seconds, tokens_per_second
+    stopped: str | None = None   # why the watch cancelled it mid-stream ("repetition_loop: ...", "too_long: ...")
 
 
 def usage_dict(prompt_tokens, completion_tokens, seconds, reasoning_tokens=None, tokens_per_second=None) -> dict:

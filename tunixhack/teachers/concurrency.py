@@ -12,7 +12,10 @@ measure the change, not the limit), nor the very first ones (they find the serve
   costs under GAIN/2 (fewer requests queue in the server), up when it pays GAIN (the server may have freed up).
 - Replies slower per token by SLOWER at the same limit (someone else is using the server) probe down at once.
 - 429, 503 and timeouts cut the limit by BACKOFF at once, whatever the measurements say.
-The limit never leaves [1, ceiling] (`--max-concurrency`).
+- The limit rises only when requests waited in line for it since the last window (`queued`): more room than
+  the client fills measures nothing and would only be reported.
+The limit never leaves [1, ceiling] (`--max-concurrency`, or the slots the server reports it has: requests
+beyond them only queue in the server).
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ class FixedLimit:
     def failed(self, ticket: Ticket, overload: bool) -> None:
         pass
 
+    def queued(self) -> None:
+        pass
+
 
 class AdaptiveLimit:
     adaptive = True
@@ -79,6 +85,7 @@ class AdaptiveLimit:
         self._in_flight = 0
         self._older = 0                  # requests in flight that started under an earlier limit
         self._filling = self.limit       # the first requests find the server idle: they measure no queue
+        self._wanted = False             # a request waited in line since the last window: more room would be used
 
     def start(self, in_flight: int) -> Ticket:
         self._in_flight += 1
@@ -100,6 +107,11 @@ class AdaptiveLimit:
             now = self._measure()
             if now is not None:
                 self._decide(now)
+            self._wanted = False
+
+    def queued(self) -> None:
+        """A request had to wait for room (the router tells)."""
+        self._wanted = True
 
     def failed(self, ticket: Ticket, overload: bool) -> None:
         """A request that did not finish. overload: 429 / 503 / timeout, the server is past what it can take."""
@@ -160,6 +172,8 @@ class AdaptiveLimit:
 
     def _set(self, limit: int) -> None:
         limit = min(max(1, limit), self.ceiling)
+        if limit > self.limit and not self._wanted:
+            return  # nobody waited for more room: a higher limit would go unused
         if limit != self.limit:  # the same limit goes on measuring: replies in flight still count
             self.limit = limit
             self.epoch += 1

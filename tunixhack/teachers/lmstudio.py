@@ -1,7 +1,8 @@
 """LM Studio through its own Python SDK (`lmstudio`, async API), one websocket client shared by all requests.
 
 Reasoning is separated by each streamed fragment's `reasoning_type`, not by splitting the joined content
-(whether `<think>` shows up in it changed between LM Studio builds). See ../../shared/notes/teachers.md.
+(whether `<think>` shows up in it changed between LM Studio builds). Each fragment is watched as it comes
+(teachers/watch.py): a loop or a reply past its budget is cancelled on the wire with the SDK's cancel. See ../../shared/notes/teachers.md.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..errors import FatalTeacherError, TransientError, UserError
 from .reasoning import split_reasoning
 from .base import Reply, Sampling, usage_dict
 from .probe import PROBE_TIMEOUT_S, lmstudio_parallel
+from .watch import Watch
 
 LOCAL_SERVER = "localhost:1234"  # where `lms server start` listens; the SDK's own scan skips it
 CANCEL_GRACE_S = 5.0  # after a cancel, how long to let the server close the prediction before giving up on it
@@ -32,6 +34,7 @@ PERMANENT_CODES = {"generic.pathNotFound", "generic.identifierNotFound", "generi
 # What a lost connection raises: the SDK does not wrap the errors of the libraries under it.
 CONNECTION_ERRORS = (lms.LMStudioWebsocketError, lms.LMStudioTimeoutError, HTTPXWSException, httpx.HTTPError, OSError)
 SDK_ERRORS = (lms.LMStudioError, *CONNECTION_ERRORS)
+WATCHED = {"reasoning": "reasoning", "none": "answer"}  # fragment reasoning_type -> what the watch calls it
 
 
 class ModelMissing(FatalTeacherError):
@@ -50,6 +53,7 @@ class LMStudioTeacher:
         self.endpoint = f"lmstudio://{host or 'local'}"
         self._where = host or "localhost (LM Studio's own ports, then 1234)"
         self._loop = self._lock = self._client = self._llm = None
+        self.reported_slots: int | None = None  # Max Concurrent Predictions, when LM Studio says
 
     async def check(self) -> None:
         """Connect and get (or load) the model once, before the run, so a bad setup fails in one line."""
@@ -79,7 +83,8 @@ class LMStudioTeacher:
                 response = await http.get(f"http://{host}/api/v1/models", headers=headers)
         except (httpx.HTTPError, OSError, TransientError):
             return None
-        return lmstudio_parallel(response.text, self.model) if response.status_code == 200 else None
+        self.reported_slots = lmstudio_parallel(response.text, self.model) if response.status_code == 200 else None
+        return self.reported_slots
 
     async def complete(self, messages: list[dict], sampling: Sampling) -> Reply:
         llm, client = await self._connect(), self._client
@@ -89,21 +94,37 @@ class LMStudioTeacher:
         )
         # Fragments by reasoning_type: none, reasoning, reasoningStartTag, reasoningEndTag.
         parts: dict[str, list] = {"none": [], "reasoning": [], "reasoningStartTag": [], "reasoningEndTag": []}
+        watch, stop_now = Watch(sampling.budget), asyncio.Event()
+
+        def on_fragment(fragment) -> None:  # called in this event loop, as each fragment arrives
+            parts.setdefault(fragment.reasoning_type, []).append(fragment)
+            part = WATCHED.get(fragment.reasoning_type)
+            if part and watch.stop is None and watch.feed(part, fragment.content, fragment.tokens_count or 1):
+                stop_now.set()
+
         started = time.monotonic()
+        result = None
         try:
-            stream = await llm.respond_stream(
-                lms.Chat.from_history({"messages": messages}), config=config,
-                on_prediction_fragment=lambda f: parts.setdefault(f.reasoning_type, []).append(f),
-            )
+            stream = await llm.respond_stream(lms.Chat.from_history({"messages": messages}), config=config,
+                                              on_prediction_fragment=on_fragment)
             await stream.start()  # the request is on the wire from here, so a cancel below can reach it
             task = asyncio.ensure_future(stream.wait_for_result())
+            stopper = asyncio.ensure_future(stop_now.wait())
             try:
-                # Shielded: a cancelled iteration would only close the channel locally, and the
-                # server would go on generating; the prediction must be cancelled on the wire.
-                result = await asyncio.shield(task)
+                # asyncio.wait leaves the task running when this request is cancelled: a cancelled iteration
+                # would only close the channel locally, and the server would go on generating; the prediction
+                # must be cancelled on the wire.
+                await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
                 await stop_prediction(stream, task)
                 raise
+            finally:
+                stopper.cancel()
+            if watch.stop:  # a loop, or past the budget: cancelled on the wire at once
+                await stop_prediction(stream, task)
+                result = task.result() if task.done() and not task.cancelled() and not task.exception() else None
+            else:
+                result = task.result()
         except SDK_ERRORS as exc:
             if isinstance(exc, lms.LMStudioServerError):  # e.g. the model was evicted: get or load it again
                 self._llm = None
@@ -114,6 +135,15 @@ class LMStudioTeacher:
         closed = bool(parts["reasoningEndTag"]) or not thinking
         if not thinking:  # a model or build that types no fragment as reasoning: fall back to the tags
             reasoning, answer, closed = split_reasoning(answer)
+        if watch.stop:
+            stats = result.stats if result is not None else None
+            return Reply(
+                content=answer, reasoning=reasoning, finish="cancelled", thinking_closed=closed, model=self.model,
+                endpoint=self.endpoint, backend=self.backend, stopped=watch.stop,
+                usage=usage_dict(stats and stats.prompt_tokens_count,
+                                 (stats and stats.predicted_tokens_count) or watch.completion_tokens,
+                                 time.monotonic() - started, reasoning_tokens=watch.tokens["reasoning"]),
+            )
         stats = result.stats
         return Reply(
             content=answer, reasoning=reasoning, finish=FINISH.get(stats.stop_reason, "other"),

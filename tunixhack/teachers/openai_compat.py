@@ -3,7 +3,9 @@
 Speaks the chat-completions wire format directly over aiohttp, streamed as server-sent events: the `openai`
 package's request building (typed parameter transforms, its own HTTP layer) cost more client CPU than the rest
 of the engine together, and a run sends hundreds of requests a second to a large server. Streaming also means
-that a timeout or Ctrl-C closes the connection and the server stops generating. Nothing here retries: only
+that a timeout or Ctrl-C closes the connection and the server stops generating, and that the reply is watched
+as it comes (teachers/watch.py): a repetition loop or a reply past its budget is stopped by closing the stream
+(llama.cpp and vLLM stop generating and free the slot when the client goes). Nothing here retries: only
 the router does, with a cap and backoff.
 """
 
@@ -18,8 +20,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ..errors import FatalTeacherError, TransientError, UserError
-from .reasoning import split_reasoning
+from .reasoning import THINK_CLOSE, THINK_OPEN, split_reasoning
 from .base import Reply, Sampling, usage_dict
+from .watch import Budget, Watch
 from .probe import PROBE_TIMEOUT_S, lmstudio_parallel, vllm_start
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "other", "tool_calls": "other"}
@@ -33,6 +36,7 @@ class OpenAITeacher:
         self.endpoint = base_url.rstrip("/")
         self.model = model
         self._session: aiohttp.ClientSession | None = None
+        self.reported_slots: int | None = None  # the slots the server said it has (not a start guessed from vLLM)
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         key = os.environ.get("OPENAI_API_KEY")
         if key:  # local servers need none; a hosted API names the variable in its 401, see _status_error
@@ -71,8 +75,8 @@ class OpenAITeacher:
         """How many requests the server says it runs at once: LM Studio's loaded-model `parallel`
         (GET /api/v1/models), or a vLLM start from its /metrics; None when it says nothing."""
         origin = urlsplit(self.endpoint)._replace(path="", query="", fragment="").geturl()
-        for path, read in (("/api/v1/models", lambda text: lmstudio_parallel(text, self.model)),
-                           ("/metrics", vllm_start)):
+        for path, read, counted in (("/api/v1/models", lambda text: lmstudio_parallel(text, self.model), True),
+                                    ("/metrics", vllm_start, False)):
             try:
                 async with self.session.get(origin + path, headers=self._headers,
                                             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as response:
@@ -82,6 +86,7 @@ class OpenAITeacher:
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError, UnicodeDecodeError):
                 continue
             if found:
+                self.reported_slots = found if counted else None
                 return found
         return None
 
@@ -92,13 +97,14 @@ class OpenAITeacher:
             "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
             "min_p": sampling.min_p, "stream": True, "stream_options": {"include_usage": True},
         }, ensure_ascii=False).encode()
-        stream = Stream(self.endpoint)
+        stream = Stream(self.endpoint, sampling.budget)
         try:
             response = await self.session.post(f"{self.endpoint}/chat/completions", data=body, headers=self._headers)
             try:
                 if response.status >= 400:
                     raise self._status_error(response.status, await response.read())
-                await stream.read(response)
+                if await stream.read(response):
+                    response.close()  # stopped by the watch: the server sees the client go and frees the slot
             except BaseException:
                 response.close()  # not back to the pool half-read: the server sees the client go and stops
                 raise
@@ -126,18 +132,25 @@ class OpenAITeacher:
         return FatalTeacherError(message)
 
 
+class Stopped(Exception):
+    """The watch found a reason to stop the reply (Watch.stop)."""
+
+
 class Stream:
     """The server-sent events of one streamed reply, gathered into the answer, the thinking and the usage."""
 
-    def __init__(self, endpoint: str):
+    def __init__(self, endpoint: str, budget: Budget | None = None):
         self.endpoint = endpoint
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.finish = None
         self.usage: dict = {}
+        self.watch = Watch(budget)
+        self._thinking_in_content: bool | None = None  # <think> opened in the content (no reasoning field)
 
-    async def read(self, response: aiohttp.ClientResponse) -> None:
-        # Read to the end of the body, past `data: [DONE]`, so the connection goes back to the pool.
+    async def read(self, response: aiohttp.ClientResponse) -> bool:
+        """Read to the end of the body, past `data: [DONE]`, so the connection goes back to the pool; or
+        until the watch stops the reply (then True: the caller closes the connection)."""
         pending = b""
         try:
             async for block in response.content.iter_any():
@@ -145,10 +158,13 @@ class Stream:
                 for line in lines:
                     if line.startswith(b"data:"):
                         self._event(line[5:].strip())
+            if pending.startswith(b"data:"):
+                self._event(pending[5:].strip())
         except json.JSONDecodeError as e:
             raise TransientError(f"{self.endpoint}: unreadable stream chunk ({e})") from None
-        if pending.startswith(b"data:"):
-            self._event(pending[5:].strip())
+        except Stopped:
+            return True
+        return False
 
     def _event(self, data: bytes) -> None:
         if not data or data == b"[DONE]":
@@ -159,14 +175,34 @@ class Stream:
         self.usage = chunk.get("usage") or self.usage
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
-            if delta.get("content"):
-                self.content.append(delta["content"])
+            text = delta.get("content")
+            if text:
+                self.content.append(text)
+                if self.watch.feed(self._part_of_content(text), text):
+                    raise Stopped
             thought = delta.get("reasoning_content") or delta.get("reasoning")
             if thought:
                 self.reasoning.append(thought)
+                if self.watch.feed("reasoning", thought):
+                    raise Stopped
             self.finish = choice.get("finish_reason") or self.finish
 
+    def _part_of_content(self, text: str) -> str:
+        """Content is the answer, except thinking in <think> tags (servers that do not separate it)."""
+        if self._thinking_in_content is None and not self.reasoning:
+            head = "".join(self.content).lstrip()
+            if len(head) < len(THINK_OPEN) and THINK_OPEN.startswith(head):
+                return "reasoning"  # the tag itself, perhaps split over events: not decided yet
+            self._thinking_in_content = head.startswith(THINK_OPEN)
+        if not self._thinking_in_content:
+            return "answer"
+        if THINK_CLOSE in "".join(self.content[-3:]):  # the tag may come split over a few events
+            self._thinking_in_content = False
+        return "reasoning"
+
     def reply(self, teacher: OpenAITeacher, seconds: float) -> Reply:
+        if self.watch.stop:
+            return self.stopped_reply(teacher, seconds)
         if self.finish is None:
             raise TransientError(f"{self.endpoint}: the reply ended without a finish reason")
         thinking, answer, closed = split_reasoning("".join(self.content), "".join(self.reasoning) or None)
@@ -180,6 +216,18 @@ class Stream:
             endpoint=teacher.endpoint, backend=teacher.backend,
             usage=usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens"), seconds,
                              reasoning_tokens=details.get("reasoning_tokens")),
+        )
+
+
+    def stopped_reply(self, teacher: OpenAITeacher, seconds: float) -> Reply:
+        """What came before the stop; the server sent no usage, so the tokens are the events counted (servers
+        stream one token an event)."""
+        thinking, answer, closed = split_reasoning("".join(self.content), "".join(self.reasoning) or None)
+        return Reply(
+            content=answer, reasoning=thinking, finish="cancelled", thinking_closed=closed, model=teacher.model,
+            endpoint=teacher.endpoint, backend=teacher.backend, stopped=self.watch.stop,
+            usage=usage_dict(None, self.watch.completion_tokens, seconds,
+                             reasoning_tokens=self.watch.tokens["reasoning"]),
         )
 
 

@@ -53,9 +53,12 @@ class Endpoint:
         return self.limit.limit - self.in_flight
 
     def stats(self) -> dict:
+        limit = None if self.limit.limit >= UNLIMITED else self.limit.limit
+        if limit is not None and self.limit.adaptive and self.peak:
+            limit = min(limit, self.peak)  # where auto settled is what ran at once, never a limit no request used
         return {"requests": self.requests, "ok": self.ok, "failed": self.failed,
                 "completion_tokens": self.completion_tokens,
-                "concurrency": None if self.limit.limit >= UNLIMITED else self.limit.limit,
+                "concurrency": limit,
                 "concurrency_mode": "auto" if self.limit.adaptive else "fixed", "peak_in_flight": self.peak}
 
 
@@ -126,6 +129,8 @@ class Router:
     async def _acquire(self) -> Endpoint:
         endpoint = None if self._waiting else self._pick()
         if endpoint is None:
+            for e in self.endpoints:
+                e.limit.queued()
             ticket = asyncio.get_running_loop().create_future()
             self._waiting.append(ticket)
             try:

@@ -11,17 +11,8 @@ Thinking that never closed and truncated replies are rejected by the runner befo
 from __future__ import annotations
 
 import re
-from collections import Counter
-
 from ..errors import Reject
-
-# Repetition: a loop shows as the same run of words again and again. Normal prose almost never repeats an
-# 8-word run more than a couple of times; a song's chorus repeats a few times, a sampling loop dozens.
-NGRAM = 8
-MAX_NGRAM_REPEATS = 6          # the same 8 words more often than this: a loop
-MAX_DUPLICATE_SHARE = 0.4      # more than this share of all 8-word runs are repeats: pasted-again paragraphs
-MIN_WORDS_FOR_SHARE = 80       # the share is meaningless on short answers
-CHAR_LOOP = re.compile(r"(\S{1,30}?)\1{15,}")   # "hahahaha..." or "!?!?!?..." with no spaces to split on
+from ..teachers.watch import RepetitionWatch
 
 # Meta-talk: the answer talks about its instructions or itself instead of doing the task.
 META_ANYWHERE = re.compile(
@@ -81,20 +72,14 @@ def min_words(text: str, minimum: int) -> None:
 
 
 def no_repetition(text: str) -> None:
-    for match in CHAR_LOOP.finditer(text):
-        if any(ch.isalnum() for ch in match.group(1)):
-            raise Reject("repetition_loop", f"{match.group(1)!r} repeated {len(match.group(0)) // len(match.group(1))} times")
-    tokens = words(text)
-    grams = Counter(tuple(tokens[i : i + NGRAM]) for i in range(len(tokens) - NGRAM + 1))
-    if not grams:
-        return
-    gram, count = grams.most_common(1)[0]
-    if count > MAX_NGRAM_REPEATS:
-        raise Reject("repetition_loop", f"{' '.join(gram)!r} repeated {count} times")
-    total = sum(grams.values())
-    share = 1 - len(grams) / total
-    if len(tokens) >= MIN_WORDS_FOR_SHARE and share > MAX_DUPLICATE_SHARE:
-        raise Reject("repetition_loop", f"{share:.0%} of {NGRAM}-word runs are repeats")
+    """A repetition loop: the rules of tunixhack.teachers.watch (which stops one while it streams), on a whole text.
+    Normal prose almost never repeats an 8-word run more than a couple of times; a chorus a few times, a
+    sampling loop dozens."""
+    watch = RepetitionWatch()
+    watch.feed(text)
+    found = watch.finish()
+    if found:
+        raise Reject("repetition_loop", found)
 
 
 def no_meta_talk(text: str) -> None:
