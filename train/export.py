@@ -171,9 +171,9 @@ def write_gguf(out: Path, kind: str, tensors: dict, cfg, tok, ids: dict, name: s
     check = gguf_out.read_back(str(path), tensors, tok, texts)
     print(f"gguf: {path} ({kind}); read back: max |weight difference| {check['max_weight_difference']:.2e}, "
           f"tokenizer agrees on {check['tokenizer_agrees']} texts", file=sys.stderr)
-    if kind == "f32" and check["max_weight_difference"] != 0:
-        raise UserError(f"the f32 GGUF does not hold hf/'s weights exactly (max difference "
-                        f"{check['max_weight_difference']:.2e})")
+    if kind == "f32" and (check["max_weight_difference"] != 0 or check["norm_difference_in_roundings"] > 1):
+        raise UserError(f"the f32 GGUF does not hold hf/'s weights (max difference {check['max_weight_difference']:.2e}"
+                        f", norms {check['norm_difference_in_roundings']:.2f} float32 roundings of 1 + w)")
     if check["tokenizer_agrees"] != f"{len(texts)}/{len(texts)}":
         raise UserError(f"the GGUF's tokenizer encodes {check['tokenizer_agrees']} test texts as ours does")
     return {"file": str(path), "type": kind, **check}

@@ -19,6 +19,7 @@ from tunixhack.student import FORMAT_INSTRUCTION
 from tunixhack.train import gguf_in, gguf_vocab
 
 TYPES = ("f32", "f16", "bf16", "q8_0")
+NORM_ROUNDING = 2.0 ** -24  # float32 rounds 1 + w to within this much times |1 + w|
 CONTEXT_LENGTH = 32768
 # Gemma's own template (a system message joins the first user turn), with the student's format instruction
 # after each user message as PROMPT_TEMPLATE in tunixhack/student.py puts it.
@@ -37,13 +38,14 @@ CHAT_TEMPLATE = (
 
 def write(path: str, tensors: dict[str, np.ndarray], cfg, tok, ids: dict, kind: str, name: str,
           added_tokens_decoder: dict | None = None) -> None:
-    """Write the Hugging Face tensors of a Gemma 3 (`hf.tensors`) and its tokenizer as a GGUF of type `kind`."""
+    """Write the Hugging Face tensors of a Gemma 3 (`hf.tensors`) and its tokenizer as a GGUF of type `kind`.
+
+    `kind` is one of TYPES (what export offers), or any other type `gguf` can quantize (q4_0, q5_0, ...: tests).
+    """
     import gguf
 
-    qtype = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
-             "bf16": gguf.GGMLQuantizationType.BF16, "q8_0": gguf.GGMLQuantizationType.Q8_0}[kind]
-    file_type = {"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
-                 "bf16": gguf.LlamaFileType.MOSTLY_BF16, "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[kind]
+    qtype = gguf.GGMLQuantizationType[kind.upper()]
+    file_type = gguf.LlamaFileType.ALL_F32 if kind == "f32" else gguf.LlamaFileType[f"MOSTLY_{kind.upper()}"]
     partial = f"{path}.partial"
     writer = gguf.GGUFWriter(partial, gguf_in.ARCH)
     writer.add_type(gguf.GGUFType.MODEL)
@@ -107,13 +109,22 @@ def add_tokenizer(writer, vocab: gguf_vocab.Vocab, ids: dict) -> None:
 
 
 def read_back(path: str, tensors: dict[str, np.ndarray], tok, texts: list[str]) -> dict:
-    """Read the GGUF back as gguf_in.py does: the largest weight difference, and whether its tokenizer encodes
-    `texts` as `tok` does."""
+    """Read the GGUF back as gguf_in.py does: the largest difference from `tensors` in the matrices and in the
+    norms (relative to float32's rounding of 1 + w: llama.cpp stores w + 1, which keeps fewer bits of a small w),
+    and on how many of `texts` its tokenizer agrees with `tok`."""
     import sentencepiece as spm
 
     reader = gguf_in.open_gemma3(path)
     back = gguf_in.hf_tensors(reader, int(gguf_in.field(reader, f"{gguf_in.ARCH}.block_count")))
-    diff = max(float(np.max(np.abs(back[k] - np.asarray(v, np.float32)))) for k, v in tensors.items())
+    matrices, norms = 0.0, 0.0
+    for name, value in tensors.items():
+        value = np.asarray(value, np.float32)
+        diff = float(np.max(np.abs(back[name] - value)))
+        if name.endswith("norm.weight"):
+            norms = max(norms, diff / (NORM_ROUNDING * (1 + float(np.max(np.abs(value))))))
+        else:
+            matrices = max(matrices, diff)
     rebuilt = spm.SentencePieceProcessor(model_proto=gguf_vocab.sentencepiece_model(gguf_in.read_vocab(reader)))
     same = sum(rebuilt.encode(t) == tok.encode(t) for t in texts)
-    return {"max_weight_difference": diff, "tokenizer_agrees": f"{same}/{len(texts)}"}
+    return {"max_weight_difference": matrices, "norm_difference_in_roundings": norms,
+            "tokenizer_agrees": f"{same}/{len(texts)}"}
