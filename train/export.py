@@ -156,13 +156,10 @@ def gguf_name(model: str, ckpt: str | None) -> str:
 
 def write_gguf(out: Path, kind: str, tensors: dict, cfg, tok, ids: dict, name: str, source_dir: str) -> dict:
     """gguf/<name>-<kind>.gguf, read back: its weights against hf/'s and its tokenizer against ours."""
-    import json
-
     from tunixhack.student import render_completion, render_prompt
-    from tunixhack.train import gguf_out
+    from tunixhack.train import gguf_out, hf
 
-    config = Path(source_dir) / "tokenizer_config.json"
-    added = json.loads(config.read_text()).get("added_tokens_decoder") if config.exists() else None
+    added = hf.read_tokenizer_config(source_dir).get("added_tokens_decoder")
     (out / "gguf").mkdir(parents=True, exist_ok=True)
     path = out / "gguf" / f"{name}-{kind}.gguf"
     gguf_out.write(str(path), tensors, cfg, tok, ids, kind, name, added)
