@@ -67,8 +67,8 @@ def main(argv=None) -> None:
     out = Path(args.out)
     parts = [out / name for name in ("adapter", "hf", "ckpts", "gguf", "export.json")]
     if any(p.exists() for p in parts) and not args.force:
-        raise UserError(f"{out} already holds an export (adapter/, hf/, ckpts/, gguf/ or export.json); use another --out "
-                        f"or --force")
+        raise UserError(f"{out} already holds an export (adapter/, hf/, ckpts/, gguf/ or export.json); use another "
+                        f"--out or --force")
     for part in parts:
         if part.is_dir():
             shutil.rmtree(part)
@@ -142,7 +142,9 @@ def write_adapter(folder: Path, tensors: dict, spec: dict, base: str) -> None:
     from tunixhack.train import lora
 
     folder.mkdir(parents=True, exist_ok=True)
-    base = "google/gemma-3-1b-it" if base == "gemma3-1b-it" else base
+    from tunixhack.train.model import NAMED
+
+    base = NAMED[base][0] if base in NAMED else base
     safetensors.numpy.save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
     (folder / "adapter_config.json").write_text(json.dumps(lora.peft_config(spec["rank"], spec["alpha"], base),
                                                            indent=2) + "\n")

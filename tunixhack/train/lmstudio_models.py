@@ -4,7 +4,8 @@ LM Studio keeps models as `<models>/<publisher>/<repository>/<file>.gguf` (e.g.
 `lmstudio-community/gemma-3-270m-it-GGUF/gemma-3-270m-it-Q4_K_M.gguf`), in ~/.lmstudio/models or the folder
 LMSTUDIO_MODELS_DIR names. KEY is matched, ignoring case, against the file's path under that folder, its
 `publisher/repository`, the repository with or without its `-GGUF` ending, and the file's name without
-`.gguf` (a key with a publisher that matches nothing is tried without it): `lmstudio:gemma-3-270m-it`, `lmstudio:lmstudio-community/gemma-3-270m-it-GGUF`, or with the
+`.gguf` (a key with a publisher that matches nothing is tried without it): `lmstudio:gemma-3-270m-it`,
+`lmstudio:lmstudio-community/gemma-3-270m-it-GGUF`, or with the
 quantization LM Studio shows after `@` when several are downloaded: `lmstudio:gemma-3-270m-it@q8_0`.
 Vision projectors (mmproj-*.gguf) are not models and are skipped.
 """
@@ -28,7 +29,8 @@ def find(spec: str) -> str:
     key, _, quant = spec[len(PREFIX):].strip().lower().partition("@")
     root = models_dir()
     if not key:
-        raise UserError(f"--model {spec!r}: give LM Studio's model key after 'lmstudio:', e.g. lmstudio:gemma-3-270m-it")
+        raise UserError(f"--model {spec!r}: give LM Studio's model key after 'lmstudio:', e.g. "
+                        f"lmstudio:gemma-3-270m-it")
     if not root.is_dir():
         raise UserError(f"--model {spec}: LM Studio's models folder {root} does not exist (set LMSTUDIO_MODELS_DIR)")
     files = sorted(p for p in root.rglob("*.gguf") if not p.name.lower().startswith("mmproj"))

@@ -23,10 +23,10 @@ import shutil
 from tunixhack.train import gguf_in, hf, lmstudio_models
 from tunixhack.errors import UserError
 
-# The named models: (Hugging Face repo, Kaggle Flax handle)
-NAMED = {"gemma3-1b-it": ("google/gemma-3-1b-it", "google/gemma-3/flax/gemma3-1b-it"),
-         "gemma3-270m": ("google/gemma-3-270m", "google/gemma-3/flax/gemma3-270m"),
-         "gemma3-270m-it": ("google/gemma-3-270m-it", "google/gemma-3/flax/gemma3-270m-it")}
+# The named models: (Hugging Face repo, Kaggle Flax handle, what messages call it)
+NAMED = {"gemma3-1b-it": ("google/gemma-3-1b-it", "google/gemma-3/flax/gemma3-1b-it", "Gemma3-1B-it"),
+         "gemma3-270m": ("google/gemma-3-270m", "google/gemma-3/flax/gemma3-270m", "Gemma3-270M"),
+         "gemma3-270m-it": ("google/gemma-3-270m-it", "google/gemma-3/flax/gemma3-270m-it", "Gemma3-270M-it")}
 MODEL_FORMS = ("tiny | gemma3-1b-it | gemma3-270m | gemma3-270m-it | FILE.gguf | lmstudio:KEY | a Hugging Face "
                "folder | a Kaggle Flax checkpoint folder")
 # The tiny model: 2 layers, the real head layout (4 query heads, 1 KV head), a 512-token vocabulary.
@@ -80,9 +80,9 @@ def resolve(spec: str) -> Source:
         if not gguf_in.is_gguf(spec):
             raise UserError(f"--model {spec!r} is a file but not a GGUF; a model file must be a Gemma 3 .gguf")
         return Source("hf", gguf_in.cached_folder(spec), os.path.abspath(spec))
-    for name, (repo, handle) in NAMED.items():
+    for name, (repo, handle, title) in NAMED.items():
         if spec in (name, repo):
-            return Source(*_download_gemma(repo, handle), spec)
+            return Source(*_download_gemma(repo, handle, title), spec)
     raise UserError(f"--model must be {MODEL_FORMS}, got {spec!r}")
 
 
@@ -102,7 +102,7 @@ def _orbax_dir(path: str) -> str | None:
     return None
 
 
-def _download_gemma(repo: str, handle: str) -> tuple[str, str]:
+def _download_gemma(repo: str, handle: str, title: str) -> tuple[str, str]:
     """The Hugging Face cache, then the Hub, then kagglehub; one clear error when none has the weights."""
     tried = []
     try:
@@ -125,7 +125,7 @@ def _download_gemma(repo: str, handle: str) -> tuple[str, str]:
         tried.append(f"Kaggle: {path} has no Orbax checkpoint")
     except Exception as e:  # noqa: BLE001
         tried.append(f"Kaggle: {type(e).__name__}")
-    raise UserError(f"no {repo} weights found ({'; '.join(tried)}): pass --model PATH (a Hugging Face folder, "
+    raise UserError(f"no {title} weights found ({'; '.join(tried)}): pass --model PATH (a Hugging Face folder, "
                     f"the Kaggle Flax checkpoint or a GGUF), set HF_TOKEN for the gated {repo}, or run on Kaggle "
                     f"with the model attached")
 
