@@ -67,7 +67,8 @@ def cached_folder(path: str) -> str:
         if not os.path.exists(os.path.join(folder, PROVENANCE)):
             raise
     finally:  # another process finished first (its copy is kept), or this one failed
-        shutil.rmtree(work, ignore_errors=True)
+        for left in (work, f"{work}.tokenizer", f"{work}.partial"):
+            shutil.rmtree(left, ignore_errors=True)
     return folder
 
 

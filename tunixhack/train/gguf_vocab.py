@@ -31,8 +31,10 @@ class Vocab:
     ids: dict  # bos, eos, unk, pad
 
     def added_tokens_decoder(self) -> dict:
-        """tokenizer_config.json's record of which added pieces are special (what the GGUF says, kept)."""
-        return {str(i): {"content": self.tokens[i], "special": t == CONTROL}
+        """tokenizer_config.json's record of which added pieces are special (what the GGUF says, kept), with
+        SentencePiece's spaces in the others as Hugging Face writes them."""
+        return {str(i): {"content": self.tokens[i] if t == CONTROL else self.tokens[i].replace(" ", SPACE),
+                         "special": t == CONTROL}
                 for i, t in enumerate(self.types) if t in (CONTROL, USER_DEFINED)}
 
 
