@@ -3,6 +3,7 @@
     python train/export.py --model tiny --ckpt runs/grpo --out export/
     python train/export.py --ckpt runs/grpo --out /kaggle/working
     python train/export.py --model gemma3-1b-it --out base/          # the base itself (e.g. Kaggle Flax -> HF)
+    python train/export.py --ckpt runs/grpo --out export/ --gguf q8_0   # + a GGUF for LM Studio (lms import)
 
 Writes
     OUT/adapter/                           adapter_config.json + adapter_model.safetensors: a PEFT LoRA adapter with
@@ -14,6 +15,9 @@ Writes
                                            nnx.state(lora_model, nnx.LoRAParam) as Tunix's GRPO demo does
                                            (a full fine-tune: every weight)
     OUT/ckpts/merged/<step>/model_params   the full merged state: restore onto nnx.state of a plain Gemma3
+    OUT/gguf/<name>-<type>.gguf            with --gguf f32|f16|bf16|q8_0: hf/'s weights as a Gemma 3 GGUF for llama.cpp,
+                                           LM Studio (`lms import`) and Ollama, with the tokenizer and a chat template
+                                           in the student's format (read back and compared before it is kept)
     OUT/export.json                        what was exported, and the checks below
 Without --ckpt it writes the base model (OUT/hf, OUT/ckpts/merged/0) in the same layouts. Then it checks that
 base + adapter equals the merged weights and that the merged folder reloads through Tunix's own loader with the
@@ -41,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="export folder: adapter/, hf/, ckpts/, export.json")
     p.add_argument("--hf-dtype", choices=["base", "float32"], default="base",
                    help="dtype of hf/ (base: the base's, e.g. bfloat16; float32 keeps every bit of the merge)")
+    p.add_argument("--gguf", choices=["f32", "f16", "bf16", "q8_0"],
+                   help="also write gguf/<name>-<type>.gguf from hf/'s weights (f32 keeps them exactly)")
     p.add_argument("--no-verify", action="store_true", help="skip reloading the export to compare logits")
     p.add_argument("--force", action="store_true", help="replace an existing export in --out")
     return p.parse_args(argv)
@@ -59,10 +65,10 @@ def main(argv=None) -> None:
         raise UserError(f"--model {args.model} differs from the model {args.ckpt} was trained from "
                         f"({runs.root_model(run)}); leave --model out")
     out = Path(args.out)
-    parts = [out / name for name in ("adapter", "hf", "ckpts", "export.json")]
+    parts = [out / name for name in ("adapter", "hf", "ckpts", "gguf", "export.json")]
     if any(p.exists() for p in parts) and not args.force:
-        raise UserError(f"{out} already holds an export (adapter/, hf/, ckpts/ or export.json); use another --out "
-                        f"or --force")
+        raise UserError(f"{out} already holds an export (adapter/, hf/, ckpts/, gguf/ or export.json); use another "
+                        f"--out or --force")
     for part in parts:
         if part.is_dir():
             shutil.rmtree(part)
@@ -108,6 +114,9 @@ def main(argv=None) -> None:
     save_orbax(out / "ckpts" / "merged" / str(step) / "model_params", nnx.state(plain))
     report["files"].update(hf=str(out / "hf"), tunix_merged=str(out / "ckpts" / "merged" / str(step) / "model_params"))
     print(f"hf: {out / 'hf'} ({hf_dtype}); orbax: {out / 'ckpts'}", file=sys.stderr)
+    if args.gguf:
+        report["gguf"] = write_gguf(out, args.gguf, merged_hf, cfg, tok, ids, gguf_name(source.name, args.ckpt),
+                                    source.path)
     if not args.no_verify:
         reload_cfg = hf.model_config(hf.read_config(str(out / "hf")), hf_dtype)
         if hf_dtype == dtype:
@@ -133,10 +142,40 @@ def write_adapter(folder: Path, tensors: dict, spec: dict, base: str) -> None:
     from tunixhack.train import lora
 
     folder.mkdir(parents=True, exist_ok=True)
-    base = "google/gemma-3-1b-it" if base == "gemma3-1b-it" else base
+    from tunixhack.train.model import NAMED
+
+    base = NAMED[base][0] if base in NAMED else base
     safetensors.numpy.save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
     (folder / "adapter_config.json").write_text(json.dumps(lora.peft_config(spec["rank"], spec["alpha"], base),
                                                            indent=2) + "\n")
+
+
+def gguf_name(model: str, ckpt: str | None) -> str:
+    """gguf/<name>-<type>.gguf: the model's short name, and the run's folder name when a run is exported."""
+    stem = Path(model.removeprefix("lmstudio:").split("@")[0]).name.removesuffix(".gguf")
+    return f"{stem}-{Path(ckpt).resolve().name}" if ckpt else stem
+
+
+def write_gguf(out: Path, kind: str, tensors: dict, cfg, tok, ids: dict, name: str, source_dir: str) -> dict:
+    """gguf/<name>-<kind>.gguf, read back: its weights against hf/'s and its tokenizer against ours."""
+    from tunixhack.student import render_completion, render_prompt
+    from tunixhack.train import gguf_out, hf
+
+    added = hf.read_tokenizer_config(source_dir).get("added_tokens_decoder")
+    (out / "gguf").mkdir(parents=True, exist_ok=True)
+    path = out / "gguf" / f"{name}-{kind}.gguf"
+    gguf_out.write(str(path), tensors, cfg, tok, ids, kind, name, added)
+    texts = [render_prompt("What is 12 * 7?"), render_completion({"reasoning": "12 * 7 = 84", "answer": "84"}),
+             "The quick brown fox jumps over the lazy dog.", "def f(x):\n\treturn x  # caf\u00e9 \U0001f98a"]
+    check = gguf_out.read_back(str(path), tensors, tok, texts)
+    print(f"gguf: {path} ({kind}); read back: max |weight difference| {check['max_weight_difference']:.2e}, "
+          f"tokenizer agrees on {check['tokenizer_agrees']} texts", file=sys.stderr)
+    if kind == "f32" and (check["max_weight_difference"] != 0 or check["norm_difference_in_roundings"] > 1):
+        raise UserError(f"the f32 GGUF does not hold hf/'s weights (max difference {check['max_weight_difference']:.2e}"
+                        f", norms {check['norm_difference_in_roundings']:.2f} float32 roundings of 1 + w)")
+    if check["tokenizer_agrees"] != f"{len(texts)}/{len(texts)}":
+        raise UserError(f"the GGUF's tokenizer encodes {check['tokenizer_agrees']} test texts as ours does")
+    return {"file": str(path), "type": kind, **check}
 
 
 def max_difference(a: dict, b: dict) -> float:

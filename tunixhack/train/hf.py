@@ -32,6 +32,15 @@ def read_config(folder: str) -> dict:
     return config.get("text_config", config)  # multimodal Gemma3 nests the text model
 
 
+def read_tokenizer_config(folder: str) -> dict:
+    """tokenizer_config.json ({} when the folder has none): which added pieces are special, the chat template."""
+    path = os.path.join(folder, "tokenizer_config.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
 def model_config(hf: dict, dtype: str):
     """Tunix ModelConfig from a Hugging Face Gemma3 text config."""
     import jax.numpy as jnp

@@ -4,10 +4,13 @@
   tiny           a tiny random Gemma3 and a SentencePiece tokenizer trained on the spot, written once as a
                  Hugging Face folder in the cache (TUNIXHACK_CACHE, default ~/.cache/tunixhack), then
                  loaded exactly like the real model. For CPU runs and tests.
-  gemma3-1b-it   google/gemma-3-1b-it: the Hugging Face cache or Hub (HF_TOKEN from the environment),
-                 else the Kaggle Flax checkpoint google/gemma-3/flax/gemma3-1b-it (kagglehub).
+  gemma3-1b-it, gemma3-270m, gemma3-270m-it
+                 google/gemma-3-1b-it (...): the Hugging Face cache or Hub (HF_TOKEN from the environment),
+                 else the Kaggle Flax checkpoint google/gemma-3/flax/<name> (kagglehub).
+  FILE.gguf      a Gemma 3 GGUF (llama.cpp, LM Studio), any type `gguf` dequantizes: gguf_in.py.
+  lmstudio:KEY   the Gemma 3 GGUF of that model in LM Studio's models folder: lmstudio_models.py.
   PATH           a Hugging Face folder (config.json, *.safetensors, tokenizer.model) or a Kaggle Flax
-                 checkpoint folder (tokenizer.model and the Orbax checkpoint folder gemma3-1b-it/).
+                 checkpoint folder (tokenizer.model and the Orbax checkpoint folder, e.g. gemma3-1b-it/).
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ import glob
 import os
 import shutil
 
-from tunixhack.train import hf
+from tunixhack.train import gguf_in, hf, lmstudio_models
 from tunixhack.errors import UserError
 
-HF_REPO = "google/gemma-3-1b-it"
-KAGGLE_HANDLE = "google/gemma-3/flax/gemma3-1b-it"
-MODEL_FORMS = "tiny | gemma3-1b-it | a Hugging Face folder | a Kaggle Flax checkpoint folder"
+# The named models: (Hugging Face repo, Kaggle Flax handle, what messages call it)
+NAMED = {"gemma3-1b-it": ("google/gemma-3-1b-it", "google/gemma-3/flax/gemma3-1b-it", "Gemma3-1B-it"),
+         "gemma3-270m": ("google/gemma-3-270m", "google/gemma-3/flax/gemma3-270m", "Gemma3-270M"),
+         "gemma3-270m-it": ("google/gemma-3-270m-it", "google/gemma-3/flax/gemma3-270m-it", "Gemma3-270M-it")}
+MODEL_FORMS = ("tiny | gemma3-1b-it | gemma3-270m | gemma3-270m-it | FILE.gguf | lmstudio:KEY | a Hugging Face "
+               "folder | a Kaggle Flax checkpoint folder")
 # The tiny model: 2 layers, the real head layout (4 query heads, 1 KV head), a 512-token vocabulary.
 TINY = dict(num_hidden_layers=2, vocab_size=512, hidden_size=64, intermediate_size=128, num_attention_heads=4,
             head_dim=16, num_key_value_heads=1, sliding_window=32)
@@ -68,8 +74,15 @@ def resolve(spec: str) -> Source:
                             f"*.safetensors + tokenizer.model) nor a Kaggle Flax checkpoint (tokenizer.model + "
                             f"an Orbax folder)")
         return Source(kind, os.path.abspath(spec), os.path.abspath(spec))
-    if spec in ("gemma3-1b-it", HF_REPO):
-        return Source(*_download_gemma(), spec)
+    if spec.startswith(lmstudio_models.PREFIX):
+        return Source("hf", gguf_in.cached_folder(lmstudio_models.find(spec)), spec)
+    if os.path.isfile(spec):
+        if not gguf_in.is_gguf(spec):
+            raise UserError(f"--model {spec!r} is a file but not a GGUF; a model file must be a Gemma 3 .gguf")
+        return Source("hf", gguf_in.cached_folder(spec), os.path.abspath(spec))
+    for name, (repo, handle, title) in NAMED.items():
+        if spec in (name, repo):
+            return Source(*_download_gemma(repo, handle, title), spec)
     raise UserError(f"--model must be {MODEL_FORMS}, got {spec!r}")
 
 
@@ -89,7 +102,7 @@ def _orbax_dir(path: str) -> str | None:
     return None
 
 
-def _download_gemma() -> tuple[str, str]:
+def _download_gemma(repo: str, handle: str, title: str) -> tuple[str, str]:
     """The Hugging Face cache, then the Hub, then kagglehub; one clear error when none has the weights."""
     tried = []
     try:
@@ -98,7 +111,7 @@ def _download_gemma() -> tuple[str, str]:
         patterns = ["*.json", "*.safetensors", "tokenizer.model"]
         for local in (True, False):
             try:
-                return "hf", snapshot_download(HF_REPO, allow_patterns=patterns, local_files_only=local)
+                return "hf", snapshot_download(repo, allow_patterns=patterns, local_files_only=local)
             except Exception as e:  # noqa: BLE001 - every failure means "not here", reported below
                 tried.append(f"Hugging Face {'cache' if local else 'Hub'}: {type(e).__name__}")
     except ImportError:
@@ -106,15 +119,15 @@ def _download_gemma() -> tuple[str, str]:
     try:
         import kagglehub
 
-        path = kagglehub.model_download(KAGGLE_HANDLE)
+        path = kagglehub.model_download(handle)
         if folder_kind(path) == "kaggle":
             return "kaggle", path
         tried.append(f"Kaggle: {path} has no Orbax checkpoint")
     except Exception as e:  # noqa: BLE001
         tried.append(f"Kaggle: {type(e).__name__}")
-    raise UserError(f"no Gemma3-1B-it weights found ({'; '.join(tried)}): pass --model PATH (a Hugging Face "
-                    f"folder or the Kaggle Flax checkpoint), set HF_TOKEN for the gated {HF_REPO}, or run "
-                    f"on Kaggle with the model attached")
+    raise UserError(f"no {title} weights found ({'; '.join(tried)}): pass --model PATH (a Hugging Face folder, "
+                    f"the Kaggle Flax checkpoint or a GGUF), set HF_TOKEN for the gated {repo}, or run on Kaggle "
+                    f"with the model attached")
 
 
 # --- the tokenizer -----------------------------------------------------------------------------------

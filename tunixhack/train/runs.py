@@ -61,9 +61,11 @@ def setup_jax() -> None:
 def model_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--model", default="gemma3-1b-it",
-                       help="tiny | gemma3-1b-it | a Hugging Face folder | a Kaggle Flax checkpoint folder")
+                       help="tiny | gemma3-1b-it | gemma3-270m | gemma3-270m-it | a Gemma 3 FILE.gguf (any type; "
+                            "dequantized to float32) | lmstudio:KEY (a GGUF in LM Studio's models folder) | a Hugging "
+                            "Face folder | a Kaggle Flax checkpoint folder")
     group.add_argument("--dtype", default="auto", choices=["auto", "bfloat16", "float32"],
-                       help="parameter dtype (auto: the checkpoint's own)")
+                       help="parameter dtype (auto: the checkpoint's own; float32 for a GGUF)")
     group.add_argument("--mesh", default=None, metavar="FSDP,TP",
                        help="device mesh (default: every device, tp dividing the 4 heads; 2,4 on a v5e-8)")
 
@@ -73,6 +75,7 @@ def prepare_out(out: str, config: dict, force: bool) -> Path:
     """Create or reopen a run folder. A folder holding another run's checkpoints is never resumed silently."""
     path = Path(out)
     record = path / RUN_FILE
+    config = {**config, **source_record(config.get("model"))}
     if record.exists():
         old = json.loads(record.read_text())
         fixed = lambda k: k not in RESUMABLE and k not in MEASURED  # noqa: E731
@@ -94,6 +97,19 @@ def prepare_out(out: str, config: dict, force: bool) -> Path:
         config = {**{k: v for k, v in json.loads(record.read_text()).items() if k in MEASURED}, **config}
     write_json(record, config)
     return path
+
+
+def source_record(model: str | None) -> dict:
+    """run.json's `gguf`: the file a GGUF-sourced run trains, its sha256 and quantization (nothing otherwise).
+
+    Compared on resume like the config: the same --model path holding another file is another run.
+    """
+    from tunixhack.train import gguf_in, lmstudio_models
+
+    if not model or not (model.startswith(lmstudio_models.PREFIX) or gguf_in.is_gguf(model)):
+        return {}
+    path = lmstudio_models.find(model) if model.startswith(lmstudio_models.PREFIX) else model
+    return {"gguf": gguf_in.provenance(gguf_in.cached_folder(path))}
 
 
 def nothing_left(budget, step: int, out: Path) -> bool:
