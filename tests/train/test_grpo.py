@@ -84,6 +84,6 @@ def test_a_time_budget_times_grpo_steps_and_ends_its_schedule_there(sft_run, tmp
     assert plan["step_seconds"] and plan["horizon"] < 10**6 and plan["ended"] == "schedule done"
     assert plan["steps_done"] == plan["horizon"] > 2
     rates = [r["learning_rate"] for r in metrics(tmp_path / "g") if "learning_rate" in r]
-    assert rates[-1] == pytest.approx(run["lr"] * budget.FLOOR, rel=0.05)
+    assert rates[-1] == pytest.approx(run["lr"] * budget.FLOOR, rel=1e-4)  # exact, however long the steps took
     again = run_script("grpo.py", *args, env=train_env)
     assert "nothing to train" in again.stderr and "Traceback" not in again.stderr

@@ -135,7 +135,7 @@ def test_a_time_budget_ends_sft_with_its_schedule_finished_and_a_rerun_trains_no
     assert plan["step_seconds"] and plan["ended"] == "schedule done" and plan["steps_done"] == plan["horizon"]
     assert plan["horizon"] < plan["max_steps"]  # the minutes, not the data, decided the length
     rates = [r["learning_rate"] for r in metrics(out) if "learning_rate" in r]
-    assert rates[-1] == pytest.approx(run["lr"] * budget.FLOOR, rel=0.05)
+    assert rates[-1] == pytest.approx(run["lr"] * budget.FLOOR, rel=1e-4)  # exact, however long the steps took
     logged = len(metrics(out))
     again = run_script("sft.py", *args, env=train_env)
     assert "nothing to train" in again.stderr and len(metrics(out)) == logged
