@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
+from .offline import HubUnreachable, hub_offline
 
 LOCAL_FORMATS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -14,15 +15,17 @@ def is_local(source: str) -> bool:
 
 
 def load_rows(source: str, config: str | None, split: str, columns: tuple[str, ...] = (),
-              splits: tuple[str, ...] = ()) -> list[dict]:
+              splits: tuple[str, ...] = (), local_flag: str = "--source PATH") -> list[dict]:
     """All rows of the split, as dicts (for tools over small splits; generation reads open_split lazily)."""
-    return open_split(source, config, split, columns, splits).to_list()
+    return open_split(source, config, split, columns, splits, local_flag).to_list()
 
 
 def open_split(source: str, config: str | None, split: str, columns: tuple[str, ...] = (),
-               splits: tuple[str, ...] = ()):
+               splits: tuple[str, ...] = (), local_flag: str = "--source PATH"):
     """The split as a `datasets.Dataset`: Arrow on disk, memory-mapped, so rows are read only when asked for.
-    A local file is read whole as the split (converted to Arrow once, in the datasets cache)."""
+    A local file is read whole as the split (converted to Arrow once, in the datasets cache). A Hub dataset
+    that cannot be reached fails at once with HubUnreachable, naming `local_flag` (the caller's way to give a
+    local copy)."""
     import datasets
 
     datasets.disable_progress_bars()
@@ -40,8 +43,12 @@ def open_split(source: str, config: str | None, split: str, columns: tuple[str, 
     else:
         if splits and split not in splits:
             raise UserError(f"split must be {'|'.join(splits)}, got {split!r}")
+        offline = hub_offline()
         try:
             data = datasets.load_dataset(source, config, split=split)
+        except ConnectionError as e:
+            what = f"{source}" + (f" (config {config}, split {split})" if config else f" (split {split})")
+            raise HubUnreachable(what, offline or f"the Hub cannot be reached ({first_line(e)})", local_flag) from None
         except ValueError as e:
             raise UserError(f"cannot load split {split!r} of {source}: {first_line(e)}") from None
         except Exception as e:
