@@ -111,7 +111,8 @@ def read_jsonl_strict(path: Path) -> list[dict]:
                 if not line.endswith("\n"):
                     print(f"warning: {path}:{number}: torn last line skipped", file=sys.stderr)
                     continue
-                raise UserError(f"{path}:{number}: not JSON ({e.msg}); a trace file has one JSON object a line")
+                raise UserError(f"{path}:{number}: not JSON ({e.msg}); a trace file has one JSON object a line (rerun "
+                                "the command that wrote it: it moves such lines to <stem>.corrupt.jsonl)")
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{number}: not a JSON object; a trace file has one JSON object a line")
             rows.append(row)
