@@ -63,10 +63,18 @@ def test_eval_on_the_holdout_writes_json_and_table_for_base_and_checkpoints(sft_
     assert groups["essays-creative-writing-prompts / creative_writing"]["accuracy"] == {
         "value": None, "correct": 0, "n": 0, "ci95": None}  # nothing to check: no accuracy, not 0%
     table = (out / "eval.md").read_text()
-    assert "holdout of the training sources" in table and "test" not in table.split("\n")[0]
+    title, _, described = table.split("\n")[:3]
+    assert title == f"# Holdout of {TRACES}, split eval: tiny (base), {sft_run} (step 30), {grpo_run} (step 2)"
+    assert "holdout of the training sources" in described and "test" not in described
     assert table.strip() in result.stdout
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 24 and {s["model"] for s in samples} == {"base", str(sft_run), str(grpo_run)}
+    # run again into the same folder: refused before anything loads, the first results kept
+    again = run_script("eval.py", "--model", "tiny", "--ckpt", sft_run, "--data", TRACES, "--out", out,
+                       env=train_env, check=False)
+    assert again.returncode == 2 and again.stderr.strip().splitlines()[-1] == (
+        f"error: {out} already holds an eval (eval.json); use another --out, or --force to replace it")
+    assert (out / "eval.md").read_text() == table
 
 
 def test_a_resumed_run_continues_and_its_time_budget_saves_the_step_it_made(sft_run, train_env, tmp_path):
