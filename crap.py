@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tunixhack.generate.argtypes import concurrency
+from tunixhack.generate.argtypes import concurrency, show_defaults
 from tunixhack.errors import UserError
 
 
@@ -201,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", help="source dataset id (default: guessed from the file name, else unknown)")
     c.add_argument("--category", help="category for every row (default: the CSV's column, else the file name)")
     c.set_defaults(run=cmd_convert)
+    for command in sub.choices.values():
+        show_defaults(command)
     return p
 
 

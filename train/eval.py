@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tunixhack.errors import UserError
+from tunixhack.generate.argtypes import show_defaults
 from tunixhack.dataset.traces import write_json, write_jsonl
 from tunixhack.train import runs
 
@@ -45,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--out", help="output folder (default: eval/BENCHMARK, or eval/holdout, in the last --ckpt, "
                                  "else here); one that holds an eval is refused without --force")
     p.add_argument("--force", action="store_true", help="replace the eval already in --out")
-    return p.parse_args(argv)
+    return show_defaults(p).parse_args(argv)
 
 
 def out_folder(args) -> Path:

@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from tunixhack.errors import UserError
+from tunixhack.generate.argtypes import show_defaults
 from tunixhack.train import budget as budgets
 from tunixhack.train import runs
 
@@ -81,15 +82,20 @@ def parse_args(argv=None):
     out.add_argument("--keep", type=int, default=3)
     out.add_argument("--time-budget", type=float, help="minutes; the schedule ends, and training stops, there")
     out.add_argument("--force", action="store_true", help="resume a folder even if its config differs")
-    return p.parse_args(argv)
+    return show_defaults(p).parse_args(argv)
 
 
 def main(argv=None, batches=None) -> None:
     """`batches` (bench/train_step.py) wraps the stream of prompt batches, e.g. to time each step."""
     args = parse_args(argv)
+    from tunixhack.train import rewards
+
+    names = rewards.names_of(args.rewards)  # checked before JAX is imported: a typo is answered at once
+    if "judge" in names and not args.judge:
+        raise UserError("--rewards judge needs --judge SPEC (a teacher server: lmstudio | http://HOST:PORT/v1)")
     from tunixhack.train import data as traces
     from tunixhack.train import model as models
-    from tunixhack.train import rewards, rl
+    from tunixhack.train import rl
 
     args.steps = args.steps or (UNBOUNDED if args.time_budget else 100)
     init = runs.read_run(args.init) if args.init else None  # fails early with a clear line when not a run
@@ -103,9 +109,6 @@ def main(argv=None, batches=None) -> None:
     check_batches(args, micro, rollout_batch, mesh.shape["fsdp"])
     tok = models.load_tokenizer(source)
     ids = models.token_ids(tok)
-    names = rewards.names_of(args.rewards)
-    if "judge" in names and not args.judge:
-        raise UserError("--rewards judge needs --judge SPEC (a teacher server: lmstudio | http://HOST:PORT/v1)")
     judge = rewards.judge_client(args.judge, args.judge_model) if args.judge else None
     reward_fns = rewards.select(args.rewards, length_budget=args.length_budget, judge=judge,
                                 count=lambda text: len(tok.encode(text)))
