@@ -1,4 +1,4 @@
-"""crap.py: the cross-dataset command line over the trace files in data/ (one JSON row per line, DESIGN.md).
+"""crap.py: the cross-dataset command line over the trace files in data/ (one JSON row per line, README.md).
 
     python crap.py stats [FILES...]                      rows, verification, rejects, lengths, teacher speed
     python crap.py mix [FILES...] --out data/mix --seed 0 the training mix: sft.jsonl, rl.jsonl, eval.jsonl, mix.json

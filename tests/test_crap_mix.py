@@ -87,6 +87,10 @@ def test_mix_stages_outputs_and_report(tmp_path):
     for name, rows in splits.items():
         assert summary["outputs"][name]["rows"] == len(rows)
     assert "contaminated 1" in result.stdout
+    header, *table = result.stdout.split("\n\n")[0].splitlines()
+    assert header.split() == ["category", "input", "failed_verification", "duplicate", "near_duplicate",
+                              "contaminated", "too_long", "available", "sft", "rl", "eval"]  # whole names
+    assert "math 8 1 1 1 1 0 4 1 2 1" in [" ".join(line.split()) for line in table]
 
 
 def test_same_seed_same_mix_and_another_seed_another(tmp_path):

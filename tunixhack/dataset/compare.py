@@ -234,7 +234,9 @@ def compare(b: Bakeoff, counter) -> dict:
     figures = [teacher_figures(t, names, out, counter, checkable) for t in teachers]
     prompts = {r: sorted(row["id"] for row in read_jsonl(out / teachers[0].label / f"{r}.jsonl")
                          + read_jsonl(sibling(out / teachers[0].label / f"{r}.jsonl", "rejects"))) for r in names}
-    result = {"seed": seed, "n": sum(counts.values()), "per_recipe": counts, "length_unit": counter.unit,
+    # what each teacher really got: a small source gives fewer prompts than --n asked for
+    result = {"seed": seed, "n": sum(map(len, prompts.values())), "asked": sum(counts.values()),
+              "per_recipe": {r: len(prompts[r]) for r in names}, "length_unit": counter.unit,
               "checkable": sorted(checkable), "prompts": prompts, "teachers": figures}
     write_json(out / "compare.json", result)
     write_report(result, out)

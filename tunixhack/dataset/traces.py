@@ -1,4 +1,4 @@
-"""Read and write whole trace files (DESIGN.md's trace row schema), for the cross-dataset tools in crap.py.
+"""Read and write whole trace files (the trace row: "What you get" in README.md), for crap.py's tools.
 
 The generation engine appends rows with tunixhack.generate.store; these helpers read a finished file back with
 checks (a file that is not a trace file is an error, not an empty dataset) and write new files atomically.
@@ -132,7 +132,7 @@ def checked_rows(path: Path) -> list[dict]:
         if missing:
             raise UserError(
                 f"{path}: row {number} is not a trace row: it lacks {', '.join(missing)} "
-                f"(a trace row has {', '.join(REQUIRED_FIELDS)}, ...; see DESIGN.md)"
+                f"(a trace row has {', '.join(REQUIRED_FIELDS)}, ...; see \"What you get\" in README.md)"
             )
         wrong = [f for f in ("id", "category", "prompt") if not isinstance(row[f], str) or not row[f]]
         wrong += [f for f in ("reasoning", "answer") if not isinstance(row[f], (str, type(None)))]
