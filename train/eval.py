@@ -187,7 +187,8 @@ def markdown(protocol: dict, results: dict) -> str:
     what = (f"{protocol['benchmark']}: {protocol['dataset']} {protocol['split']}" if protocol.get("benchmark")
             else protocol["what"])
     title = (f"{protocol['benchmark']} ({protocol['dataset']})" if protocol.get("benchmark")
-             else f"Holdout of {protocol['data']['data']}, split {protocol['data']['split']}")
+             else f"Holdout of {protocol['data']['data']}"
+             + (f", split {protocol['data']['split']}" if protocol["data"].get("split") else ""))
     models = ", ".join(f"{r['model']} (base)" if r["ckpt"] is None else f"{label} (step {r['step']})"
                        for label, r in results.items())
     lines = [f"# {title}: {models}", "", f"Evaluated on {what}; n = {protocol['n']} ({protocol['sample']}); {protocol['shots']}-shot, greedy, "
