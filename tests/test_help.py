@@ -46,3 +46,12 @@ def test_train_scripts_answer_a_bad_flag_before_importing_jax(script, args, mess
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
     assert result.returncode == 2 and message in result.stderr.splitlines()[-1], result.stderr[-500:]
     assert "argparse" in imported and "jax" not in imported
+
+
+def test_what_the_readme_writes_is_git_ignored_and_help_names_only_files_in_the_repository():
+    ignored = subprocess.run(["git", "check-ignore", "data/gsm8k.jsonl", "runs/sft/run.json", "export/hf/x"],
+                             capture_output=True, text=True, cwd=ROOT)
+    assert ignored.stdout.split() == ["data/gsm8k.jsonl", "runs/sft/run.json", "export/hf/x"]
+    for command in ([], ["stats"], ["mix"], ["push"], ["compare"], ["convert"]):
+        text = run_script("crap.py", *command, "--help").stdout
+        assert "DESIGN.md" not in text and all((ROOT / name).is_file() for name in re.findall(r"\b[A-Z]+\.md", text))
