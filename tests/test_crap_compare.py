@@ -121,4 +121,5 @@ def test_the_report_counts_the_prompts_each_teacher_got_not_the_ones_asked(tmp_p
         assert len(a.requests) == len(b.requests) == 6
     figures = json.loads((out / "compare.json").read_text())
     assert figures["n"] == 6 and figures["asked"] == 10 and figures["per_recipe"] == {"gsm8k": 6}
-    assert "The same 6 prompts (10 asked; the sources had no more) (seed 0: gsm8k 6)" in (out / "compare.md").read_text()
+    report = (out / "compare.md").read_text()
+    assert "The same 6 prompts (10 asked; the sources had no more) (seed 0: gsm8k 6)" in report

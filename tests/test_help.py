@@ -43,7 +43,8 @@ def test_train_scripts_answer_a_bad_flag_before_importing_jax(script, args, mess
     """JAX's import takes seconds: a typo is answered before it (-X importtime lists every module imported)."""
     result = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / script), *args], capture_output=True,
                             text=True, env=script_env(), cwd=ROOT, timeout=120)
-    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")}
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time")}
     assert result.returncode == 2 and message in result.stderr.splitlines()[-1], result.stderr[-500:]
     assert "argparse" in imported and "jax" not in imported
 

@@ -82,7 +82,8 @@ def test_mix_names_every_missing_evaluation_set_in_one_error(tmp_path):
         connections = hub.connections
     line = one_line_error(result)
     for key, what in (("mbpp-test", "google-research-datasets/mbpp (config full, split test)"),
-                      ("sciq-validation", "allenai/sciq (split validation)"), ("sciq-test", "allenai/sciq (split test)")):
+                      ("sciq-validation", "allenai/sciq (split validation)"),
+                      ("sciq-test", "allenai/sciq (split test)")):
         assert what in line and f"--eval-set {key}=PATH" in line, line
     assert "gsm8k-test" not in line and "--no-decontam" in line  # the local copy given is not asked for again
     assert connections == 1 and not (tmp_path / "mix").exists()

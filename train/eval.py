@@ -191,7 +191,8 @@ def markdown(protocol: dict, results: dict) -> str:
              + (f", split {protocol['data']['split']}" if protocol["data"].get("split") else ""))
     models = ", ".join(f"{r['model']} (base)" if r["ckpt"] is None else f"{label} (step {r['step']})"
                        for label, r in results.items())
-    lines = [f"# {title}: {models}", "", f"Evaluated on {what}; n = {protocol['n']} ({protocol['sample']}); {protocol['shots']}-shot, greedy, "
+    lines = [f"# {title}: {models}", "",
+             f"Evaluated on {what}; n = {protocol['n']} ({protocol['sample']}); {protocol['shots']}-shot, greedy, "
              f"{protocol['max_new_tokens']} new tokens. Accuracy and format compliance with 95% Wilson intervals.",
              "", "| model | step | accuracy | 95% CI | format | n |", "|---|---|---|---|---|---|"]
     for label, r in results.items():

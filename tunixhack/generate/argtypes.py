@@ -53,6 +53,7 @@ def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         # `is`, not `in`: 0 == False, and a default of 0 (min-p) is worth showing
         default = action.default
         shown = not (default is None or default is False or default in ("", [], argparse.SUPPRESS))
-        if action.option_strings and shown and action.help != argparse.SUPPRESS and "default" not in (action.help or ""):
+        said = action.help == argparse.SUPPRESS or "default" in (action.help or "")
+        if action.option_strings and shown and not said:
             action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
     return parser
