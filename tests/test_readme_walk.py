@@ -61,10 +61,10 @@ def test_the_readme_commands_in_order_leave_a_data_folder_that_stats_and_mix_rea
 
     run(tmp_path, "crap.py", "mix", *glob, "--out", "data/mix2", "--no-decontam")
     mix = json.loads((data / "mix2" / "mix.json").read_text())
-    assert sorted(Path_name(i["path"]) for i in mix["inputs"]) == sorted(
+    assert sorted(name_of(i["path"]) for i in mix["inputs"]) == sorted(
         ["brainstorming-thinking.jsonl", "dolly.jsonl", "gsm8k.jsonl", "sciq.jsonl"])
     assert sum(o["rows"] for o in mix["outputs"].values()) > 0
 
 
-def Path_name(path: str) -> str:
+def name_of(path: str) -> str:
     return path.rsplit("/", 1)[-1]
