@@ -1,4 +1,4 @@
-"""crap.py: the cross-dataset command line over the trace files in data/ (one JSON row per line, DESIGN.md).
+"""crap.py: the cross-dataset command line over the trace files in data/ (one JSON row per line, README.md).
 
     python crap.py stats [FILES...]                      rows, verification, rejects, lengths, teacher speed
     python crap.py mix [FILES...] --out data/mix --seed 0 the training mix: sft.jsonl, rl.jsonl, eval.jsonl, mix.json
@@ -17,25 +17,34 @@ import argparse
 import sys
 from pathlib import Path
 
-from tunixhack.generate.argtypes import concurrency
+from tunixhack.generate.argtypes import concurrency, show_defaults
 from tunixhack.errors import UserError
+
+
+def counter_of(args):
+    """Lengths in the student's tokens (--tokenizer, else Gemma3's from the Hugging Face cache), else words (its
+    `note` says so, printed once the command has done its work: an error stays one line)."""
+    from tunixhack.tokens import student_counter
+
+    return student_counter(args.tokenizer)
 
 
 def cmd_stats(args) -> None:
     from tunixhack.dataset.stats import write_report
-    from tunixhack.tokens import token_counter
     from tunixhack.dataset.traces import trace_files
 
     files = trace_files(args.files)
-    text, pngs = write_report(files, token_counter(args.tokenizer), Path(args.out))
+    counter = counter_of(args)
+    text, pngs = write_report(files, counter, Path(args.out))
     print(text)
     print(f"wrote {args.out} and {len(pngs)} histogram(s): {', '.join(str(p) for p in pngs)}", file=sys.stderr)
+    if counter.note:
+        print(counter.note, file=sys.stderr)
 
 
 def cmd_mix(args) -> None:
     from tunixhack.dataset.decontam import parse_eval_files
     from tunixhack.dataset.mix import build_mix, load_config, make_recipe, parse_quotas, summary_table
-    from tunixhack.tokens import token_counter
     from tunixhack.dataset.traces import trace_files
 
     overrides = {"seed": args.seed, "quotas": parse_quotas(args.quota) or None, "sft_share": args.sft_share,
@@ -47,12 +56,15 @@ def cmd_mix(args) -> None:
     eval_files = parse_eval_files(args.eval_set)
     files = trace_files(args.files)
     out = Path(args.out)
-    summary = build_mix(files, recipe, token_counter(args.tokenizer), eval_files, out, args.overwrite)
+    counter = counter_of(args)
+    summary = build_mix(files, recipe, counter, eval_files, out, args.overwrite)
     print(summary_table(summary))
     removed = ", ".join(f"{k} {v}" for k, v in summary["removed"].items()) or "nothing"
     print(f"\nremoved: {removed} (each one in {out / 'removed.jsonl'}); lengths in {summary['length_unit']}")
     print("wrote " + ", ".join(f"{o['file']} ({o['rows']})" for o in summary["outputs"].values())
           + f" and mix.json in {out}")
+    if counter.note:
+        print(counter.note, file=sys.stderr)
 
 
 def cmd_push(args) -> None:
@@ -126,7 +138,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="per file and category statistics, data/stats.md and PNG histograms")
     s.add_argument("files", nargs="*", help="trace files or folders (default: data/)")
     s.add_argument("--out", default="data/stats.md", help="markdown report; PNGs go beside it")
-    s.add_argument("--tokenizer", help="SentencePiece .model or HF tokenizer folder: lengths in tokens, not words")
+    s.add_argument("--tokenizer", help="SentencePiece .model or HF tokenizer folder (default: Gemma3's from the "
+                                       "Hugging Face cache, else words)")
     s.set_defaults(run=cmd_stats)
 
     m = sub.add_parser("mix", help="the seeded training mix: sft.jsonl, rl.jsonl, eval.jsonl, mix.json")
@@ -144,7 +157,8 @@ def parser() -> argparse.ArgumentParser:
                    help="budget for a whole example, chat prompt + completion (default 1024: train/sft.py --max-len)")
     m.add_argument("--max-prompt-tokens", type=int,
                    help="budget for the chat prompt (default 256: train/grpo.py --max-prompt-len)")
-    m.add_argument("--tokenizer", help="the student's tokenizer (SentencePiece .model or HF folder); else words")
+    m.add_argument("--tokenizer", help="the student's tokenizer (SentencePiece .model or HF folder; default: "
+                                       "Gemma3's from the Hugging Face cache, as train/ finds it, else words)")
     m.add_argument("--near-dup-threshold", type=float, help="MinHash Jaccard for near-duplicate prompts (0.8)")
     # decontamination against the evaluation sets
     m.add_argument("--ngram", type=int, help="n-gram length for decontamination (default 13)")
@@ -187,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", help="source dataset id (default: guessed from the file name, else unknown)")
     c.add_argument("--category", help="category for every row (default: the CSV's column, else the file name)")
     c.set_defaults(run=cmd_convert)
+    for command in sub.choices.values():
+        show_defaults(command)
     return p
 
 

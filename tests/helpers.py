@@ -21,7 +21,8 @@ def script_env(**extra) -> dict:
 
 def run_script(script: str, *args, timeout: float = 120, **popen) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=script_env(), cwd=popen.pop("cwd", ROOT), **popen)
+                          timeout=timeout, env=popen.pop("env", None) or script_env(), cwd=popen.pop("cwd", ROOT),
+                          **popen)
 
 
 def start_script(script: str, *args, **popen) -> subprocess.Popen:

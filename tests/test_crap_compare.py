@@ -111,3 +111,15 @@ def test_compare_bad_input(tmp_path, capsys):
         assert "cannot reach the teacher" in run("--teacher", "http://127.0.0.1:9/v1", "--teacher", b.url,
                                                  "--recipe", "gsm8k", *SOURCES[:2], "--n", "1")
         assert a.requests == [] and b.requests == []
+
+
+def test_the_report_counts_the_prompts_each_teacher_got_not_the_ones_asked(tmp_path):
+    out = tmp_path / "compare"
+    with OpenAIFake(TEACHER_A) as a, OpenAIFake(TEACHER_B) as b:
+        result = compare(out, a, b, "--n", "10", recipes=("gsm8k",))  # the fixture has 6 questions
+        assert result.returncode == 0, result.stderr
+        assert len(a.requests) == len(b.requests) == 6
+    figures = json.loads((out / "compare.json").read_text())
+    assert figures["n"] == 6 and figures["asked"] == 10 and figures["per_recipe"] == {"gsm8k": 6}
+    report = (out / "compare.md").read_text()
+    assert "The same 6 prompts (10 asked; the sources had no more) (seed 0: gsm8k 6)" in report

@@ -87,6 +87,10 @@ def test_mix_stages_outputs_and_report(tmp_path):
     for name, rows in splits.items():
         assert summary["outputs"][name]["rows"] == len(rows)
     assert "contaminated 1" in result.stdout
+    header, *table = result.stdout.split("\n\n")[0].splitlines()
+    assert header.split() == ["category", "input", "failed_verification", "duplicate", "near_duplicate",
+                              "contaminated", "too_long", "available", "sft", "rl", "eval"]  # whole names
+    assert "math 8 1 1 1 1 0 4 1 2 1" in [" ".join(line.split()) for line in table]
 
 
 def test_same_seed_same_mix_and_another_seed_another(tmp_path):
@@ -245,3 +249,42 @@ def test_every_evaluation_set_has_a_hub_source():
         ("allenai/sciq", "validation"), ("allenai/sciq", "test")}
     with pytest.raises(UserError, match="--tokenizer not found"):
         token_counter("/nonexistent/tokenizer.model")
+
+
+def test_without_tokenizer_the_budget_counts_gemma_tokens_from_the_cache_as_sft_does(tmp_path):
+    """No --tokenizer: the student's tokenizer.model in the Hugging Face cache (where train/ finds Gemma3-1B-it)
+    counts the budget, so a row of few words but many tokens is cut, as SFT's --max-len would; with an empty
+    cache, words, and a note that says so."""
+    from tests.helpers import script_env
+
+    snapshot = tmp_path / "hf" / "hub" / "models--google--gemma-3-1b-it" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    sp = train_tokenizer(snapshot / "tokenizer.model")
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    from tunixhack.dataset.mix import length_filter
+    from tunixhack.tokens import SentencePieceCounter
+
+    rows = [trace_row(i, "math", varied(i)) for i in range(6)]
+    rows[0]["answer"] = " ".join(["Antidisestablishmentarianism Floccinaucinihilipilification"] * 10)
+    inputs = write_rows(tmp_path / "t.jsonl", rows)
+
+    def length(row, counter) -> int:
+        return length_filter([row], 0, 1 << 16, counter)[1][0]["detail"]["length"]
+
+    counter = SentencePieceCounter(snapshot / "tokenizer.model", "gemma")
+    budget = max(length(r, counter) for r in rows[1:])  # rows 1-5 fit in tokens (and in words)
+    assert length(rows[0], counter) > budget >= length(rows[0], WordCounter())  # row 0 fits in words only
+
+    def run(cache, out):
+        return run_script("crap.py", "mix", inputs, "--out", out, "--no-decontam", "--max-tokens", budget,
+                          env=script_env(HF_HOME=str(cache)))
+
+    tokens, words = run(tmp_path / "hf", tmp_path / "tokens"), run(tmp_path / "empty", tmp_path / "words")
+    assert tokens.returncode == 0 and words.returncode == 0, tokens.stderr + words.stderr
+    cut = [r["id"] for r in read_rows(tmp_path / "tokens" / "removed.jsonl")]
+    assert cut == ["t/train/0"] and not read_rows(tmp_path / "words" / "removed.jsonl")
+    unit = json.loads((tmp_path / "tokens" / "mix.json").read_text())["length_unit"]
+    assert unit == "tokens (google/gemma-3-1b-it, from the Hugging Face cache)" and "note:" not in tokens.stderr
+    assert json.loads((tmp_path / "words" / "mix.json").read_text())["length_unit"] == "words"
+    assert "note: lengths in words, not the student's tokens" in words.stderr

@@ -257,3 +257,37 @@ def test_written_style_keeps_the_written_tags_and_the_thinking(tmp_path):
     assert row["verified"] is True
     (reject,) = read_rows(sibling(out, "rejects"))
     assert reject["reason"] == "missing_tags"
+
+
+def test_a_corrupt_line_is_moved_aside_with_its_number_and_its_row_generated_again(tmp_path):
+    out = tmp_path / "gsm8k.jsonl"
+    with OpenAIFake(SCRIPT) as fake:
+        assert generate(fake, out).returncode == 0
+        lines = out.read_text().splitlines(keepends=True)
+        broken = json.loads(lines[1])["id"]
+        garbage = lines[1][: len(lines[1]) // 2] + "\x00 disk error\n"  # a whole line, newline and all
+        out.write_text(lines[0] + garbage + "".join(lines[2:]))
+        calls = len(fake.script.calls)
+        result = generate(fake, out)
+        resent = len(fake.script.calls) - calls
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:") and "JSON" in line]
+    assert notes == [f"note: {out}: line 2 not a JSON object, moved to {sibling(out, 'corrupt')}; "
+                     "their rows are generated again"]
+    assert read_rows(sibling(out, "corrupt")) == [{"file": "gsm8k.jsonl", "line": 2, "text": garbage[:-1]}]
+    assert resent == 1 and broken in {r["id"] for r in read_rows(out)}  # read_rows fails on a bad line
+    stats = run_script("crap.py", "stats", out, "--out", tmp_path / "stats.md")
+    assert stats.returncode == 0, stats.stderr
+
+
+@pytest.mark.parametrize("name, text, where", [
+    ("rows.jsonl", '{"question": "a", "answer": "#### 1"}\n\n{"question": "b", "answer": \n', ":3: not JSON ("),
+    ("rows.jsonl", '{"question": "a", "answer": "#### 1"}\n["question", "b"]\n', ":2: a JSON list, not an object"),
+    ("rows.json", '[{"question": "a", "answer": "#### 1"},\n {"question": "b" "answer": "#### 2"}]\n',
+     ":2: not valid JSON ("),
+])
+def test_a_bad_source_line_is_named_file_colon_line_counted_from_one(tmp_path, name, text, where):
+    source = tmp_path / name
+    source.write_text(text)
+    line = one_line_error(run_script("gsm8k/generate.py", "--source", source, "--dry-run"))
+    assert line.startswith(f"error: {source}{where}"), line

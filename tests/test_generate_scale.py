@@ -236,6 +236,9 @@ def test_resume_reads_ids_past_a_line_that_is_not_json(tmp_path):
     existing = TraceStore(out).load()
     assert existing.done == {"gsm8k/test/0", "gsm8k/test/1", "gsm8k/test/2"} and existing.failed == {7}
     assert existing.fingerprints == {"f" * 16: 3}
+    # the bad line is set aside with its number, the rows around it stay as they were
+    assert [r["id"] for r in map(json.loads, out.read_text().splitlines())] == [r["id"] for r in rows]
+    assert read_rows(sibling(out, "corrupt")) == [{"file": "gsm8k.jsonl", "line": 2, "text": "{not json"}]
 
 
 def test_plain_progress_is_one_line_a_tick_and_a_last_one(monkeypatch):

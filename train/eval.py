@@ -21,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tunixhack.errors import UserError
+from tunixhack.generate.argtypes import show_defaults
 from tunixhack.dataset.traces import write_json, write_jsonl
 from tunixhack.train import runs
 
@@ -42,8 +43,20 @@ def parse_args(argv=None):
     gen.add_argument("--batch", type=int, default=8)
     p.add_argument("--unsafe-run-code", action="store_true",
                    help="run model-written code with no isolation where the machine allows none (see README)")
-    p.add_argument("--out", help="output folder (default: the last CKPT/eval, or eval/ here)")
-    return p.parse_args(argv)
+    p.add_argument("--out", help="output folder (default: eval/BENCHMARK, or eval/holdout, in the last --ckpt, "
+                                 "else here); one that holds an eval is refused without --force")
+    p.add_argument("--force", action="store_true", help="replace the eval already in --out")
+    return show_defaults(p).parse_args(argv)
+
+
+def out_folder(args) -> Path:
+    """Where this eval goes: one folder per benchmark (a holdout run does not replace a GSM8K table), and never
+    over an earlier eval unless --force, as export.py does."""
+    out = Path(args.out) if args.out else \
+        (Path(args.ckpt[-1]) if args.ckpt else Path()) / "eval" / (args.benchmark or "holdout")
+    if (out / "eval.json").exists() and not args.force:
+        raise UserError(f"{out} already holds an eval (eval.json); use another --out, or --force to replace it")
+    return out
 
 
 def main(argv=None) -> None:
@@ -62,6 +75,7 @@ def main(argv=None) -> None:
                             f"checkpoint compared must come from the same base; leave --model out")
     if args.no_base and not chain:
         raise UserError("--no-base needs --ckpt: there would be nothing to evaluate")
+    out = out_folder(args)  # refused now, not after an hour of decoding
     if args.benchmark:
         rows, protocol = benchmarks.load(args.benchmark, args.source, args.limit, args.seed)
     else:
@@ -72,7 +86,6 @@ def main(argv=None) -> None:
     results, samples = {}, []
     for label, ckpt in labels:
         results[label] = evaluate(label, model_name, ckpt, rows, args, samples)
-    out = Path(args.out or (Path(args.ckpt[-1]) / "eval" if args.ckpt else "eval"))
     write_json(out / "eval.json", {"protocol": protocol, "results": results})
     table = markdown(protocol, results)
     (out / "eval.md").write_text(table + "\n")
@@ -173,7 +186,13 @@ def short(dataset: str | None) -> str:
 def markdown(protocol: dict, results: dict) -> str:
     what = (f"{protocol['benchmark']}: {protocol['dataset']} {protocol['split']}" if protocol.get("benchmark")
             else protocol["what"])
-    lines = [f"Evaluated on {what}; n = {protocol['n']} ({protocol['sample']}); {protocol['shots']}-shot, greedy, "
+    title = (f"{protocol['benchmark']} ({protocol['dataset']})" if protocol.get("benchmark")
+             else f"Holdout of {protocol['data']['data']}"
+             + (f", split {protocol['data']['split']}" if protocol["data"].get("split") else ""))
+    models = ", ".join(f"{r['model']} (base)" if r["ckpt"] is None else f"{label} (step {r['step']})"
+                       for label, r in results.items())
+    lines = [f"# {title}: {models}", "",
+             f"Evaluated on {what}; n = {protocol['n']} ({protocol['sample']}); {protocol['shots']}-shot, greedy, "
              f"{protocol['max_new_tokens']} new tokens. Accuracy and format compliance with 95% Wilson intervals.",
              "", "| model | step | accuracy | 95% CI | format | n |", "|---|---|---|---|---|---|"]
     for label, r in results.items():

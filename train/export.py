@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 from tunixhack.errors import UserError
+from tunixhack.generate.argtypes import show_defaults
 from tunixhack.dataset.traces import write_json
 from tunixhack.train import runs
 
@@ -49,7 +50,7 @@ def parse_args(argv=None):
                    help="also write gguf/<name>-<type>.gguf from hf/'s weights (f32 keeps them exactly)")
     p.add_argument("--no-verify", action="store_true", help="skip reloading the export to compare logits")
     p.add_argument("--force", action="store_true", help="replace an existing export in --out")
-    return p.parse_args(argv)
+    return show_defaults(p).parse_args(argv)
 
 
 def main(argv=None) -> None:

@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 from tunixhack.errors import UserError
+from tunixhack.generate.argtypes import show_defaults
 from tunixhack.train import budget as budgets
 from tunixhack.train import runs
 
@@ -81,15 +82,20 @@ def parse_args(argv=None):
     out.add_argument("--keep", type=int, default=3)
     out.add_argument("--time-budget", type=float, help="minutes; the schedule ends, and training stops, there")
     out.add_argument("--force", action="store_true", help="resume a folder even if its config differs")
-    return p.parse_args(argv)
+    return show_defaults(p).parse_args(argv)
 
 
 def main(argv=None, batches=None) -> None:
     """`batches` (bench/train_step.py) wraps the stream of prompt batches, e.g. to time each step."""
     args = parse_args(argv)
+    from tunixhack.train import rewards
+
+    names = rewards.names_of(args.rewards)  # checked before JAX is imported: a typo is answered at once
+    if "judge" in names and not args.judge:
+        raise UserError("--rewards judge needs --judge SPEC (a teacher server: lmstudio | http://HOST:PORT/v1)")
     from tunixhack.train import data as traces
     from tunixhack.train import model as models
-    from tunixhack.train import rewards, rl
+    from tunixhack.train import rl
 
     args.steps = args.steps or (UNBOUNDED if args.time_budget else 100)
     init = runs.read_run(args.init) if args.init else None  # fails early with a clear line when not a run
@@ -103,18 +109,14 @@ def main(argv=None, batches=None) -> None:
     check_batches(args, micro, rollout_batch, mesh.shape["fsdp"])
     tok = models.load_tokenizer(source)
     ids = models.token_ids(tok)
-    names = rewards.names_of(args.rewards)
-    if "judge" in names and not args.judge:
-        raise UserError("--rewards judge needs --judge SPEC (a teacher server: lmstudio | http://HOST:PORT/v1)")
     judge = rewards.judge_client(args.judge, args.judge_model) if args.judge else None
     reward_fns = rewards.select(args.rewards, length_budget=args.length_budget, judge=judge,
                                 count=lambda text: len(tok.encode(text)))
     rows, read = traces.read_rows(args.data, args.split)
     rows, dropped = scorable(rows, names, runs.fill_ids(args.init))
     prompts = traces.grpo_prompts(rows, tok, args.max_prompt_len)
-    print(f"data: {read.rows} rows read ({read.form}, split {read.split}); "
-          f"{', '.join(f'{k} {v}' for k, v in sorted(dropped.items())) or 'none dropped'}; "
-          f"prompts {prompts.summary()}", file=sys.stderr)
+    print(f"data: {read.rows} rows read ({read.form}, split {read.split}); prompts {prompts.summary()}"
+          + (f"; dropped:\n{dropped_table(dropped)}" if dropped else "; none dropped"), file=sys.stderr)
 
     # Full fine-tuning keeps float32 master weights; an adapter continued from SFT stays on the base SFT trained it on.
     param_dtype = "float32" if not lora else init["param_dtype"] if init and init.get("lora") else args.dtype
@@ -195,9 +197,26 @@ def scorable(rows: list[dict], names: list[str], sft_ids: set[str]) -> tuple[lis
         else:
             kept.append(row)
     if not kept:
-        raise UserError(f"no row left to train on: the chosen rewards ({','.join(names)}) score none of the rows "
-                        f"({', '.join(f'{k} {v}' for k, v in sorted(dropped.items()))})")
+        print(f"dropped, all {len(rows)} rows:\n{dropped_table(dropped)}", file=sys.stderr)
+        raise UserError(f"no row left to train on: the chosen rewards ({','.join(names)}) score none of the "
+                        f"{len(rows)} rows (table above); choose rewards that fit the categories, or other --data")
     return kept, dropped
+
+
+def dropped_table(dropped: Counter) -> str:
+    """Rows dropped, a line per reason and a column per category, e.g.
+         category                    math  science
+         no chosen reward scores it     -        8
+         seen in SFT                    2        -"""
+    cells = {tuple(key[:-1].split(" (", 1)) for key in dropped}  # "reason (category)"
+    reasons, categories = sorted({r for r, _ in cells}), sorted({c for _, c in cells})
+    first = max(map(len, [*reasons, "category"])) + 2
+    widths = [max(len(c), 5) + 2 for c in categories]
+    lines = ["  " + "category".ljust(first) + "".join(c.rjust(w) for c, w in zip(categories, widths))]
+    for reason in reasons:
+        lines.append("  " + reason.ljust(first) + "".join(str(dropped.get(f"{reason} ({c})", "-")).rjust(w)
+                                                          for c, w in zip(categories, widths)))
+    return "\n".join(lines)
 
 
 def sandbox_level(names: list[str], unsafe: bool) -> dict | None:

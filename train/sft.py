@@ -22,6 +22,7 @@ import argparse
 import sys
 
 from tunixhack.errors import UserError
+from tunixhack.generate.argtypes import show_defaults
 from tunixhack.train import budget as budgets
 from tunixhack.train import runs
 
@@ -50,7 +51,8 @@ def parse_args(argv=None):
     opt = p.add_argument_group("optimisation (AdamW, linear warmup then cosine decay to the stop)")
     opt.add_argument("--steps", type=int, help="optimizer steps, over as many passes as they take (default: "
                                                "--max-epochs, then --fill-split rows while the budget lasts)")
-    opt.add_argument("--batch", type=int, default=8, help="examples per micro-batch (a multiple of the mesh's fsdp)")
+    opt.add_argument("--batch", type=int, default=8, help="examples per micro-batch, a multiple of the mesh's fsdp "
+                                                          "(default 8; at most the examples there are)")
     opt.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     opt.add_argument("--lr", type=float, default=2e-4, help="peak learning rate")
     opt.add_argument("--warmup-steps", type=int, default=20, help="linear warmup (at most a tenth of the schedule)")
@@ -64,12 +66,16 @@ def parse_args(argv=None):
     out.add_argument("--samples", type=int, default=3, help="greedy samples printed at the end")
     out.add_argument("--time-budget", type=float, help="minutes; the schedule ends, and training stops, there")
     out.add_argument("--force", action="store_true", help="resume a folder even if its config differs")
-    return p.parse_args(argv)
+    return show_defaults(p).parse_args(argv)
 
 
 def main(argv=None, batches=None) -> None:
     """`batches` (bench/train_step.py) wraps the stream of training batches, e.g. to time each step."""
     args = parse_args(argv)
+    if args.max_epochs < 1:  # checked before JAX is imported: a typo is answered at once
+        raise UserError(f"--max-epochs must be at least 1, got {args.max_epochs}")
+    if not 0 <= args.fill_share <= 1:
+        raise UserError(f"--fill-share must be between 0 and 1, got {args.fill_share}")
     from tunixhack.train import data as traces
     from tunixhack.train import lora as adapters
     from tunixhack.train import model as models
@@ -78,10 +84,6 @@ def main(argv=None, batches=None) -> None:
     mesh = models.make_mesh(args.mesh)
     if args.batch % mesh.shape["fsdp"]:
         raise UserError(f"--batch {args.batch} must be a multiple of the mesh's fsdp size {mesh.shape['fsdp']}")
-    if args.max_epochs < 1:
-        raise UserError(f"--max-epochs must be at least 1, got {args.max_epochs}")
-    if not 0 <= args.fill_share <= 1:
-        raise UserError(f"--fill-share must be between 0 and 1, got {args.fill_share}")
     tok = models.load_tokenizer(source)
     ids = models.token_ids(tok)
     rows, read = traces.read_rows(args.data, args.split)
@@ -93,6 +95,7 @@ def main(argv=None, batches=None) -> None:
     train = traces.tokenize_sft(train_rows, tok, ids, args.max_len)
     holdout = traces.tokenize_sft(eval_rows, tok, ids, args.max_len)
     fill = fill_rows(args, read) if args.time_budget and not args.steps else []
+    cap_batch(args, len(train.examples), mesh.shape["fsdp"])
     print(f"data: {read.rows} rows read ({read.form}, split {read.split}); train {train.summary()}; holdout "
           f"{holdout.summary() or 'none'}" + (f"; up to {len(fill)} {args.fill_split} rows after "
                                                f"{args.max_epochs} epochs" if fill else ""), file=sys.stderr)
@@ -142,6 +145,18 @@ def main(argv=None, batches=None) -> None:
     print(f"step {step}: checkpoint in {out / 'ckpts'}; metrics in {out / 'metrics.jsonl'}", file=sys.stderr)
     budget.finish(step)
     print_samples(net, cfg, tok, ids, eval_rows or train_rows, args.samples)
+
+
+def cap_batch(args, available: int, fsdp: int) -> None:
+    """A small mix trains: --batch comes down to the examples there are (a multiple of the mesh's fsdp), said so."""
+    if args.batch <= available:
+        return
+    capped = available - available % fsdp
+    if capped < 1:
+        raise UserError(f"only {available} training examples, fewer than the mesh's fsdp size {fsdp}: give more "
+                        "rows, or a --mesh with a smaller fsdp")
+    print(f"note: --batch {args.batch} lowered to {capped}: only {available} training examples", file=sys.stderr)
+    args.batch = capped
 
 
 def fill_rows(args, read) -> list[dict]:

@@ -1,7 +1,9 @@
 """Count text length in the student's tokens when its tokenizer is at hand, else in words.
 
 `--tokenizer PATH` is a SentencePiece model file (Gemma3's tokenizer.model) or a Hugging Face tokenizer
-folder that holds one. Every report says which unit it counts in, so words are never read as tokens.
+folder that holds one. Without it, the student's own tokenizer is taken from the Hugging Face cache, where
+train/ finds Gemma3-1B-it (nothing is downloaded); words are the fallback, and said so. Every report says
+which unit it counts in, so words are never read as tokens.
 """
 
 from __future__ import annotations
@@ -11,14 +13,20 @@ from pathlib import Path
 from .errors import UserError
 
 
+GEMMA_REPO = "google/gemma-3-1b-it"  # the student: tunixhack/train/model.py's HF_REPO
+
+
 class WordCounter:
     unit = "words"
+    note = ""  # why words, when tokens were wanted
 
     def count(self, text: str) -> int:
         return len((text or "").split())
 
 
 class SentencePieceCounter:
+    note = ""
+
     def __init__(self, model_file: Path, label: str):
         try:
             import sentencepiece
@@ -50,3 +58,33 @@ def token_counter(path: str | None):
     elif not p.is_file():
         raise UserError(f"--tokenizer not found: {path}")
     return SentencePieceCounter(p, path)
+
+
+def cached_gemma_tokenizer() -> str | None:
+    """The student's tokenizer.model in the Hugging Face cache (where train/ keeps the weights), or None."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    found = try_to_load_from_cache(GEMMA_REPO, "tokenizer.model")
+    return found if isinstance(found, str) else None
+
+
+def student_counter(path: str | None):
+    """The counter for --tokenizer PATH; without one, Gemma3's tokens when its tokenizer is in the cache (so the
+    mix's budgets count what SFT's --max-len counts), else words with a note saying so."""
+    if path:
+        return token_counter(path)
+    found = cached_gemma_tokenizer()
+    if found:
+        try:
+            counter = SentencePieceCounter(Path(found), found)
+            counter.unit = f"tokens ({GEMMA_REPO}, from the Hugging Face cache)"
+            return counter
+        except UserError:  # no sentencepiece on the generation side: words, said so below
+            pass
+    words = WordCounter()
+    words.note = (f"note: lengths in words, not the student's tokens: no --tokenizer given and no {GEMMA_REPO} "
+                  "tokenizer.model in the Hugging Face cache (or no sentencepiece); train/sft.py --max-len counts "
+                  "tokens, about 1.3 a word in English")
+    return words

@@ -49,3 +49,5 @@ def test_a_benchmark_is_evaluated_whole_with_its_protocol(benchmark, sft_run, tr
         assert accuracy["n"] == rows and accuracy["ci95"] and 0 <= accuracy["ci95"][0] <= accuracy["ci95"][1] <= 1
     assert report["results"][str(sft_run)]["step"] == 30
     assert f"Evaluated on {benchmark}:" in result.stdout and "95% CI" in result.stdout
+    title = (out / "eval.md").read_text().splitlines()[0]  # says what was measured, and on which models
+    assert title == f"# {benchmark} ({protocol['dataset']}): tiny (base), {sft_run} (step 30)"

@@ -22,6 +22,7 @@ import numpy as np
 
 from .compare_report import write_report
 from ..errors import UserError
+from ..generate.offline import HubUnreachable, all_unreachable
 from ..generate.scripts import load_recipe
 from ..generate.store import read_jsonl, sibling
 from .traces import reason_name, write_json
@@ -140,11 +141,16 @@ def run_all(b: Bakeoff) -> None:
         return flags + (["--dry-run"] if dry else [])
 
     chosen = {recipe: script for recipe, script in recipes.items() if recipe in counts}
+    unreachable = []
     for recipe, script in chosen.items():
         try:
             run_recipe(script, argv(recipe, teachers[0], dry=True))
+        except HubUnreachable as e:  # go on: one error names every recipe that needs a local copy
+            unreachable.append((recipe, e))
         except UserError as e:
             raise UserError(f"{script.relative_to(ROOT)}: {e}") from None
+    if unreachable:
+        raise all_unreachable([e for _, e in unreachable], [f"--source {recipe}=PATH" for recipe, _ in unreachable])
     for i, teacher in enumerate(teachers, 1):
         for recipe, script in chosen.items():
             print(f"[{i}/{len(teachers)}] {teacher.model} at {teacher.spec}: {recipe}, {counts[recipe]} prompts",
@@ -228,7 +234,9 @@ def compare(b: Bakeoff, counter) -> dict:
     figures = [teacher_figures(t, names, out, counter, checkable) for t in teachers]
     prompts = {r: sorted(row["id"] for row in read_jsonl(out / teachers[0].label / f"{r}.jsonl")
                          + read_jsonl(sibling(out / teachers[0].label / f"{r}.jsonl", "rejects"))) for r in names}
-    result = {"seed": seed, "n": sum(counts.values()), "per_recipe": counts, "length_unit": counter.unit,
+    # what each teacher really got: a small source gives fewer prompts than --n asked for
+    result = {"seed": seed, "n": sum(map(len, prompts.values())), "asked": sum(counts.values()),
+              "per_recipe": {r: len(prompts[r]) for r in names}, "length_unit": counter.unit,
               "checkable": sorted(checkable), "prompts": prompts, "teachers": figures}
     write_json(out / "compare.json", result)
     write_report(result, out)

@@ -14,7 +14,9 @@ def cell(value, fmt="{:.1f}") -> str:
 def markdown(result: dict) -> str:
     unit = result["length_unit"]
     lines = ["# Teacher comparison", "",
-             f"The same {result['n']} prompts (seed {result['seed']}: "
+             f"The same {result['n']} prompts"
+             + (f" ({result['asked']} asked; the sources had no more)" if result.get("asked", 0) > result["n"] else "")
+             + f" (seed {result['seed']}: "
              + ", ".join(f"{r} {n}" for r, n in result["per_recipe"].items())
              + f") answered by each teacher, one teacher at a time. Lengths of the kept rows in {unit}; tokens/s "
              "is the teacher's own, the median over requests; verified: rows verified true of all rows answered "

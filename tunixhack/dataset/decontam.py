@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .dedup import removal, words
 from ..errors import UserError
+from ..generate.offline import HubUnreachable, all_unreachable
 from ..generate.source import load_rows
 from .traces import file_fingerprint
 
@@ -58,7 +59,7 @@ def load_eval_texts(key: str, local: str | None) -> tuple[list[str], dict]:
         rows = load_rows(local, None, "train")   # a local file is read whole as the split
         origin = {"file": local, "sha256": file_fingerprint(Path(local))}
     else:
-        rows = load_rows(spec.dataset, spec.config, spec.split)
+        rows = load_rows(spec.dataset, spec.config, spec.split, local_flag=f"--eval-set {key}=PATH")
         origin = {"dataset": spec.dataset, "config": spec.config, "split": spec.split}
     present = set(rows[0]) if rows else set()
     chosen = []
@@ -109,15 +110,21 @@ class NgramIndex:
 
 def build_index(n: int, local_files: dict[str, str], keys=tuple(EVAL_SETS)) -> tuple[NgramIndex, dict]:
     index = NgramIndex(n)
-    origins = {}
+    origins, unreachable = {}, []
     for key in keys:
         try:
             texts, origins[key] = load_eval_texts(key, local_files.get(key))
+        except HubUnreachable as e:  # go on: one error names every set that needs a local copy
+            unreachable.append(e)
+            continue
         except UserError as e:
             raise UserError(f"{e} (evaluation set {key}: give a local copy with --eval-set {key}=PATH, "
                             "or skip decontamination with --no-decontam)") from None
         for row_index, text in texts:
             index.add(key, row_index, text)
+    if unreachable:
+        raise all_unreachable(unreachable, [e.flag for e in unreachable],
+                              ", or skip decontamination with --no-decontam")
     return index, origins
 
 

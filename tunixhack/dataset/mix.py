@@ -197,7 +197,10 @@ def summary_table(summary: dict) -> str:
     """A plain-text table of counts per category, for the terminal."""
     columns = ["input", "failed_verification", "duplicate", "near_duplicate", "contaminated", "too_long",
                "available", "sft", "rl", "eval"]
-    lines = ["category".ljust(20) + "".join(c[:12].rjust(13) for c in columns)]
-    for category, c in summary["counts"].items():
-        lines.append(category[:20].ljust(20) + "".join(str(c.get(k, 0)).rjust(13) for k in columns))
+    counts = summary["counts"]
+    first = max([len("category"), *map(len, counts)]) + 1
+    widths = [max([len(k), *(len(str(c.get(k, 0))) for c in counts.values())]) + 2 for k in columns]
+    lines = ["category".ljust(first) + "".join(k.rjust(w) for k, w in zip(columns, widths))]
+    for category, c in counts.items():  # whole names: a cut one ("near_duplica") reads as another
+        lines.append(category.ljust(first) + "".join(str(c.get(k, 0)).rjust(w) for k, w in zip(columns, widths)))
     return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""Read and write whole trace files (DESIGN.md's trace row schema), for the cross-dataset tools in crap.py.
+"""Read and write whole trace files (the trace row: "What you get" in README.md), for crap.py's tools.
 
 The generation engine appends rows with tunixhack.generate.store; these helpers read a finished file back with
 checks (a file that is not a trace file is an error, not an empty dataset) and write new files atomically.
@@ -18,8 +18,7 @@ from ..generate.store import SHARD_TAG, sibling
 
 # The fields every tool here relies on; the other schema fields are optional (converted rows lack most).
 REQUIRED_FIELDS = ("id", "category", "prompt", "reasoning", "answer", "verified")
-SIDE_SUFFIXES = (".rejects.jsonl", ".errors.jsonl", ".summary.json")  # what a run writes beside its main file
-
+SIDE_SUFFIXES = (".rejects.jsonl", ".errors.jsonl", ".corrupt.jsonl", ".summary.json")  # beside a main file
 
 
 def main_of(path: Path) -> Path:
@@ -47,10 +46,19 @@ def has_rows(path: Path) -> bool:
     return any(p.is_file() or sibling(p, "rejects").is_file() for p in shard_parts(path))
 
 
+# Folders that README commands write inside data/: what they are, by the file that marks them.
+OUTPUT_FOLDERS = {"mix.json": "a training mix (crap.py mix)", "compare.json": "a teacher bake-off (crap.py compare)"}
+
+
 def trace_files(args: list[str], default_dir: str = "data") -> list[Path]:
     """Expand the command line's FILES into trace files: a folder gives its trace files; a run's side files
-    (rejects, errors, summary) and shards, as a glob such as data/* brings them in, stand for their main file.
-    A main file whose run kept nothing (only rejects) still counts; one with only failed requests has no rows."""
+    (rejects, errors, summary, corrupt lines) and shards, as a glob such as data/* brings them in, stand for
+    their main file. A main file whose run kept nothing (only rejects) still counts; one with only failed
+    requests has no rows.
+
+    Whatever else `data/*` brings in after the README's commands (reports, charts, a mix, a bake-off, a Hub
+    staging folder) is skipped with one line on stderr, so the glob works at any point; a path that does not
+    exist is still an error (a typo), and so is a list that leaves no trace file."""
     if not args:
         folder = Path(default_dir)
         if not folder.is_dir():
@@ -60,19 +68,33 @@ def trace_files(args: list[str], default_dir: str = "data") -> list[Path]:
     for arg in args:
         path = Path(arg)
         if path.is_dir():
-            found = {main_of(p) for p in path.glob("*.jsonl")}
-            found = sorted(p for p in found if has_rows(p))
-            if not found:
-                raise UserError(f"no trace files (*.jsonl) in {arg}")
-            files.extend(found)
+            reason = not_traces(path)
+            if reason:
+                print(f"skipped {arg}: {reason}", file=sys.stderr)
+            else:
+                files.extend(sorted(p for p in {main_of(p) for p in path.glob("*.jsonl")} if has_rows(p)))
+        elif not path.name.endswith((".jsonl", *SIDE_SUFFIXES)):
+            if not path.exists():
+                raise UserError(f"trace file not found: {arg}")
+            print(f"skipped {arg}: not a trace file (*.jsonl)", file=sys.stderr)
         elif has_rows(main_of(path)):
             files.append(main_of(path))
         elif not path.exists():
             raise UserError(f"trace file not found: {arg}")
-        elif not path.name.endswith(SIDE_SUFFIXES):
-            raise UserError(f"{arg} is not a trace file (*.jsonl)")
         # else: the errors or summary of a run that kept nothing: no rows to read, and nothing wrong
+    if not files:
+        raise UserError(f"no trace files (*.jsonl with rows) in {' '.join(args)}")
     return list(dict.fromkeys(files))  # the same file named twice (or through its side files) counts once
+
+
+def not_traces(folder: Path) -> str | None:
+    """Why a folder holds no trace files to read (a mix, a bake-off, nothing), or None if it has some."""
+    for marker, what in OUTPUT_FOLDERS.items():
+        if (folder / marker).is_file():
+            return what
+    if not any(has_rows(main_of(p)) for p in folder.glob("*.jsonl")):
+        return "no trace files (*.jsonl) in it"
+    return None
 
 
 def read_jsonl_strict(path: Path) -> list[dict]:
@@ -89,7 +111,8 @@ def read_jsonl_strict(path: Path) -> list[dict]:
                 if not line.endswith("\n"):
                     print(f"warning: {path}:{number}: torn last line skipped", file=sys.stderr)
                     continue
-                raise UserError(f"{path}:{number}: not JSON ({e.msg}); a trace file has one JSON object a line")
+                raise UserError(f"{path}:{number}: not JSON ({e.msg}); a trace file has one JSON object a line (rerun "
+                                "the command that wrote it: it moves such lines to <stem>.corrupt.jsonl)")
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{number}: not a JSON object; a trace file has one JSON object a line")
             rows.append(row)
@@ -109,7 +132,7 @@ def checked_rows(path: Path) -> list[dict]:
         if missing:
             raise UserError(
                 f"{path}: row {number} is not a trace row: it lacks {', '.join(missing)} "
-                f"(a trace row has {', '.join(REQUIRED_FIELDS)}, ...; see DESIGN.md)"
+                f"(a trace row has {', '.join(REQUIRED_FIELDS)}, ...; see \"What you get\" in README.md)"
             )
         wrong = [f for f in ("id", "category", "prompt") if not isinstance(row[f], str) or not row[f]]
         wrong += [f for f in ("reasoning", "answer") if not isinstance(row[f], (str, type(None)))]

@@ -44,3 +44,16 @@ def shard(text: str) -> tuple[int, int]:
     if not sep or not 1 <= k_ <= n_:
         raise argparse.ArgumentTypeError(f"must be K/N with 1 <= K <= N (e.g. 1/2), got {text!r}")
     return k_, n_
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--help names each flag's default (the sampling, --lr, --batch, --max-len...), unless its help already
+    says it or there is none (None, off, empty)."""
+    for action in parser._actions:
+        # `is`, not `in`: 0 == False, and a default of 0 (min-p) is worth showing
+        default = action.default
+        shown = not (default is None or default is False or default in ("", [], argparse.SUPPRESS))
+        said = action.help == argparse.SUPPRESS or "default" in (action.help or "")
+        if action.option_strings and shown and not said:
+            action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
+    return parser

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .argtypes import concurrency, positive, shard
+from .argtypes import concurrency, positive, shard, show_defaults
 from .engine import generate
 from ..errors import UserError
 from .recipe import Recipe
@@ -83,7 +83,7 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     g.add_argument("--min-p", type=float, default=DEFAULTS.min_p)
     g = p.add_argument_group(f"recipe {recipe.name}")
     recipe.add_arguments(g)
-    return p
+    return show_defaults(p)
 
 
 def run(recipe: Recipe, argv: list[str] | None = None) -> None:

@@ -2,7 +2,9 @@
 
 Each finished row is written and flushed at once, and fsynced at least once a second, so a crash loses
 at most the row being written. A `kill -9` can leave a torn last line: the next run cuts it off before
-appending. Nothing already written is ever rewritten.
+appending. A complete line that is not a JSON object (a disk error, a hand edit) is moved to
+<stem>.corrupt.jsonl with its line number, so that every tool can read the file again and the row is generated
+again; that is the only rewrite, and it is atomic. Nothing else already written is ever rewritten.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,7 +31,8 @@ def shard_path(out: Path, shard: tuple[int, int] | None) -> Path:
 
 
 def sibling(out: Path, kind: str) -> Path:
-    """data/gsm8k.jsonl -> data/gsm8k.rejects.jsonl (kind 'rejects'), data/gsm8k.summary.json (kind 'summary')."""
+    """data/gsm8k.jsonl -> data/gsm8k.rejects.jsonl (kind 'rejects'), data/gsm8k.summary.json (kind 'summary'),
+    data/gsm8k.corrupt.jsonl (kind 'corrupt')."""
     suffix = ".json" if kind == "summary" else ".jsonl"
     return out.with_name(f"{out.name.removesuffix('.jsonl')}.{kind}{suffix}")
 
@@ -48,10 +52,10 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def read_keys(path: Path) -> list[dict]:
+def read_keys(path: Path) -> list[dict] | None:
     """Each row's id and fingerprint, all that resuming needs. Arrow's JSON reader parses only those two fields
-    (finished rows with long reasoning are hundreds of MB: a rerun must not decode all of it); a file it cannot
-    read (a line that is not JSON, an id that is not text) is read row by row instead, bad lines skipped."""
+    (finished rows with long reasoning are hundreds of MB: a rerun must not decode all of it). None when Arrow
+    cannot read the file (a line that is not JSON, an id that is not text): read it row by row then."""
     if not path.exists() or path.stat().st_size == 0:
         return []
     import pyarrow as pa
@@ -66,8 +70,39 @@ def read_keys(path: Path) -> list[dict]:
             for batch in reader:
                 keys += batch.to_pylist()
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return read_jsonl(path)
+        return None
     return keys
+
+
+def move_corrupt(path: Path, corrupt: Path) -> list[int]:
+    """Move every complete line of `path` that is not a JSON object to `corrupt` (the file's name, the line number
+    counted from 1, the text) and rewrite `path` without them; return the line numbers. The moved lines are on
+    disk before `path` is replaced, atomically: a crash leaves a line in both places or in `path`, never in
+    neither. Blank lines stay (every reader skips them)."""
+    tmp = path.with_name(path.name + ".tmp")
+    moved: list[dict] = []
+    with path.open("rb") as f, tmp.open("wb") as kept:
+        for number, line in enumerate(f, 1):
+            try:
+                ok = not line.strip() or isinstance(json.loads(line), dict)
+            except ValueError:  # not JSON, or not UTF-8
+                ok = False
+            if ok:
+                kept.write(line)
+            else:
+                text = line.decode("utf-8", "replace").rstrip("\n")
+                moved.append({"file": path.name, "line": number, "text": text})
+        kept.flush()
+        os.fsync(kept.fileno())
+    if not moved:
+        tmp.unlink()
+        return []
+    with corrupt.open("a", encoding="utf-8") as f:
+        f.writelines(json.dumps(m, ensure_ascii=False) + "\n" for m in moved)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return [m["line"] for m in moved]
 
 
 def cut_torn_tail(path: Path) -> bool:
@@ -111,6 +146,7 @@ class TraceStore:
     def __init__(self, out: Path):
         self.paths = {"main": out, "rejects": sibling(out, "rejects"), "errors": sibling(out, "errors")}
         self.summary_path = sibling(out, "summary")
+        self.corrupt_path = sibling(out, "corrupt")
         self._files: dict = {}
         self._last_sync = time.monotonic()
         self._dirty = False
@@ -120,7 +156,11 @@ class TraceStore:
         for kind, path in self.paths.items():
             if cut_torn_tail(path):
                 existing.torn.append(str(path))
-            for row in read_keys(path):
+            keys = read_keys(path)
+            if keys is None:
+                self.set_aside_corrupt(path)
+                keys = read_jsonl(path)  # Arrow may still refuse it (an id that is not text): row by row
+            for row in keys:
                 if kind == "errors":
                     existing.failed.add(row.get("id"))
                     continue
@@ -132,6 +172,13 @@ class TraceStore:
                     existing.rejected += 1
         existing.failed -= existing.done
         return existing
+
+    def set_aside_corrupt(self, path: Path) -> None:
+        lines = move_corrupt(path, self.corrupt_path)
+        if lines:
+            shown = ", ".join(map(str, lines[:5])) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
+            print(f"note: {path}: line{'s' if len(lines) > 1 else ''} {shown} not a JSON object, moved to "
+                  f"{self.corrupt_path}; their rows are generated again", file=sys.stderr)
 
     def write(self, kind: str, row: dict) -> None:
         f = self._files.get(kind)

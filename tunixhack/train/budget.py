@@ -29,13 +29,16 @@ class Stopped(Exception):
 
 
 def learning_rate(count, peak: float, warmup, horizon):
-    """The rate of step `count` (0-based), numpy or jax: warmup to `peak`, cosine to FLOOR x peak at `horizon`."""
+    """The rate of step `count` (0-based), numpy or jax: warmup to `peak` (at most a tenth of the schedule), then
+    cosine to FLOOR x peak at the last step of `horizon` steps (count horizon - 1), so a stage ends at the floor
+    whatever horizon its time budget chose."""
     xp = sys.modules["jax.numpy"] if type(count).__module__.startswith("jax") else np
     count = xp.asarray(count, xp.float32)
     horizon = xp.maximum(xp.asarray(horizon, xp.float32), 2.0)
-    warmup = xp.clip(xp.asarray(warmup, xp.float32), 1.0, xp.maximum(horizon // 10, 1.0))
+    last = horizon - 1  # the count of the schedule's last step: it gets the floor exactly, however long it is
+    warmup = xp.clip(xp.asarray(warmup, xp.float32), 0.0, last // 10)
     warm = peak * (count + 1) / (warmup + 1)  # the first step already learns
-    progress = xp.clip((count - warmup) / xp.maximum(horizon - warmup, 1.0), 0.0, 1.0)
+    progress = xp.clip((count - warmup) / xp.maximum(last - warmup, 1.0), 0.0, 1.0)
     decay = peak * (FLOOR + (1 - FLOOR) * 0.5 * (1 + xp.cos(np.pi * progress)))
     return xp.where(count < warmup, warm, decay)
 

@@ -32,6 +32,7 @@ FILL_IDS = "sft_fill_ids.txt"  # the fill-split rows an SFT run trained on (GRPO
 def cli(main) -> None:
     """Run main(); bad input prints one line and exits 2, Ctrl-C exits 130 (checkpoints are kept)."""
     setup_jax()
+    hide_tpu_hint()
     try:
         main()
     except UserError as e:
@@ -52,10 +53,20 @@ def setup_jax() -> None:
     """
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return
-    import jax
-
     cache = os.environ.get("TUNIXHACK_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tunixhack")
-    jax.config.update("jax_compilation_cache_dir", os.path.join(cache, "jax"))
+    # Through the environment, which JAX reads when it is imported: importing it here would cost every command
+    # seconds before its flags are even parsed (a typo would wait for JAX).
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(cache, "jax")
+    if "jax" in sys.modules:  # imported already (a test, a notebook): tell it directly
+        sys.modules["jax"].config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+
+
+def hide_tpu_hint() -> None:
+    """Tunix logs "Skipping non-TPU device: cpu. You might be missing jax[tpu]" whenever it measures memory on a
+    CPU; nothing is missing there (the CPU is what the user chose), so the line only misleads."""
+    import logging
+
+    logging.getLogger("absl").addFilter(lambda record: "missing jax[tpu]" not in record.getMessage())
 
 
 def model_flags(parser: argparse.ArgumentParser) -> None:
