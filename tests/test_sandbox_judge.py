@@ -146,3 +146,12 @@ def test_mbpp_reference_solutions_still_pass(sandbox_level):
         "imports": list(r.get("test_imports") or []), "timeout": 20.0} for r in rows]
     results = verify_many(items, workers=2)
     assert [r.reason for r in results] == ["passed"] * len(rows), [r.output[-300:] for r in results]
+
+
+def test_a_builtin_type_passed_as_an_argument_reaches_the_function_as_the_real_type(sandbox_level):
+    # MBPP 533 passes `int` to the function under test: it is sent by name and is the real type in the sandbox.
+    test = "assert remove_datatype((4, 5, 4, 7.7, 1.2), int) == [7.7, 1.2]"
+    right = "def remove_datatype(t, data_type):\n    return [x for x in t if not isinstance(x, data_type)]\n"
+    wrong = "def remove_datatype(t, data_type):\n    return [x for x in t if isinstance(x, data_type)]\n"
+    assert run_tests(right, [test]).passed
+    assert run_tests(wrong, [test]).reason == "assertion_failed"

@@ -55,6 +55,10 @@ PLAIN_TYPES = (type(None), bool, int, float, complex, str, bytes)
 PLAIN = (*PLAIN_TYPES, list, tuple, set, frozenset, dict)
 BUILTINS = frozenset(dir(builtins))
 CONTAINERS = {ast.List: "l", ast.Tuple: "t", ast.Set: "s"}
+# Builtin types a test may pass as an argument (MBPP 533: `remove_datatype((4, 5, 4, 7.7, 1.2), int)`): sent by
+# name, and the sandbox hands the function its own real type (sandbox_child.BUILTIN_TYPES).
+BUILTIN_TYPES = frozenset({"int", "float", "complex", "str", "bytes", "bool", "list", "tuple", "set", "frozenset",
+                           "dict"})
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,7 @@ def _node_source(node: tuple) -> str:
     tag, body = node
     if tag == "v":
         return repr(body)
-    if tag in ("n", "p"):
+    if tag in ("n", "b", "p"):
         return str(body) if tag == "n" else PLACEHOLDER.format(body)
     if tag == "d":
         return "{" + ", ".join(f"{_node_source(k)}: {_node_source(v)}" for k, v in body) + "}"
@@ -199,6 +203,8 @@ class _Splitter:
     def argument(self, node: ast.expr) -> tuple:
         """An argument node: ("v", value evaluated here), ("n", name) or ("p", probe) of the sandbox's, or a
         list/tuple/set/dict display of these."""
+        if isinstance(node, ast.Name) and node.id in BUILTIN_TYPES and node.id not in self.program:
+            return "b", node.id
         if not _names(node) & self.program:
             return "v", self.evaluate(node, "an argument")
         if self.is_call(node):

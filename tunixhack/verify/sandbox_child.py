@@ -59,6 +59,8 @@ if __package__:  # imported (by tests); in the child this file follows sandbox_g
 MAX_DEPTH = 100        # as tunixhack/verify/code_values.py
 BIG_INT_BITS = 14_000  # ints past this travel as hex (decimal conversion is capped at 4300 digits)
 TAGS = {tuple: "t", set: "s", frozenset: "f"}
+# Bound when the harness loads, before the code runs (code_probes.BUILTIN_TYPES: a type passed as an argument).
+BUILTIN_TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bool, list, tuple, set, frozenset, dict)}
 FLOAT_WORDS = {"inf": "Infinity", "-inf": "-Infinity", "nan": "NaN"}  # JSON as Python's json reads it
 
 
@@ -113,11 +115,13 @@ def call_probe(namespace: dict, results: list, name: str, args, kwargs):
 
 
 def argument(node: tuple, namespace: dict, results: list):
-    """("v", value) as sent, ("n", name) from the namespace, ("p", i) probe i's value, or a display of these:
-    ("l"|"t"|"s", [nodes]) a list, tuple or set, ("d", [(key node, value node)]) a dict."""
+    """("v", value) as sent, ("n", name) from the namespace, ("b", name) a real builtin type, ("p", i) probe i's
+    value, or a display of these: ("l"|"t"|"s", [nodes]) a list, tuple or set, ("d", [(key node, value node)])."""
     tag, body = node
     if tag == "v":
         return body
+    if tag == "b":
+        return BUILTIN_TYPES[body]
     if tag == "n":
         return call_probe(namespace, results, body, None, ())
     if tag == "p":
