@@ -36,7 +36,10 @@ def harm(decoy: Path, port: int, marker: str) -> str:
         "import os\nfor _ in range(2000):\n    os.mkdir('d')\n    os.chdir('d')",
         f"import os\nos.link({str(decoy)!r}, 'link')\nopen('link', 'a').write('pwned')",
     ]
+    # each helper says which attack it was: seven verbatim copies of one wrapper would be stopped on the stream
+    # as a repetition loop (an 8-word run more than 6 times) before the check ever ran
     helpers = "".join(guarded(attack).replace("def add(a, b)", f"def attack{i}(a, b)")
+                      .replace("print('stopped:',", f"print('stopped:', {i},").replace("error)\n", f"error, {i})\n")
                       for i, attack in enumerate(attacks))
     calls = "".join(f"    attack{i}(0, 0)\n" for i in range(len(attacks)))
     return f"{helpers}def square_perimeter(a):\n{calls}    return 4 * a\n"
