@@ -134,11 +134,13 @@ async def connect(settings: Settings, plan: Plan, warn) -> tuple[list, dict[str,
 
 
 async def limit_for(teacher, settings: Settings):
-    """--concurrency N: N. auto: start from what the server reports, else START_UNKNOWN, and adapt."""
+    """--concurrency N: N. auto: start from what the server reports, else START_UNKNOWN, and adapt; never above
+    the slots a server says it has (LM Studio's parallel): requests beyond them only wait in its queue."""
     if settings.concurrency is not None:
         return FixedLimit(settings.concurrency)
     reported = await teacher.reported_parallel()
-    return AdaptiveLimit(reported or START_UNKNOWN, settings.max_concurrency)
+    slots = getattr(teacher, "reported_slots", None)
+    return AdaptiveLimit(reported or START_UNKNOWN, min(settings.max_concurrency, slots or settings.max_concurrency))
 
 
 def cancel_on_sigterm():

@@ -44,8 +44,9 @@ def print_summary(s: dict, file=None) -> None:
         + (f"; {s['done_before']} of the {s['rows']} rows were done before" if s["done_before"] else ""),
         f"  {s['tokens']['completion']:,} tokens generated, {s['tokens_per_second'] or 0:,.1f} tok/s, "
         f"{s['rows_per_second'] or 0:.2f} rows/s",
-        f"  rows: {out}  rejects: {sibling(out, 'rejects')}  errors: {sibling(out, 'errors')}",
     ]
+    files = {"rows": out, "rejects": sibling(out, "rejects"), "errors": sibling(out, "errors")}
+    lines.append("  " + "  ".join(f"{name}: {path}" for name, path in files.items() if path.exists()))
     for endpoint, stats in s["endpoints"].items():
         line = f"  {endpoint}: {stats['ok']} ok, {stats['failed']} failed"
         if stats["concurrency"] is not None and stats["requests"]:

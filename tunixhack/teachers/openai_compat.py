@@ -20,7 +20,7 @@ import aiohttp
 from ..errors import FatalTeacherError, TransientError, UserError
 from .reasoning import split_reasoning
 from .base import Reply, Sampling, usage_dict
-from .probe import PROBE_TIMEOUT_S, lmstudio_parallel, vllm_start
+from .probe import PROBE_TIMEOUT_S, llama_cpp_slots, lmstudio_parallel, vllm_start
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "other", "tool_calls": "other"}
 CONNECT_TIMEOUT_S = 10.0  # the whole request is timed by the router
@@ -33,6 +33,7 @@ class OpenAITeacher:
         self.endpoint = base_url.rstrip("/")
         self.model = model
         self._session: aiohttp.ClientSession | None = None
+        self.reported_slots: int | None = None  # the slots the server said it has (not a start guessed from vLLM)
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         key = os.environ.get("OPENAI_API_KEY")
         if key:  # local servers need none; a hosted API names the variable in its 401, see _status_error
@@ -69,10 +70,12 @@ class OpenAITeacher:
 
     async def reported_parallel(self) -> int | None:
         """How many requests the server says it runs at once: LM Studio's loaded-model `parallel`
-        (GET /api/v1/models), or a vLLM start from its /metrics; None when it says nothing."""
+        (GET /api/v1/models), llama.cpp's `total_slots` (GET /props), or a vLLM start from its /metrics; None
+        when it says nothing. A slot count is also kept as `reported_slots`, the adaptive limit's ceiling."""
         origin = urlsplit(self.endpoint)._replace(path="", query="", fragment="").geturl()
-        for path, read in (("/api/v1/models", lambda text: lmstudio_parallel(text, self.model)),
-                           ("/metrics", vllm_start)):
+        for path, read, counted in (("/api/v1/models", lambda text: lmstudio_parallel(text, self.model), True),
+                                    ("/props", llama_cpp_slots, True),
+                                    ("/metrics", vllm_start, False)):
             try:
                 async with self.session.get(origin + path, headers=self._headers,
                                             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as response:
@@ -82,6 +85,7 @@ class OpenAITeacher:
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError, UnicodeDecodeError):
                 continue
             if found:
+                self.reported_slots = found if counted else None
                 return found
         return None
 
