@@ -136,7 +136,8 @@ def client_curator(url: str, rows: int, slots: int, folder: Path, model: str, ma
         def parse(self, row, response):
             return {"question": row["question"], "answer": response}
 
-    llm = Answer(model_name=model, backend="openai", generation_params={"max_tokens": max_tokens, "temperature": 0.6, "top_p": 0.95},
+    llm = Answer(model_name=model, backend="openai",
+                 generation_params={"max_tokens": max_tokens, "temperature": 0.6, "top_p": 0.95},
                  backend_params={"base_url": url, "api_key": "not-needed", "max_concurrent_requests": slots,
                                  "max_requests_per_minute": 10_000_000, "max_tokens_per_minute": 10_000_000_000,
                                  "require_all_responses": True, "request_timeout": 60})

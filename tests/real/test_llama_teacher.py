@@ -73,7 +73,9 @@ def test_rows_rejects_and_usage_from_a_real_server(llama_server, tmp_path):
             assert row["finish"] == "stop"
             assert abs(usage["completion_tokens"] - tokens(llama_server, row["reasoning"] + row["answer"])) <= 2
         assert 0 < usage["seconds"] < wall
-        assert usage["tokens_per_second"] == round(usage["completion_tokens"] / usage["seconds"], 2)
+        # the server's decode rate (its `timings`, as LM Studio reports its own): above the rate over the whole
+        # request, which includes reading the prompt and the wait for a slot
+        assert usage["tokens_per_second"] > usage["completion_tokens"] / usage["seconds"]
         assert row["teacher"]["model"] == llama_server.model and row["teacher"]["max_tokens"] == MAX_TOKENS
 
     for row in rows:

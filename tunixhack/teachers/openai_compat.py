@@ -139,6 +139,7 @@ class Stream:
         self.reasoning: list[str] = []
         self.finish = None
         self.usage: dict = {}
+        self.timings: dict = {}  # llama.cpp's own: predicted_per_second is its decode rate, as LM Studio reports
 
     async def read(self, response: aiohttp.ClientResponse) -> None:
         # Read to the end of the body, past `data: [DONE]`, so the connection goes back to the pool.
@@ -161,6 +162,7 @@ class Stream:
         if chunk.get("error"):
             raise TransientError(f"{self.endpoint}: error mid-reply: {str(chunk['error'])[:300]}")
         self.usage = chunk.get("usage") or self.usage
+        self.timings = chunk.get("timings") or self.timings
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             if delta.get("content"):
@@ -183,7 +185,8 @@ class Stream:
             content=answer, reasoning=thinking, finish=finish, thinking_closed=closed, model=teacher.model,
             endpoint=teacher.endpoint, backend=teacher.backend,
             usage=usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens"), seconds,
-                             reasoning_tokens=details.get("reasoning_tokens")),
+                             reasoning_tokens=details.get("reasoning_tokens"),
+                             tokens_per_second=self.timings.get("predicted_per_second")),
         )
 
 
