@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 
-from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling
+from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling, start_script
 from tunixhack import verify
 from tunixhack.teachers.base import Sampling
 from tunixhack.teachers.openai_compat import OpenAITeacher
@@ -144,3 +144,32 @@ def test_a_cancelled_request_frees_its_slot_within_a_second(llama_server):
             await teacher.close()
 
     assert asyncio.run(cancel_mid_reply()) < 1.0
+
+
+def test_a_server_that_goes_down_leaves_errors_to_retry_and_a_rerun_finishes(gemma_270m_gguf, llama_server_factory,
+                                                                             tmp_path):
+    """Exit 1 with the failed rows in the errors file, named in the summary; the same command, once the server is
+    back (here on another port), sends only those rows again and exits 0. This test starts servers of its own,
+    to stop one; llama_server_factory skips it (fails it on CI) where llama-server is not built."""
+    from tests.real.llama import LlamaServer
+
+    out, src = tmp_path / "gsm8k.jsonl", source(tmp_path)
+    args = ("--limit", "2", "--concurrency", "1", "--retries", "0", "--max-tokens", "300")
+    with LlamaServer(gemma_270m_gguf, parallel=1) as server:
+        run = start_script("gsm8k/generate.py", "--source", src, "--split", "test", "--teacher", server.base_url,
+                           "--model", server.model, "--out", out, "--backoff", "0.01", *args)
+        deadline = time.monotonic() + 120
+        while idle(server):  # the first request is being generated
+            assert time.monotonic() < deadline and run.poll() is None, run.communicate()
+            time.sleep(0.05)
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 1, stderr
+    failed = read_rows(sibling(out, "errors"))
+    assert len(failed) == 2 and not out.exists() and not sibling(out, "rejects").exists()
+    assert f"errors: {sibling(out, 'errors')}" in stderr and "run the same command again" in stderr
+
+    with LlamaServer(gemma_270m_gguf, parallel=1) as server:
+        rerun = generate(server, src, out, *args)
+    assert rerun.returncode == 0, rerun.stderr
+    done = read_rows(out) + read_rows(sibling(out, "rejects"))
+    assert sorted(r["id"] for r in done) == sorted(r["id"] for r in failed)
