@@ -104,7 +104,8 @@ def client_bare(url: str, rows: int, slots: int, model: str, max_tokens: int) ->
 
     async def batch(items):
         gate = asyncio.Semaphore(slots)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0)  # as ours: llama.cpp closes idle ones at 5 s
+        async with aiohttp.ClientSession(connector=connector) as session:
             await asyncio.gather(*(one(session, gate, item) for item in prompts(slots, rows)))  # warm-up
             completion[0] = 0
             cpu, wall = time.process_time(), time.perf_counter()

@@ -24,6 +24,9 @@ from .probe import PROBE_TIMEOUT_S, llama_cpp_slots, lmstudio_parallel, vllm_sta
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "other", "tool_calls": "other"}
 CONNECT_TIMEOUT_S = 10.0  # the whole request is timed by the router
+# Pooled connections idle longer than this are not reused: llama.cpp's server (cpp-httplib) closes one idle for
+# 5 s, and a request sent on a connection the server has just closed fails ("Server disconnected").
+KEEPALIVE_S = 4.0
 
 
 class OpenAITeacher:
@@ -44,7 +47,8 @@ class OpenAITeacher:
         """One connection pool per event loop, made on first use inside it (a session belongs to its loop)."""
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)  # the router bounds what is in flight
+            # limit=0: the router bounds what is in flight
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_S)
             self._session = aiohttp.ClientSession(
                 connector=connector, trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as curl and httpx read them
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
