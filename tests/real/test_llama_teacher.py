@@ -156,7 +156,7 @@ def test_a_server_that_goes_down_leaves_errors_to_retry_and_a_rerun_finishes(gem
     from tests.real.llama import LlamaServer
 
     out, src = tmp_path / "gsm8k.jsonl", source(tmp_path)
-    args = ("--limit", "2", "--concurrency", "1", "--retries", "0", "--max-tokens", "300")
+    args = ("--limit", "2", "--concurrency", "1", "--retries", "0", "--max-tokens", "120")
     with LlamaServer(gemma_270m_gguf, parallel=1, extra=GEMMA_TEMPLATE) as server:
         run = start_script("gsm8k/generate.py", "--source", src, "--split", "test", "--teacher", server.base_url,
                            "--model", server.model, "--out", out, "--backoff", "0.01", *args)
