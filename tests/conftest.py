@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# A real llama.cpp server on the Gemma 3 270M GGUF, and a factory for more (tests/real/fixtures.py).
+from tests.real.fixtures import gemma_270m_gguf, llama_server, llama_server_factory  # noqa: F401
+
 # Scripts run as subprocesses import `tunixhack` from this checkout, whatever the environment's editable install
 # points at (another worktree's, say): the tests test the code beside them.
 ROOT = str(Path(__file__).resolve().parent.parent)

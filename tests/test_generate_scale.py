@@ -85,7 +85,8 @@ def test_fixed_concurrency_keeps_exactly_n_in_flight(tmp_path):
     assert (stats["concurrency_mode"], stats["concurrency"], stats["peak_in_flight"]) == ("fixed", 5, 5)
 
 
-@pytest.mark.parametrize("reports, expected", [("lmstudio", 12), ("vllm", VLLM_START), (None, None)])
+@pytest.mark.parametrize("reports, expected", [("lmstudio", 12), ("llama.cpp", 12), ("vllm", VLLM_START),
+                                               (None, None)])
 def test_the_server_report_is_read_where_real_servers_give_it(reports, expected):
     async def reported(fake):
         teacher = OpenAITeacher(fake.url, "qwen3-14b")

@@ -4,12 +4,13 @@
         fake.url                               # "http://127.0.0.1:PORT/v1"
         fake.requests                          # every chat request body received (JSON), in arrival order
 
-    python -m tests.fakes.openai_server --script FILE.json [--port N] [--slots S] [--reports lmstudio|vllm]
+    python -m tests.fakes.openai_server --script FILE.json [--port N] [--slots S] [--reports lmstudio|llama.cpp|vllm]
         prints "listening on http://127.0.0.1:PORT/v1" (for subprocess tests and bench/)
 
 `slots` bounds how many replies are generated at once, like a server's parallel slots: requests beyond it
 wait in the server. `reports` says where the server tells its slots, as real ones do: "lmstudio" serves
-LM Studio 0.4's `GET /api/v1/models` (each loaded instance's `config.parallel` = slots), "vllm" serves a
+LM Studio 0.4's `GET /api/v1/models` (each loaded instance's `config.parallel` = slots), "llama.cpp"
+llama-server's `GET /props` (`total_slots` = slots), "vllm" serves a
 Prometheus `GET /metrics` with vLLM's gauges; None (the default) tells nothing, so a client must find out. `reasoning_field` picks where the thinking goes: reasoning_content (LM Studio,
 llama.cpp, DeepSeek), reasoning (vLLM, Ollama, OpenRouter), think_tags (<think> in content) or
 lone_close (the template opened <think>: content holds only the closing tag).
@@ -48,6 +49,8 @@ class Handler(BaseHTTPRequestHandler):
         fake = self.server
         if self.path == "/api/v1/models" and fake.reports == "lmstudio":
             return self._json(200, {"models": [lmstudio_model(m, fake.slot_count) for m in fake.script.models]})
+        if self.path == "/props" and fake.reports == "llama.cpp":  # llama-server's, abridged
+            return self._json(200, {"total_slots": fake.slot_count, "model_path": fake.script.models[0]})
         if self.path == "/metrics" and fake.reports == "vllm":
             data = vllm_metrics(fake.script.models[0], fake.in_flight).encode()
             self.send_response(200)
@@ -270,7 +273,7 @@ def main():
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--slots", type=int, default=64)
     p.add_argument("--reasoning-field", default="reasoning_content")
-    p.add_argument("--reports", choices=("lmstudio", "vllm"), help="tell the slots where real servers do")
+    p.add_argument("--reports", choices=("lmstudio", "llama.cpp", "vllm"), help="tell the slots where real servers do")
     args = p.parse_args()
     server = FakeHTTPServer(Script.load(args.script), args.port, args.slots, args.reasoning_field, args.reports)
     print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)

@@ -23,10 +23,13 @@ from ..errors import FatalTeacherError, TransientError, UserError
 from .reasoning import THINK_CLOSE, THINK_OPEN, split_reasoning
 from .base import Reply, Sampling, usage_dict
 from .watch import Budget, Watch
-from .probe import PROBE_TIMEOUT_S, lmstudio_parallel, vllm_start
+from .probe import PROBE_TIMEOUT_S, llama_cpp_slots, lmstudio_parallel, vllm_start
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "other", "tool_calls": "other"}
 CONNECT_TIMEOUT_S = 10.0  # the whole request is timed by the router
+# Pooled connections idle longer than this are not reused: llama.cpp's server (cpp-httplib) closes one idle for
+# 5 s, and a request sent on a connection the server has just closed fails ("Server disconnected").
+KEEPALIVE_S = 4.0
 
 
 class OpenAITeacher:
@@ -47,7 +50,8 @@ class OpenAITeacher:
         """One connection pool per event loop, made on first use inside it (a session belongs to its loop)."""
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session._loop is not loop:
-            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)  # the router bounds what is in flight
+            # limit=0: the router bounds what is in flight
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_S)
             self._session = aiohttp.ClientSession(
                 connector=connector, trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as curl and httpx read them
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
@@ -73,9 +77,11 @@ class OpenAITeacher:
 
     async def reported_parallel(self) -> int | None:
         """How many requests the server says it runs at once: LM Studio's loaded-model `parallel`
-        (GET /api/v1/models), or a vLLM start from its /metrics; None when it says nothing."""
+        (GET /api/v1/models), llama.cpp's `total_slots` (GET /props), or a vLLM start from its /metrics; None
+        when it says nothing. A slot count is also kept as `reported_slots`, the adaptive limit's ceiling."""
         origin = urlsplit(self.endpoint)._replace(path="", query="", fragment="").geturl()
         for path, read, counted in (("/api/v1/models", lambda text: lmstudio_parallel(text, self.model), True),
+                                    ("/props", llama_cpp_slots, True),
                                     ("/metrics", vllm_start, False)):
             try:
                 async with self.session.get(origin + path, headers=self._headers,
@@ -147,6 +153,7 @@ class Stream:
         self.usage: dict = {}
         self.watch = Watch(budget)
         self._thinking_in_content: bool | None = None  # <think> opened in the content (no reasoning field)
+        self.timings: dict = {}  # llama.cpp's own: predicted_per_second is its decode rate, as LM Studio reports
 
     async def read(self, response: aiohttp.ClientResponse) -> bool:
         """Read to the end of the body, past `data: [DONE]`, so the connection goes back to the pool; or
@@ -173,6 +180,7 @@ class Stream:
         if chunk.get("error"):
             raise TransientError(f"{self.endpoint}: error mid-reply: {str(chunk['error'])[:300]}")
         self.usage = chunk.get("usage") or self.usage
+        self.timings = chunk.get("timings") or self.timings
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             text = delta.get("content")
@@ -215,7 +223,8 @@ class Stream:
             content=answer, reasoning=thinking, finish=finish, thinking_closed=closed, model=teacher.model,
             endpoint=teacher.endpoint, backend=teacher.backend,
             usage=usage_dict(usage.get("prompt_tokens"), usage.get("completion_tokens"), seconds,
-                             reasoning_tokens=details.get("reasoning_tokens")),
+                             reasoning_tokens=details.get("reasoning_tokens"),
+                             tokens_per_second=self.timings.get("predicted_per_second")),
         )
 
 

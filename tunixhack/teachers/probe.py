@@ -2,9 +2,11 @@
 
 - LM Studio 0.4+: `GET /api/v1/models` lists each model's loaded instances, and each instance's
   `config.parallel` ("Max Concurrent Predictions", `lms load --parallel N`; 4 by default).
+- llama.cpp's llama-server: `GET /props` has `total_slots` (`--parallel N`).
 - vLLM: `GET /metrics` (Prometheus text) names no slot count, but its `vllm:` metrics say it is vLLM, a server
   built for large batches: start at VLLM_START and let the adaptive limit find the rest.
-Both readers take the body's text and return a number or None; a body in another shape is None, never an error.
+LM Studio's and llama.cpp's numbers are slots: requests beyond them only wait in the server's queue. The
+readers take the body's text and return a number or None; a body in another shape is None, never an error.
 """
 
 from __future__ import annotations
@@ -35,3 +37,12 @@ def lmstudio_parallel(text: str, model: str) -> int | None:
 
 def vllm_start(text: str) -> int | None:
     return VLLM_START if "vllm:num_requests_running" in text else None
+
+
+def llama_cpp_slots(text: str) -> int | None:
+    """llama-server's `total_slots` from GET /props (its `--parallel`)."""
+    try:
+        slots = json.loads(text).get("total_slots")
+    except (ValueError, AttributeError):
+        return None
+    return slots if isinstance(slots, int) and not isinstance(slots, bool) and slots > 0 else None
