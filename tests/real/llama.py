@@ -71,7 +71,9 @@ class LlamaServer:
             self.process = subprocess.Popen(
                 [str(self.binary), "-m", str(self.gguf), "--host", "127.0.0.1", "--port", str(self.port),
                  "-c", str(self.context), "--parallel", str(self.parallel), "--alias", self.model, "-t", threads,
-                 "--slots", *self.extra],
+                 # HTTP threads to spare: a kept-alive connection holds one, and the tests' own /slots and
+                 # /tokenize calls come beside the clients' (with too few, a new connection waits or is dropped)
+                 "--threads-http", str(4 * self.parallel + 4), "--slots", *self.extra],
                 stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             try:
                 self._wait_healthy()
