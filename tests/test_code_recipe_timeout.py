@@ -90,3 +90,15 @@ def test_rewards_and_eval_get_the_same_verdict_without_locating():
     assert verdict(row, block("def f(x):\n    return -x")) == Verdict(False, "assertion_failed")
     assert verdict(row, "No code here.") == Verdict(False, "no_code")
     assert verdict({"check": {**row["check"], "tests": []}}, looping) == Verdict(None)
+
+
+def test_a_recipe_with_its_own_verify_is_taken_at_its_word():
+    from tunixhack import Recipe
+
+    class Strict(Recipe):
+        def verify(self, record):
+            return False
+
+    record = {"answer": block("def f(x):\n    return x"), "check": {"kind": "code", "tests": ["assert f(1) == 1"]}}
+    assert Recipe().verdict(record) == Verdict(True)
+    assert Strict().verdict(record) == Verdict(False)  # what the runner reads: the override's word, no reason
