@@ -13,8 +13,9 @@ The sanitized config names the task `prompt` instead of `text` and adds `test_im
 The teacher sees the task and one assert (it fixes the function name); the reference solution is never sent.
 A reply passes when its code and the setup code run in the sandbox and every assert holds on the values
 its functions return there, judged outside the sandbox (tunixhack/verify/code.py; the run names the
-sandbox's isolation level at start-up). The asserts, setup, imports and time limit are the row's `check`,
-read again by the GRPO code reward and by eval.
+sandbox's isolation level at start-up). A reply whose check runs out of time is rejected as `verify_timeout`,
+naming the test it ran out on; `--attempts` does not resample it after two in a row on the same test. The
+asserts, setup, imports and time limit are the row's `check`, read again by the GRPO code reward and by eval.
     python code/generate.py --split test --limit 50 --attempts 4
 """
 
@@ -43,7 +44,7 @@ class MBPP(Recipe):
     def add_arguments(self, group):
         group.add_argument("--verify-timeout", type=positive(float), default=self.verify_timeout,
                            help="seconds to run one reply's code and asserts (default 20; one reference "
-                                "solution takes about 3 s)")
+                                "solution takes about 3 s); past it, the reply is rejected as verify_timeout")
         group.add_argument("--unsafe-run-code", action="store_true",
                            help="run the replies' code even where the sandbox cannot isolate it (no user "
                                 "namespaces and not root): it then runs as you and can read your files")

@@ -64,7 +64,8 @@ def test_generation_rewards_and_eval_agree(folder, script, source, where, right,
         if answer is None:
             continue
         expected = expected if check else None
-        generation = recipe.verify({"check": check, "answer": answer})  # what the runner calls on a reply
+        generation = recipe.verdict({"check": check, "answer": answer}).ok  # what the runner calls on a reply
+        assert recipe.verify({"check": check, "answer": answer}) is generation
         completion = f"<reasoning>Thinking.</reasoning><answer>{answer}</answer>"
         columns = {"check": np.array([json.dumps(check)]), "question": np.array(["q"]), "category": np.array(["c"])}
         reward = REWARD_OF_KIND[check["kind"]](["p"], [completion], **columns)[0] if check else None

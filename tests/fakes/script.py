@@ -12,6 +12,7 @@ concurrent requests get the same answers. A rule can also misbehave, to test the
     {"match": "slow",    "rate": 50}                                    # one word an event, 50 words a second
     {"match": "loops",   "loop": "Wait, let me check that again."}     # thinking repeats it up to max_tokens
     {"match": "loopsans", "loop": "and again", "loop_in": "answer"}      # the answer does
+    {"match": "retry", "contents": ["wrong", "right"]}                  # call n gets contents[n] (then the last)
 
 Replies that stream at a rate or loop come one word (one "token") an event, as llama.cpp and vLLM send them;
 a loop goes on until the request's max_tokens, then ends with finish "length", as a real server's would.
@@ -44,6 +45,7 @@ class Rule:
     loop: str = ""                 # repeated after the text until max_tokens: a sampling loop
     loop_in: str = "reasoning"     # where the loop is: reasoning | answer
     loop_calls: int = 0            # only the first N calls loop (0: every call), to test resampling
+    contents: list[str] = field(default_factory=list)  # call n's content (the last one after), to test resampling
 
     @property
     def word_by_word(self) -> bool:
@@ -109,6 +111,8 @@ class Script:
         misbehave = n < rule.fail
         if rule.loop_calls and n >= rule.loop_calls:
             rule = replace(rule, loop="")
+        if rule.contents:
+            rule = replace(rule, content=rule.contents[min(n, len(rule.contents) - 1)])
         return rule, misbehave
 
     def delay(self, rule: Rule) -> float:

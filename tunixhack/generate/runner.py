@@ -111,13 +111,15 @@ class Generation:
         self.tally = Tally()
         self.progress: Progress | None = None
         self._in_progress = 0
+        self._checking = 0  # rows whose answer is being checked right now (a code check may take its timeout)
         self._room = asyncio.Event()
 
     def describe(self) -> str:
         t = self.tally
         elapsed = max(1e-9, time.monotonic() - self.started)
         stopped = f" stopped {t.stopped()}" if t.stopped() else ""
-        return (f"ok {t.accepted} rej {sum(t.rejected.values())} err {t.errors}{stopped} | "
+        checking = f" checking {self._checking}" if self._checking else ""
+        return (f"ok {t.accepted} rej {sum(t.rejected.values())} err {t.errors}{stopped}{checking} | "
                 f"{t.completion_tokens / elapsed:,.0f} tok/s | concurrency {self.router.settled()}")
 
     async def run(self, plan) -> Tally:
@@ -181,6 +183,7 @@ class Generation:
         self.progress.update(1)  # not for a row cut off by Ctrl-C: it is neither done nor in the summary
 
     async def _attempts(self, job: Job) -> None:
+        timed_out = ""  # the last attempt's verify_timeout (its test), if it ran out of time
         for attempt in range(1, self.attempts + 1):
             try:
                 reply = await self.router.complete(job.messages, self.sampling)
@@ -204,12 +207,16 @@ class Generation:
                 self.tally.spend("kept", "kept", reply.usage)
                 return
             self.tally.spend(outcome, reason.split(":")[0], reply.usage)
-            if attempt < self.attempts:
+            # a reply that ran out of time twice in a row on the same test will do so again: not worth more
+            again = reason.startswith("verify_timeout") and reason == timed_out
+            timed_out = reason if reason.startswith("verify_timeout") else ""
+            if attempt < self.attempts and not again:
                 self.tally.resampled += 1
                 continue
             record["reason"] = reason
             self.store.write("rejects", record)
             self.tally.rejected[reason.split(":")[0]] += 1
+            return
 
     async def _check(self, job: Job, reply: Reply, record: dict) -> str | None:
         """Fill in the parsed and verified fields; return the reject reason, or None to accept."""
@@ -235,9 +242,14 @@ class Generation:
         # A check that breaks (the sandbox cannot start, a recipe bug) is not a verdict on the answer: it
         # propagates, and the row goes to the errors file to be tried again on the next run.
         loop = asyncio.get_running_loop()
-        record["verified"] = await loop.run_in_executor(self.verify_pool, self.recipe.verify, record)
-        if record["verified"] is False:
-            return "verify_failed"
+        self._checking += 1
+        try:
+            verdict = await loop.run_in_executor(self.verify_pool, self.recipe.verdict, record)
+        finally:
+            self._checking -= 1
+        record["verified"] = verdict.ok
+        if verdict.ok is False:
+            return f"verify_timeout: {verdict.detail}" if verdict.reason == "timeout" else "verify_failed"
         if record["verified"] is None and self.judge is not None:
             return await self.judge.review(record)
         return None

@@ -12,12 +12,16 @@ Every trace row carries `check`, written by its recipe (DESIGN.md):
     null                                                                  nothing can check the answer
 
 `check(row, answer)` returns True / False, or None when nothing can check the answer (no check, or a
-check that could not finish, e.g. math-verify out of time). Rows written before the field existed get
-theirs from `legacy.derive_check`, in that one place. The checks load when first used, so importing
-this package loads none of them.
+check that could not finish, e.g. math-verify out of time). `verdict(row, answer)` is the same answer with
+its reason (a code check out of time says so, and which test it ran out on): what generation writes in a
+reject; check() is its `ok`, so the two cannot differ. Rows written before the field existed get theirs
+from `legacy.derive_check`, in that one place. The checks load when first used, so importing this package
+loads none of them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 KINDS = ("math", "choice", "code", "text_match")
 
@@ -38,32 +42,44 @@ def with_check(row: dict) -> dict:
     return row
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """An answer's verdict and why: `ok` is check()'s True / False / None."""
+    ok: bool | None
+    reason: str = ""    # when ok is False, the check's own reason, where it has one: "timeout", "assertion_failed"...
+    detail: str = ""    # for a timeout: how long, and (when located) the test it ran out on
+
+
 def check(row: dict, answer: str | None) -> bool | None:
     """Is `answer` right for `row`? True / False, or None when nothing can tell."""
+    return verdict(row, answer).ok
+
+
+def verdict(row: dict, answer: str | None, locate: bool = False) -> Verdict:
+    """check() with its reason. `locate`: for a code check out of time, find the test it ran out on (each
+    test alone, a few seconds at most: code_verdict.py); generation asks, rewards and eval do not."""
     spec = check_of(row)
     if not spec:
-        return None
+        return Verdict(None)
     kind = spec.get("kind")
     if kind == "math":
         from .math import verify_math
 
-        return verify_math(answer, spec.get("gold"))
+        return Verdict(verify_math(answer, spec.get("gold")))
     if kind == "choice":
         from .choice import verify_choice
 
-        return verify_choice(answer, spec.get("answer"), spec.get("options") or {})
+        return Verdict(verify_choice(answer, spec.get("answer"), spec.get("options") or {}))
     if kind == "code":
-        from .code import verify_code
+        from .code_verdict import code_verdict
 
         # the row's reference solution (trusted data) may bind names the asserts' expected side uses
         reference = row.get("reference") if isinstance(row.get("reference"), str) else ""
-        return verify_code(answer or "", list(spec.get("tests") or []), spec.get("setup") or "",
-                           tuple(spec.get("imports") or ()), timeout=float(spec.get("timeout") or 20.0),
-                           reference=reference)
+        return code_verdict(spec, answer or "", reference, locate)
     if kind == "text_match":
         from .text import MIN_F1, answer_matches
 
-        return answer_matches(answer, spec.get("reference"), float(spec.get("min_f1") or MIN_F1))
+        return Verdict(answer_matches(answer, spec.get("reference"), float(spec.get("min_f1") or MIN_F1)))
     raise ValueError(f"check kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
