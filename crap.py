@@ -2,7 +2,7 @@
 
     python crap.py stats [FILES...]                      rows, verification, rejects, lengths, teacher speed
     python crap.py mix [FILES...] --out data/mix --seed 0 the training mix: sft.jsonl, rl.jsonl, eval.jsonl, mix.json
-    python crap.py push PATH --repo USER/NAME            publish as a Hub dataset (parquet + card)
+    python crap.py push PATH --repo USER/NAME            publish as a Hub dataset (JSONL or parquet + card)
     python crap.py compare --teacher A --teacher B --n 100  teacher bake-off over the same seeded prompts
     python crap.py convert FILES...                      the original project's CSV outputs -> trace files
 
@@ -72,7 +72,7 @@ def cmd_push(args) -> None:
 
     path = Path(args.path)
     folder = Path(args.staging or Path("data") / "hub" / args.repo.replace("/", "__"))
-    staged = stage(path, args.repo, folder)
+    staged = stage(path, args.repo, folder, args.format)
     splits = ", ".join(f"{k} {v}" for k, v in staged["splits"].items())
     if args.dry_run:
         print(f"dry run: the folder that would be uploaded to {args.repo} is {folder} ({splits}); nothing sent")
@@ -173,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--repo", required=True, help="USER/NAME")
     u.add_argument("--private", action="store_true", help="create the repository private")
     u.add_argument("--collection", metavar="SLUG", help="add the dataset to this collection (owner/title-id)")
+    u.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",  # tunixhack.dataset.hub.FORMATS
+                   help="each split as data/<split>.jsonl (one trace row a line) or as parquet")
     u.add_argument("--staging", help="folder to build the upload in (default data/hub/USER__NAME)")
     u.add_argument("--dry-run", action="store_true", help="build the folder, upload nothing")
     u.set_defaults(run=cmd_push)
