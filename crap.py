@@ -5,6 +5,7 @@
     python crap.py push PATH --repo USER/NAME            publish as a Hub dataset (JSONL or parquet + card)
     python crap.py compare --teacher A --teacher B --n 100  teacher bake-off over the same seeded prompts
     python crap.py convert FILES...                      the original project's CSV outputs -> trace files
+    python crap.py view [FILES...] --out data/view.html  one HTML page to browse, filter and search the rows
 
 FILES are trace files or folders of them (default: data/); each file's rejects are read from
 <stem>.rejects.jsonl beside it. The work is done in tunixhack/; this file only reads flags.
@@ -79,6 +80,16 @@ def cmd_push(args) -> None:
         return
     url = push(folder, args.repo, args.private, args.collection)
     print(f"pushed {splits} to {url}" + (f" and added it to collection {args.collection}" if args.collection else ""))
+
+
+def cmd_view(args) -> None:
+    from tunixhack.dataset.traces import trace_files
+    from tunixhack.dataset.view import write_view
+
+    files = trace_files(args.files)
+    out = Path(args.out)
+    rows = write_view(files, out)
+    print(f"wrote {out} ({rows} rows from {len(files)} file(s)): open it in a browser; it needs no server or network")
 
 
 def cmd_compare(args) -> None:
@@ -203,6 +214,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", help="source dataset id (default: guessed from the file name, else unknown)")
     c.add_argument("--category", help="category for every row (default: the CSV's column, else the file name)")
     c.set_defaults(run=cmd_convert)
+    v = sub.add_parser("view", help="one self-contained HTML page to browse, filter and search the rows")
+    v.add_argument("files", nargs="*", help="trace files or folders (default: data/)")
+    v.add_argument("--out", default="data/view.html", help="the page (an earlier page there is replaced)")
+    v.set_defaults(run=cmd_view)
     for command in sub.choices.values():
         show_defaults(command)
     return p
