@@ -2,9 +2,10 @@
 
     python crap.py stats [FILES...]                      rows, verification, rejects, lengths, teacher speed
     python crap.py mix [FILES...] --out data/mix --seed 0 the training mix: sft.jsonl, rl.jsonl, eval.jsonl, mix.json
-    python crap.py push PATH --repo USER/NAME            publish as a Hub dataset (parquet + card)
+    python crap.py push PATH --repo USER/NAME            publish as a Hub dataset (JSONL or parquet + card)
     python crap.py compare --teacher A --teacher B --n 100  teacher bake-off over the same seeded prompts
     python crap.py convert FILES...                      the original project's CSV outputs -> trace files
+    python crap.py view [FILES...] --out data/view.html  one HTML page to browse, filter and search the rows
 
 FILES are trace files or folders of them (default: data/); each file's rejects are read from
 <stem>.rejects.jsonl beside it. The work is done in tunixhack/; this file only reads flags.
@@ -72,13 +73,23 @@ def cmd_push(args) -> None:
 
     path = Path(args.path)
     folder = Path(args.staging or Path("data") / "hub" / args.repo.replace("/", "__"))
-    staged = stage(path, args.repo, folder)
+    staged = stage(path, args.repo, folder, args.format)
     splits = ", ".join(f"{k} {v}" for k, v in staged["splits"].items())
     if args.dry_run:
         print(f"dry run: the folder that would be uploaded to {args.repo} is {folder} ({splits}); nothing sent")
         return
     url = push(folder, args.repo, args.private, args.collection)
     print(f"pushed {splits} to {url}" + (f" and added it to collection {args.collection}" if args.collection else ""))
+
+
+def cmd_view(args) -> None:
+    from tunixhack.dataset.traces import trace_files
+    from tunixhack.dataset.view import write_view
+
+    files = trace_files(args.files)
+    out = Path(args.out)
+    rows = write_view(files, out)
+    print(f"wrote {out} ({rows} rows from {len(files)} file(s)): open it in a browser; it needs no server or network")
 
 
 def cmd_compare(args) -> None:
@@ -173,6 +184,8 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--repo", required=True, help="USER/NAME")
     u.add_argument("--private", action="store_true", help="create the repository private")
     u.add_argument("--collection", metavar="SLUG", help="add the dataset to this collection (owner/title-id)")
+    u.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl",  # tunixhack.dataset.hub.FORMATS
+                   help="each split as data/<split>.jsonl (one trace row a line) or as parquet")
     u.add_argument("--staging", help="folder to build the upload in (default data/hub/USER__NAME)")
     u.add_argument("--dry-run", action="store_true", help="build the folder, upload nothing")
     u.set_defaults(run=cmd_push)
@@ -201,6 +214,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--dataset", help="source dataset id (default: guessed from the file name, else unknown)")
     c.add_argument("--category", help="category for every row (default: the CSV's column, else the file name)")
     c.set_defaults(run=cmd_convert)
+    v = sub.add_parser("view", help="one self-contained HTML page to browse, filter and search the rows")
+    v.add_argument("files", nargs="*", help="trace files or folders (default: data/)")
+    v.add_argument("--out", default="data/view.html", help="the page (an earlier page there is replaced)")
+    v.set_defaults(run=cmd_view)
     for command in sub.choices.values():
         show_defaults(command)
     return p

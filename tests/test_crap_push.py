@@ -1,5 +1,6 @@
-"""crap.py push: the staged folder (parquet splits + dataset card), and the upload at the HTTP layer against a
-local fake of the Hub API (huggingface_hub honours HF_ENDPOINT), in a subprocess as users run it."""
+"""crap.py push: the staged folder (JSONL splits by default, parquet with --format parquet, and the dataset card),
+read back by the real `datasets.load_dataset` through the card's `configs:`, and the upload at the HTTP layer
+against a local fake of the Hub API (huggingface_hub honours HF_ENDPOINT), in a subprocess as users run it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import subprocess
 import sys
 
+import datasets
 import pyarrow.parquet as pq
 import yaml
 
@@ -22,6 +24,8 @@ from tunixhack.tokens import WordCounter
 TRACES = FIXTURES / "traces"
 TOKEN = "hf_fake_token_0123456789"
 PARQUETS = ["data/eval-00000-of-00001.parquet", "data/rl-00000-of-00001.parquet", "data/sft-00000-of-00001.parquet"]
+JSONLS = ["data/eval.jsonl", "data/rl.jsonl", "data/sft.jsonl"]
+ENDPOINT = ', "endpoint": "http://192.168.1.20:1234/v1"'  # how the fixtures' rows name their (private) server
 
 
 def make_mix(tmp_path):
@@ -47,14 +51,46 @@ def card_parts(text: str) -> tuple[dict, str]:
     return yaml.safe_load(front), body
 
 
-def test_dry_run_writes_the_exact_folder(tmp_path):
+def load(folder, tmp_path):
+    """The splits as the Hub's loader reads the folder: datasets.load_dataset, through the card's configs:."""
+    loaded = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "datasets-cache"))
+    return {name: split.to_list() for name, split in loaded.items()}
+
+
+def test_dry_run_writes_jsonl_splits_as_written_and_load_dataset_reads_them(tmp_path):
     mix = make_mix(tmp_path)
     staging = tmp_path / "staging"
     result = push(mix, "--repo", "alice/think-mix", "--dry-run", "--staging", staging, home=tmp_path / "hf")
     assert result.returncode == 0, result.stderr
     assert "nothing sent" in result.stdout
-    assert sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()) == ["README.md", *PARQUETS]
+    assert sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()) == ["README.md", *JSONLS]
+    loaded = load(staging, tmp_path)
     for name in ("sft", "rl", "eval"):
+        written = (mix / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        published = (staging / "data" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert all(ENDPOINT in line for line in written)
+        # one trace row a line, byte for byte as the mix wrote it, less the teacher's private address
+        assert published == [line.replace(ENDPOINT, "") for line in written]
+        # and load_dataset gives every row back as it is in the file (the tagged-union `check` included)
+        assert loaded[name] == [json.loads(line) for line in published]
+    meta, body = card_parts((staging / "README.md").read_text())
+    assert meta["configs"][0]["data_files"] == [{"split": s, "path": f"data/{s}.jsonl"} for s in ("sft", "rl", "eval")]
+    assert {"name": "check", "dtype": "json"} in meta["dataset_info"]["features"]
+    assert [(s["name"], s["num_examples"]) for s in meta["dataset_info"]["splits"]] == [("sft", 2), ("rl", 8), ("eval", 2)]
+    assert "| openai | qwen3-14b | 12 |" in body and "`data/sft.jsonl`: one trace row a line" in body
+    assert "192.168" not in (staging / "README.md").read_text()
+
+
+def test_format_parquet_writes_the_exact_folder(tmp_path):
+    mix = make_mix(tmp_path)
+    staging = tmp_path / "staging"
+    result = push(mix, "--repo", "alice/think-mix", "--format", "parquet", "--dry-run", "--staging", staging,
+                  home=tmp_path / "hf")
+    assert result.returncode == 0, result.stderr
+    assert sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file()) == ["README.md", *PARQUETS]
+    loaded = load(staging, tmp_path)
+    for name in ("sft", "rl", "eval"):
+        assert [r["id"] for r in loaded[name]] == [json.loads(line)["id"] for line in (mix / f"{name}.jsonl").open()]
         table = pq.read_table(staging / "data" / f"{name}-00000-of-00001.parquet")
         rows = [json.loads(line) for line in (mix / f"{name}.jsonl").read_text().splitlines()]
         assert table.column("id").to_pylist() == [r["id"] for r in rows]
@@ -68,6 +104,7 @@ def test_dry_run_writes_the_exact_folder(tmp_path):
     assert meta["size_categories"] == ["n<1K"]
     assert meta["configs"][0]["data_files"] == [{"split": s, "path": f"data/{s}-*.parquet"}
                                                 for s in ("sft", "rl", "eval")]
+    assert "features" not in meta["dataset_info"]  # parquet files carry their schema
     assert "| openai/gsm8k | MIT | 4 |" in body and "| allenai/sciq | CC BY-NC 3.0 | 4 |" in body
     assert "| openai | qwen3-14b | 12 |" in body                    # teacher
     assert '"temperature": 0.6' in body and "`a1b2c3d4e5f60718`" in body  # sampling, prompt version
@@ -94,19 +131,25 @@ def test_push_to_the_fake_hub(tmp_path):
         assert create["name"] == "think-mix" and create["organization"] == "alice" and create["type"] == "dataset"
         assert hub.repos["alice/think-mix"]["private"] is True
         preupload = next(body for _, path, _, body in hub.calls if "/preupload/" in path)
-        assert sorted(f["path"] for f in preupload["files"]) == ["README.md", *PARQUETS]
-        committed = hub.repos["alice/think-mix"]["files"]
-        assert sorted(committed) == ["README.md", *PARQUETS]
+        assert sorted(f["path"] for f in preupload["files"]) == ["README.md", *JSONLS]
+        committed = dict(hub.repos["alice/think-mix"]["files"])
+        assert sorted(committed) == ["README.md", *JSONLS]
         for path, content in committed.items():  # byte for byte what the dry run shows
             assert content == (staging / path).read_bytes()
-        sft = pq.read_table(io.BytesIO(committed[PARQUETS[2]]))
-        assert sft.num_rows == len((mix / "sft.jsonl").read_text().splitlines())
+        assert len(committed["data/sft.jsonl"].decode().splitlines()) == len((mix / "sft.jsonl").read_text().splitlines())
         assert hub.collections == {"alice/reasoning-0123abcd": ["alice/think-mix"]}
         collection_call = next(body for _, path, _, body in hub.calls if path.endswith("/items"))
         assert collection_call["item"] == {"id": "alice/think-mix", "type": "dataset"}
         # every call carried the token; the user never sees it
         assert all(h.get("authorization") == f"Bearer {TOKEN}" for m, _, h, _ in hub.calls if m == "POST")
-    assert TOKEN not in result.stdout + result.stderr
+        # pushed again as parquet: the JSONL splits go in the same commit, so no reader finds two forms
+        again = push(mix, "--repo", "alice/think-mix", "--format", "parquet", "--staging", staging, hub=hub,
+                     home=tmp_path / "hf")
+        assert again.returncode == 0, again.stderr
+        assert sorted(hub.repos["alice/think-mix"]["files"]) == ["README.md", *PARQUETS]
+        sft = pq.read_table(io.BytesIO(hub.repos["alice/think-mix"]["files"][PARQUETS[2]]))
+        assert sft.num_rows == len((mix / "sft.jsonl").read_text().splitlines())
+    assert TOKEN not in result.stdout + result.stderr + again.stdout + again.stderr
     assert "pushed sft 2, rl 8, eval 2" in result.stdout and "alice/reasoning-0123abcd" in result.stdout
 
 
@@ -130,10 +173,15 @@ def test_a_trace_file_or_a_folder_of_them(tmp_path, capsys):
     assert staged["splits"] == {"train": 4}
     meta, body = card_parts((tmp_path / "one" / "README.md").read_text())
     assert meta["license"] == ["cc-by-nc-3.0"] and "Not decontaminated" in body
-    staged = stage(TRACES, "bob/all-traces", tmp_path / "all")
+    staged = stage(TRACES, "bob/all-traces", tmp_path / "all", "parquet")
     assert staged["splits"] == {"databricks": 5, "gsm8k": 8, "sciq": 4}
     schemas = {pq.read_schema(p) for p in (tmp_path / "all" / "data").glob("*.parquet")}
     assert len(schemas) == 1  # one schema for every split, as the Hub's loader wants
+    # as JSONL, the card declares that one schema: a column all null in one file reads with the others' type
+    stage(TRACES, "bob/all-traces", tmp_path / "jsonl")
+    loaded = load(tmp_path / "jsonl", tmp_path)
+    assert {name: len(rows) for name, rows in loaded.items()} == staged["splits"]
+    assert loaded["gsm8k"] == [json.loads(line) for line in (tmp_path / "jsonl" / "data" / "gsm8k.jsonl").open()]
     # staging again replaces an earlier staging folder, but never a folder with other files in it
     stage(TRACES, "bob/all-traces", tmp_path / "all")
     (tmp_path / "all" / "notes.txt").write_text("mine")
@@ -147,11 +195,15 @@ def test_a_trace_file_or_a_folder_of_them(tmp_path, capsys):
     assert "nothing to push at" in capsys.readouterr().err
 
 
-def test_columns_whose_types_differ_are_stored_as_json(tmp_path):
+def test_columns_whose_types_differ_are_json_text_in_parquet_and_as_written_in_jsonl(tmp_path):
     rows = [trace_row(0, "science", "Which gas do plants take in?", options=["oxygen", "carbon dioxide"]),
             trace_row(1, "science", "Which planet is largest?", options="A. Mars B. Jupiter"),
             trace_row(2, "open_qa", "Why is the sky blue?", verified=None)]
-    staged = stage(write_rows(tmp_path / "t.jsonl", rows), "bob/t", tmp_path / "s")
+    traces = write_rows(tmp_path / "t.jsonl", rows)
+    stage(traces, "bob/t", tmp_path / "j")
+    assert load(tmp_path / "j", tmp_path)["train"] == [{"options": None, **r} for r in rows]
+    assert "json.loads" not in (tmp_path / "j" / "README.md").read_text()
+    staged = stage(traces, "bob/t", tmp_path / "s", "parquet")
     table = pq.read_table(tmp_path / "s" / "data" / "train-00000-of-00001.parquet")
     assert [None if v is None else json.loads(v) for v in table.column("options").to_pylist()] == \
         [["oxygen", "carbon dioxide"], "A. Mars B. Jupiter", None]

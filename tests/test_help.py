@@ -53,6 +53,6 @@ def test_what_the_readme_writes_is_git_ignored_and_help_names_only_files_in_the_
     ignored = subprocess.run(["git", "check-ignore", "data/gsm8k.jsonl", "runs/sft/run.json", "export/hf/x"],
                              capture_output=True, text=True, cwd=ROOT)
     assert ignored.stdout.split() == ["data/gsm8k.jsonl", "runs/sft/run.json", "export/hf/x"]
-    for command in ([], ["stats"], ["mix"], ["push"], ["compare"], ["convert"]):
+    for command in ([], ["stats"], ["mix"], ["push"], ["compare"], ["convert"], ["view"]):
         text = run_script("crap.py", *command, "--help").stdout
         assert "DESIGN.md" not in text and all((ROOT / name).is_file() for name in re.findall(r"\b[A-Z]+\.md", text))

@@ -40,13 +40,14 @@ def test_the_readme_commands_in_order_leave_a_data_folder_that_stats_and_mix_rea
         run(tmp_path, "crap.py", "stats")
         run(tmp_path, "crap.py", "mix", "--out", "data/mix", "--seed", 0, *EVAL_SETS)
         run(tmp_path, "crap.py", "push", "data/mix", "--repo", "someone/traces", "--dry-run")
+        run(tmp_path, "crap.py", "view")
         run(tmp_path, "crap.py", "compare", "--teacher", teacher.url, "--teacher", other.url, "--n", 4,
             "--recipe", "gsm8k", "--source", f"gsm8k={GSM8K}")
         run(tmp_path, "crap.py", "convert", FIXTURES / "traces" / "csv" / "brainstorming-thinking.csv")
     data = tmp_path / "data"
     left = {p.name for p in data.iterdir()}
     # what the commands left beside the trace files: the glob below brings in every one of them
-    assert {"stats.md", "dolly_analysis.md", "dolly_analysis.png", "mix", "hub", "compare",
+    assert {"stats.md", "dolly_analysis.md", "dolly_analysis.png", "mix", "hub", "compare", "view.html",
             "gsm8k.summary.json"} <= left, left
     glob = sorted(str(p.relative_to(tmp_path)) for p in data.iterdir())
 
@@ -56,7 +57,7 @@ def test_the_readme_commands_in_order_leave_a_data_folder_that_stats_and_mix_rea
     skipped = [line for line in stats.stderr.splitlines() if line.startswith("skipped ")]
     assert {line.split(":")[0] for line in skipped} >= {"skipped data/stats.md", "skipped data/dolly_analysis.md",
                                                           "skipped data/mix", "skipped data/hub",
-                                                          "skipped data/compare"}, stats.stderr
+                                                          "skipped data/compare", "skipped data/view.html"}, stats.stderr
     assert "skipped data/mix: a training mix" in stats.stderr  # each says what it is, one line each
 
     run(tmp_path, "crap.py", "mix", *glob, "--out", "data/mix2", "--no-decontam")

@@ -1,5 +1,6 @@
-"""--data for the train/ scripts: a trace file, a mix folder, a dataset folder as crap.py push stages it, and a Hub
-dataset id fetched from a local fake of the Hub; the rows read back are the rows that were mixed and pushed."""
+"""--data for the train/ scripts: a trace file, a mix folder, a dataset folder as crap.py push stages it (JSONL or
+parquet), and a Hub dataset id fetched from a local fake of the Hub; the rows read back are the rows that were
+mixed and pushed."""
 
 import json
 import os
@@ -60,13 +61,19 @@ def test_a_mix_folder_gives_the_split_asked_for(mix):
         read_split(str(mix), "train")
 
 
-def test_a_staged_dataset_folder_reads_back_the_pushed_rows(mix, tmp_path):
-    crap("push", mix, "--repo", "someone/traces", "--dry-run", "--staging", tmp_path / "stage")
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_staged_dataset_folder_reads_back_the_pushed_rows(mix, tmp_path, fmt):
+    crap("push", mix, "--repo", "someone/traces", "--format", fmt, "--dry-run", "--staging", tmp_path / "stage")
     for split in ("sft", "rl", "eval"):
         rows, read = read_split(str(tmp_path / "stage"), split)
         assert read.form == "dataset folder" and read.split == split
+        assert [p.rsplit("/", 1)[-1] for p in read.files] == \
+            [f"{split}.jsonl" if fmt == "jsonl" else f"{split}-00000-of-00001.parquet"]
         same_rows(rows, lines(mix / f"{split}.jsonl"))
-    with pytest.raises(UserError, match="no split 'test'"):
+        if fmt == "jsonl":  # read back exactly as pushed: every field, nothing gained
+            assert rows == lines(tmp_path / "stage" / "data" / f"{split}.jsonl")
+    with pytest.raises(UserError, match=r"no split 'test' \(data/test.jsonl or data/test-\*.parquet\); "
+                                        r"splits here: eval, rl, sft"):
         read_split(str(tmp_path / "stage"), "test")
 
 
@@ -82,11 +89,13 @@ except UserError as e:
 """
 
 
-def test_a_private_hub_dataset_pushed_by_crap_reads_back(mix, tmp_path):
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_private_hub_dataset_pushed_by_crap_reads_back(mix, tmp_path, fmt):
     with HubFake() as hub:
         env = script_env(HF_ENDPOINT=hub.url, HF_TOKEN="hf_fake_token", HF_HUB_OFFLINE="0",
                          HF_HOME=str(tmp_path / "hf"))
-        crap("push", mix, "--repo", "someone/traces", "--private", env=env)
+        crap("push", mix, "--repo", "someone/traces", "--private", "--format", fmt, "--staging", tmp_path / "s",
+             env=env)
 
         def read(repo, **extra):
             done = subprocess.run([sys.executable, "-c", READ, repo], cwd=ROOT, capture_output=True, text=True,
@@ -97,6 +106,7 @@ def test_a_private_hub_dataset_pushed_by_crap_reads_back(mix, tmp_path):
         got = read("someone/traces")
         anonymous = read("someone/traces", HF_TOKEN="", HF_HOME=str(tmp_path / "other"))
     assert got["read"]["form"] == "hub" and got["read"]["revision"] and got["read"]["rows"] == len(got["rows"])
+    assert got["read"]["files"][0].endswith("sft.jsonl" if fmt == "jsonl" else ".parquet")
     same_rows(got["rows"], lines(mix / "sft.jsonl"))
     assert "no such dataset on the Hub (set HF_TOKEN if it is private)" in anonymous["error"]
 

@@ -10,7 +10,8 @@ huggingface_hub reads HF_ENDPOINT, so a subprocess started with HF_ENDPOINT=fake
         fake.collections  # slug -> [item ids]
 
 Routes (as huggingface_hub 1.x calls them): POST /api/repos/create, POST /api/validate-yaml,
-POST /api/{type}s/{ns}/{name}/preupload/{rev}, POST /api/{type}s/{ns}/{name}/commit/{rev} (ndjson),
+POST /api/{type}s/{ns}/{name}/preupload/{rev}, POST /api/{type}s/{ns}/{name}/commit/{rev} (ndjson: files and
+deletedFile),
 POST /api/collections/{slug}/items; and the downloads snapshot_download makes: GET /api/{type}s/{repo}/revision|tree/
 {rev} and GET/HEAD /{type}s/{repo}/resolve/{rev}/{path} (a private repo needs the token). Preupload answers "regular" for every file, so the commit carries
 the files' bytes (base64) and no LFS or Xet transfer is needed. A request whose bearer token is not in
@@ -107,11 +108,12 @@ class Handler(BaseHTTPRequestHandler):
         repo_id = f"{body.get('organization')}/{body['name']}" if body.get("organization") else body["name"]
         kind = body.get("type") or "model"
         prefix = "" if kind == "model" else f"{kind}s/"
-        if repo_id in self.server.repos:
-            return self._json(409, {"error": "You already created this dataset repo", "url": ""})
+        url = f"{self.server.url}/{prefix}{repo_id}"
+        if repo_id in self.server.repos:  # the Hub names the existing repository, which create_repo(exist_ok) returns
+            return self._json(409, {"error": "You already created this dataset repo", "url": url})
         self.server.repos[repo_id] = {"type": kind, "private": body.get("visibility") == "private"
                                       or body.get("private") is True, "files": {}}
-        self._json(200, {"url": f"{self.server.url}/{prefix}{repo_id}", "name": repo_id})
+        self._json(200, {"url": url, "name": repo_id})
 
     def _commit(self, kind, repo_id, lines):
         header, files = None, {}
@@ -121,6 +123,8 @@ class Handler(BaseHTTPRequestHandler):
             elif line["key"] == "file":
                 value = line["value"]
                 files[value["path"]] = base64.b64decode(value["content"])
+            elif line["key"] == "deletedFile":
+                self.server.repos[repo_id]["files"].pop(line["value"]["path"], None)
         self.server.repos[repo_id]["files"].update(files)
         self.server.repos[repo_id].setdefault("commits", []).append(header)
         prefix = "" if kind == "models" else f"{kind}/"

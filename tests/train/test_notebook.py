@@ -1,6 +1,7 @@
 """The Kaggle notebook's code cells run top to bottom on the CPU in smoke mode (SMOKE=1: the tiny model), reading
-its data from the Hub the way a user's run does: `crap.py push` uploads a mix to a local fake Hub, and the notebook
-gets only its id."""
+its data from the Hub the way a user's run does: `crap.py push` uploads a mix to a local fake Hub (JSONL splits, the
+default), and the notebook gets only its id. The same mix pushed with `--format parquet` goes through the cells up
+to the one that reads the data (what differs between the forms), not through training again."""
 
 import json
 import subprocess
@@ -18,11 +19,14 @@ import json, sys
 import nbformat
 nb = nbformat.read(sys.argv[1], as_version=4)
 scope = {"__name__": "__main__"}
+data_only = sys.argv[2:] == ["--data-only"]
 for number, cell in enumerate(nb.cells):
     if cell.cell_type == "code":
         print(f"--- cell {number}", flush=True)
         exec(compile(cell.source, f"cell {number}", "exec"), scope)
-print(json.dumps({"WORK": scope["WORK"], "MODEL": scope["MODEL"], "BUDGET": scope["BUDGET"], "REPLY": scope["REPLY"]}))
+        if data_only and "read_split(" in cell.source:
+            break
+print(json.dumps({k: scope.get(k) for k in ("WORK", "MODEL", "BUDGET", "REPLY")}))
 """
 
 
@@ -40,18 +44,29 @@ def test_notebook_runs_top_to_bottom_on_data_from_the_hub(train_env, tmp_path):
         crap("mix", TRACES, "--out", tmp_path / "mix", "--sft-share", "0.6", "--eval-share", "0.1", "--no-decontam",
              env=env)
         crap("push", tmp_path / "mix", "--repo", "someone/traces", "--private", env=env)
+        crap("push", tmp_path / "mix", "--repo", "someone/traces-parquet", "--format", "parquet", env=env)
         notebook = ROOT / "train" / "kaggle_tpu.ipynb"
         work = tmp_path / "work"
         result = subprocess.run([sys.executable, "-c", RUNNER, str(notebook)], cwd=ROOT, capture_output=True, text=True,
                                 env={**env, "SMOKE": "1", "SMOKE_WORK": str(work), "DATASET_REPO": "someone/traces"},
                                 timeout=900)
+        parquet = subprocess.run([sys.executable, "-c", RUNNER, str(notebook), "--data-only"], cwd=ROOT,
+                                 capture_output=True, text=True, timeout=300,
+                                 env={**env, "SMOKE": "1", "SMOKE_WORK": str(tmp_path / "work-parquet"),
+                                      "DATASET_REPO": "someone/traces-parquet"})
         downloads = [p for p in hub.paths() if p.startswith("GET /datasets/someone/traces/resolve/")]
+        parquet_downloads = [p for p in hub.paths() if p.startswith("GET /datasets/someone/traces-parquet/resolve/")]
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert parquet.returncode == 0, parquet.stdout[-3000:] + parquet.stderr[-3000:]
     state = json.loads(result.stdout.strip().splitlines()[-1])
     assert state["MODEL"] == "tiny" and state["WORK"] == str(work)
     assert sum(state["BUDGET"].values()) <= 9 * 60
-    assert any(p.endswith("data/sft-00000-of-00001.parquet") for p in downloads)  # read from the Hub, not a file
+    assert any(p.endswith("data/sft.jsonl") for p in downloads)  # read from the Hub, not a file
+    assert any(p.endswith("data/sft-00000-of-00001.parquet") for p in parquet_downloads)
     mix_rows = {s: sum(1 for _ in (tmp_path / "mix" / f"{s}.jsonl").open()) for s in ("sft", "rl", "eval")}
+    for split, rows in mix_rows.items():  # the data cell's line for each split, from either form
+        line = f"{split}: {rows} rows (hub, revision "
+        assert line in result.stdout and line in parquet.stdout, parquet.stdout[-2000:]
     assert json.loads((work / "runs" / "sft" / "run.json").read_text())["data"]["rows"] == mix_rows["sft"]
     assert json.loads((work / "runs" / "grpo" / "run.json").read_text())["data"]["form"] == "hub"
     for bench in ("gsm8k", "sciq", "mbpp"):

@@ -57,8 +57,11 @@ def sampling_of(row: dict) -> str:
 
 
 def render_card(repo_id: str, splits: dict[str, list[dict]], mix: dict | None, rejects: dict[str, Counter],
-                json_columns: list[str], split_bytes: dict[str, int] | None = None) -> str:
-    """split_bytes: each split's size in memory (Arrow), for dataset_info's num_bytes."""
+                json_columns: list[str], split_bytes: dict[str, int] | None = None,
+                data_files: str = "data/{split}.jsonl", features: list[dict] | None = None) -> str:
+    """split_bytes: each split's size in memory (Arrow), for dataset_info's num_bytes; data_files: the path
+    pattern of a split's files, for `configs:` (what load_dataset and the Hub's viewer read); features: their
+    types as datasets writes them in YAML, for files that do not carry a schema (JSONL)."""
     rows = [r for part in splits.values() for r in part]
     sources = Counter(r.get("dataset") or "unknown" for r in rows)
     licences = {s: LICENSES.get(s, UNKNOWN) for s in sources}
@@ -73,8 +76,8 @@ def render_card(repo_id: str, splits: dict[str, list[dict]], mix: dict | None, r
         pretty_name=repo_id.split("/")[-1],
         source_datasets=sorted(s for s in sources if s in LICENSES),
         configs=[{"config_name": "default",
-                  "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits]}],
-        dataset_info=dataset_info(splits, split_bytes or {}),
+                  "data_files": [{"split": s, "path": data_files.format(split=s)} for s in splits]}],
+        dataset_info=dataset_info(splits, split_bytes or {}, features),
     )
     name = repo_id.split("/")[-1]
     body = [f"# {name}", "",
@@ -114,16 +117,22 @@ def render_card(repo_id: str, splits: dict[str, list[dict]], mix: dict | None, r
                  json.dumps(recipe, indent=2), "```"]
     body += ["", "## How to load", "", "```python", "from datasets import load_dataset", "",
              f'ds = load_dataset("{repo_id}", split="{next(iter(splits))}")', "```"]
+    if data_files.endswith(".jsonl"):
+        first = data_files.format(split=next(iter(splits)))
+        body += ["", f"Each split is one JSON Lines file (`{first}`: one trace row a line, as generated), so it can "
+                     "also be fetched by name with `huggingface_hub.hf_hub_download`."]
     if json_columns:
         body += ["", f"Columns stored as JSON strings (their values differ in type between rows): "
                      f"{', '.join(f'`{c}`' for c in json_columns)}; read them with `json.loads`."]
     return str(DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"))
 
 
-def dataset_info(splits: dict[str, list[dict]], split_bytes: dict[str, int]) -> dict:
-    """The card's `dataset_info`: each split's row count (and size), as the Hub's dataset viewer reads them."""
-    info = {"splits": [{"name": s, **({"num_bytes": split_bytes[s]} if s in split_bytes else {}),
-                        "num_examples": len(part)} for s, part in splits.items()]}
+def dataset_info(splits: dict[str, list[dict]], split_bytes: dict[str, int], features: list[dict] | None) -> dict:
+    """The card's `dataset_info`: the features (if given), each split's row count (and size), as the Hub's
+    dataset viewer reads them."""
+    info = {"features": features} if features else {}
+    info["splits"] = [{"name": s, **({"num_bytes": split_bytes[s]} if s in split_bytes else {}),
+                      "num_examples": len(part)} for s, part in splits.items()]
     if split_bytes:
         info["dataset_size"] = sum(split_bytes.values())
     return info

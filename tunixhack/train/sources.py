@@ -2,20 +2,20 @@
 
     data/mix/sft.jsonl     a trace file: its rows, whatever the split
     data/mix               a mix folder (crap.py mix): <split>.jsonl
-    staging/               a dataset folder as crap.py push stages and uploads it: README.md + data/<split>-*.parquet
+    staging/               a dataset folder as crap.py push stages and uploads it: README.md + data/<split>.jsonl
+                           (the default) or data/<split>-*.parquet (push --format parquet)
     USER/NAME              a Hub dataset (that same folder, fetched with huggingface_hub; HF_TOKEN for a private one)
 
-Each script picks its split (sft.py: sft, grpo.py: rl, eval.py: eval) and `--split` overrides it. Columns that
-push stored as JSON text (their values differ in type between rows, and `check`) are decoded back, so every field
-a row carries reads back as pushed. Parquet has one schema per file: a field only some rows have comes back as
-null in the others (and a nested object gains the other rows' keys, as null). What was read is recorded in
-run.json (`Provenance`).
+Each script picks its split (sft.py: sft, grpo.py: rl, eval.py: eval) and `--split` overrides it. A JSONL split
+reads back exactly as pushed. From parquet, the columns that push stored as JSON text (their values differ in type
+between rows, and `check`) are decoded back, so every field a row carries reads back; but parquet has one schema
+per file: a field only some rows have comes back as null in the others (and a nested object gains the other rows'
+keys, as null). What was read is recorded in run.json (`Provenance`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
 import json
 import os
@@ -52,8 +52,8 @@ def read_split(data: str, split: str) -> tuple[list[dict], Provenance]:
     revision = None
     if path.is_file():
         rows, files, form = read_traces(path), [path], "file"
-    elif path.is_dir() and (path / "data").is_dir() and glob.glob(str(path / "data" / "*.parquet")):
-        rows, files, form = _read_parquet_split(path, split), _parquet_files(path, split), "dataset folder"
+    elif path.is_dir() and _pushed_files(path):
+        rows, files, form = *_read_pushed_split(path, split), "dataset folder"
     elif path.is_dir():
         file = path / f"{split}.jsonl"
         if not file.is_file():
@@ -63,7 +63,7 @@ def read_split(data: str, split: str) -> tuple[list[dict], Provenance]:
         rows, files, form = read_traces(file), [file], "mix"
     elif HUB_ID.fullmatch(data) and not path.exists():
         folder, revision = _download(data)
-        rows, files, form = _read_parquet_split(folder, split), _parquet_files(folder, split), "hub"
+        rows, files, form = *_read_pushed_split(folder, split), "hub"
     else:
         raise UserError(f"--data {data}: no such file or folder; --data takes {FORMS}")
     if not rows:
@@ -75,20 +75,34 @@ def read_split(data: str, split: str) -> tuple[list[dict], Provenance]:
 
 
 # --- a pushed dataset folder ----------------------------------------------------------------------------
-def _parquet_files(folder: Path, split: str) -> list[Path]:
-    files = sorted((folder / "data").glob(f"{split}-*.parquet"))
+def _pushed_files(folder: Path) -> list[Path]:
+    """The split files of a dataset folder as crap.py push stages it (data/*.jsonl or data/*.parquet)."""
+    return sorted(p for p in (folder / "data").glob("*") if p.name.endswith((".jsonl", ".parquet")))
+
+
+def _split_of(file: Path) -> str:
+    """data/sft.jsonl and data/sft-00000-of-00001.parquet both hold the split sft."""
+    return file.name.removesuffix(".jsonl") if file.name.endswith(".jsonl") else file.name.split("-")[0]
+
+
+def _read_pushed_split(folder: Path, split: str) -> tuple[list[dict], list[Path]]:
+    """(rows, files) of one split of a pushed dataset, whichever form push wrote it in."""
+    files = [p for p in _pushed_files(folder) if _split_of(p) == split]
     if not files:
-        present = sorted({p.name.split("-")[0] for p in (folder / "data").glob("*.parquet")})
-        raise UserError(f"{folder} has no split {split!r} (data/{split}-*.parquet); splits here: "
-                        f"{', '.join(present) or 'none'} (--split picks one)")
-    return files
+        present = sorted({_split_of(p) for p in _pushed_files(folder)})
+        raise UserError(f"{folder} has no split {split!r} (data/{split}.jsonl or data/{split}-*.parquet); splits "
+                        f"here: {', '.join(present) or 'none'} (--split picks one)")
+    jsonl = [p for p in files if p.name.endswith(".jsonl")]
+    if jsonl:  # one trace row a line, as written: no decoding to undo
+        return [row for p in jsonl for row in read_traces(p)], jsonl
+    return _read_parquet(folder, files), files
 
 
-def _read_parquet_split(folder: Path, split: str) -> list[dict]:
+def _read_parquet(folder: Path, files: list[Path]) -> list[dict]:
     import pyarrow.parquet as pq
 
     rows: list[dict] = []
-    for file in _parquet_files(folder, split):
+    for file in files:
         table = pq.read_table(file)
         json_columns = _json_columns(table.schema, folder)
         for row in table.to_pylist():
@@ -110,7 +124,7 @@ def _json_columns(schema, folder: Path) -> set[str]:
 
 # --- the Hub --------------------------------------------------------------------------------------------
 def _download(repo_id: str) -> tuple[Path, str]:
-    """The dataset's card and parquet files from the Hub (or the local cache when offline): (folder, commit)."""
+    """The dataset's card and split files from the Hub (or the local cache when offline): (folder, commit)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
@@ -126,6 +140,7 @@ def _download(repo_id: str) -> tuple[Path, str]:
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         raise UserError(f"--data {repo_id}: the Hub answered HTTP {status}") from None
-    if not glob.glob(os.path.join(folder, "data", "*.parquet")):
-        raise UserError(f"--data {repo_id} has no data/*.parquet files: not a dataset that crap.py push uploaded")
+    if not _pushed_files(Path(folder)):
+        raise UserError(f"--data {repo_id} has no data/*.jsonl or data/*.parquet files: not a dataset that crap.py "
+                        "push uploaded")
     return Path(folder), Path(folder).name  # snapshots/<commit>/
