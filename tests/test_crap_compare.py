@@ -69,8 +69,7 @@ def test_bake_off_over_the_same_prompts(tmp_path):
     assert crap.main(["mix", str(folder), "--out", str(tmp_path / "mix"), "--no-decontam", "--eval-share", "0"]) == 0
     assert crap.main(["push", str(tmp_path / "mix"), "--repo", "me/bake", "--dry-run",
                       "--staging", str(tmp_path / "hub")]) == 0
-    assert sorted(p.name for p in (tmp_path / "hub" / "data").iterdir()) == ["rl-00000-of-00001.parquet",
-                                                                             "sft-00000-of-00001.parquet"]
+    assert sorted(p.name for p in (tmp_path / "hub" / "data").iterdir()) == ["rl.jsonl", "sft.jsonl"]  # JSONL by default
 
 
 def test_another_seed_draws_other_prompts(tmp_path):
