@@ -37,7 +37,8 @@ class StepBar(Progress):
 
     def __init__(self, stage: str, total: int, done_before: int, stream=None, every=PLAIN_EVERY):
         self.stage, self.line, self.shown = stage, "", ""
-        super().__init__(total, done_before, lambda: self.line, stream, every)
+        # the bar counts the steps itself: its postfix is the rest of the line
+        super().__init__(total, done_before, lambda: self.line.split(" | ", 1)[-1], stream, every)
         if self.bar is not None:
             self.bar.unit, self.bar.desc = "step", stage
 
@@ -98,6 +99,8 @@ class StageProgress:
             self.values.setdefault(step, {})[key] = float(value)
         except (TypeError, ValueError):
             return
+        for old in [s for s in self.values if s < step - 2]:  # a line needs its own step's values only
+            del self.values[old]
         if self.pending and self.pending["step"] == step and key == "completions/mean_length":
             self._show(**self.pending)
 
