@@ -10,7 +10,8 @@ the dataset's recipe's own. --data reads trace rows (the mix's eval split: a hol
 easier than the benchmark and in its distribution; never call it a test). Protocol: 0-shot, the student's
 prompt format, greedy decoding (temperature 1e-4, top_k 1, top_p 1, seed 42), --max-new-tokens, the extraction
 stated in eval.json. Each checkpoint is evaluated as it was trained (base + float32 adapter, unmerged).
-Every accuracy comes with n and its 95% Wilson interval. Writes --out/eval.json, eval.md, samples.jsonl.
+Every accuracy comes with n and its 95% Wilson interval. Writes --out/eval.json, eval.md, eval.png (accuracy
+and format compliance per model, with the intervals as error bars), samples.jsonl.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from tunixhack.errors import UserError
 from tunixhack.generate.argtypes import show_defaults
 from tunixhack.dataset.traces import write_json, write_jsonl
-from tunixhack.train import runs
+from tunixhack.train import plots, runs
 
 
 def parse_args(argv=None):
@@ -89,9 +90,10 @@ def main(argv=None) -> None:
     write_json(out / "eval.json", {"protocol": protocol, "results": results})
     table = markdown(protocol, results)
     (out / "eval.md").write_text(table + "\n")
+    chart = plots.eval_chart(results, heading(protocol, results), out / "eval.png")
     write_jsonl(out / "samples.jsonl", samples)
     print(table)
-    print(f"\nwritten: {out / 'eval.json'}, {out / 'eval.md'}, {out / 'samples.jsonl'}", file=sys.stderr)
+    print(f"\nwritten: {out / 'eval.json'}, {out / 'eval.md'}, {chart}, {out / 'samples.jsonl'}", file=sys.stderr)
 
 
 def holdout(args) -> tuple[list[dict], dict]:
@@ -183,15 +185,20 @@ def short(dataset: str | None) -> str:
     return (dataset or "?").split("/")[-1]
 
 
-def markdown(protocol: dict, results: dict) -> str:
-    what = (f"{protocol['benchmark']}: {protocol['dataset']} {protocol['split']}" if protocol.get("benchmark")
-            else protocol["what"])
+def heading(protocol: dict, results: dict) -> str:
+    """What was measured, on which models: eval.md's title and the chart's."""
     title = (f"{protocol['benchmark']} ({protocol['dataset']})" if protocol.get("benchmark")
              else f"Holdout of {protocol['data']['data']}"
              + (f", split {protocol['data']['split']}" if protocol["data"].get("split") else ""))
     models = ", ".join(f"{r['model']} (base)" if r["ckpt"] is None else f"{label} (step {r['step']})"
                        for label, r in results.items())
-    lines = [f"# {title}: {models}", "",
+    return f"{title}: {models}"
+
+
+def markdown(protocol: dict, results: dict) -> str:
+    what = (f"{protocol['benchmark']}: {protocol['dataset']} {protocol['split']}" if protocol.get("benchmark")
+            else protocol["what"])
+    lines = [f"# {heading(protocol, results)}", "",
              f"Evaluated on {what}; n = {protocol['n']} ({protocol['sample']}); {protocol['shots']}-shot, greedy, "
              f"{protocol['max_new_tokens']} new tokens. Accuracy and format compliance with 95% Wilson intervals.",
              "", "| model | step | accuracy | 95% CI | format | n |", "|---|---|---|---|---|---|"]

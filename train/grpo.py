@@ -12,8 +12,9 @@ reference is the SFT model (the same base with a frozen copy of the SFT adapter:
 Each step rolls out --batch prompts x --generations completions with a fresh seed; --micro-batch bounds how
 many prompts one forward/backward pass holds, so --batch can grow without raising the actor step's memory.
 A reward that could not be computed is left out of its group's normalisation (tunixhack/train/rl.py).
-Checkpoints: --out/ckpts/actor/<step>/model_params. metrics.jsonl has per step each reward's mean
-(rewards/<name>_reward), the share not computed, the KL, the loss and the completion length.
+Checkpoints: --out/ckpts/actor/<step>/model_params. Shows each step's mean reward, generated tokens/s, step
+time and ETA as it trains. metrics.jsonl has per step each reward's mean (rewards/<name>_reward), the share not
+computed, the KL, the loss, the completion length and step_seconds; curves.png draws them when the stage ends.
 Re-running resumes; Ctrl-C or --time-budget saves the latest step; the schedule ends at the budget.
 """
 
@@ -28,7 +29,7 @@ from pathlib import Path
 from tunixhack.errors import UserError
 from tunixhack.generate.argtypes import show_defaults
 from tunixhack.train import budget as budgets
-from tunixhack.train import runs
+from tunixhack.train import plots, progress, runs
 
 # LoRA learns at about ten times the rate of full fine-tuning ("LoRA Without Regret", Thinking Machines, 2025);
 # GRPO on full weights commonly uses 1e-6 to 3e-6, so 2e-5 here, on float32 adapters where it does not round away.
@@ -139,9 +140,10 @@ def main(argv=None, batches=None) -> None:
     actor, reference = policy_and_reference(args, init, init_step, lora, source, mesh)
     rl.register()
     budget = budgets.Budget(args.steps, args.time_budget, args.lr, args.warmup_steps)
-    cluster = make_cluster(actor, reference, tok, ids, args, out, mesh, (micro, rollout_batch))
+    shown = progress.StageProgress("grpo", budget, completions=args.batch * args.generations)
+    cluster = make_cluster(actor, reference, tok, ids, args, out, mesh, (micro, rollout_batch), shown)
     trainer = cluster.actor_trainer
-    trainer.with_training_hooks(budgets.step_hooks(budget))
+    trainer.with_training_hooks(progress.step_hooks(budget, shown))
     budget.attach(trainer.optimizer, lambda: trainer.train_steps)
     budget.resume(runs.read_run(str(out)).get("budget"))
     if runs.nothing_left(budget, trainer.train_steps, out):  # Tunix's learner fails on an empty stream
@@ -153,11 +155,13 @@ def main(argv=None, batches=None) -> None:
     learner = make_learner(cluster, reward_fns, args)
     # The learner closes the cluster when the batches end, which saves the latest step.
     stream = traces.grpo_dataset(prompts.examples, args.batch, args.seed)
+    shown.begin(trainer.train_steps)
     learner.train(budget.batches(batches(stream) if batches else stream))
+    shown.finish()
     step = trainer.train_steps
     runs.record(out, budget=budget.summary(step))
-    print(f"step {step}: checkpoint in {out / 'ckpts' / 'actor'}; metrics in {out / 'metrics.jsonl'}",
-          file=sys.stderr)
+    print(f"step {step}: checkpoint in {out / 'ckpts' / 'actor'}; metrics in {out / 'metrics.jsonl'}; curves in "
+          f"{plots.curves(out)}", file=sys.stderr)
     budget.finish(step)
 
 
@@ -272,7 +276,7 @@ def policy_and_reference(args, init: dict | None, init_step: int | None, lora: d
     return runs.lora_model(base, spec, mesh), base
 
 
-def make_cluster(actor, reference, tok, ids, args, out: Path, mesh, sizes: tuple[int, int]):
+def make_cluster(actor, reference, tok, ids, args, out: Path, mesh, sizes: tuple[int, int], shown=None):
     import orbax.checkpoint as ocp
     from tunix.rl import rl_cluster as rl
     from tunix.rl.rollout.base_rollout import RolloutConfig
@@ -287,7 +291,7 @@ def make_cluster(actor, reference, tok, ids, args, out: Path, mesh, sizes: tuple
         compute_logps_micro_batch_size=micro,
         checkpoint_root_directory=str((out / "ckpts").resolve()),
         checkpointing_options=ocp.CheckpointManagerOptions(save_interval_steps=args.save_every, max_to_keep=args.keep),
-        metrics_logging_options=runs.metrics_options(out, grpo=True), pbar_description="GRPO")
+        metrics_logging_options=runs.metrics_options(out, grpo=True, watch=shown), pbar_description="GRPO")
     rollout = RolloutConfig(
         max_tokens_to_generate=args.max_new_tokens, max_prompt_length=args.max_prompt_len,
         kv_cache_size=args.max_prompt_len + args.max_new_tokens + 8, temperature=args.temperature,

@@ -11,8 +11,9 @@ lays the learning-rate schedule over the steps the budget allows, timed as it ru
 --lora-rank 0, every weight) train in float32 with float32 Adam state whatever the base dtype.
 
 Re-running the same command resumes from the latest checkpoint in --out (a different config is refused).
-Ctrl-C or the budget stops after the current step and saves it. Writes --out/metrics.jsonl (loss, eval_loss,
-learning_rate, tokens_per_sec, grad_norm), TensorBoard events in --out/tb, run.json (config, data read,
+Ctrl-C or the budget stops after the current step and saves it. Shows each step's loss, tokens/s, step time
+and ETA as it trains. Writes --out/metrics.jsonl (loss, eval_loss, learning_rate, tokens_per_sec, step_seconds,
+grad_norm), curves.png (loss and learning rate), TensorBoard events in --out/tb, run.json (config, data read,
 dtypes, budget), and prints a few greedy samples from the holdout at the end.
 """
 
@@ -24,7 +25,7 @@ import sys
 from tunixhack.errors import UserError
 from tunixhack.generate.argtypes import show_defaults
 from tunixhack.train import budget as budgets
-from tunixhack.train import runs
+from tunixhack.train import plots, progress, runs
 
 BYTES_PER_PARAM_FULL = 16  # float32 weights, gradients and Adam's two moments
 
@@ -127,22 +128,26 @@ def main(argv=None, batches=None) -> None:
     budget = budgets.Budget(max_steps, args.time_budget, args.lr, args.warmup_steps)
     train_ds = Counted(budget.batches(batches(stream) if batches else stream), ids["pad"])
     eval_ds = traces.holdout_batches(holdout.examples, args.batch) if holdout.examples else None
-    trainer = make_trainer(net, args, max_steps, out, mesh)
+    shown = progress.StageProgress("sft", budget, tokens=lambda step: train_ds.tokens_of(step, args.grad_accum))
+    trainer = make_trainer(net, args, max_steps, out, mesh, shown)
     budget.attach(trainer.optimizer, lambda: trainer.train_steps)
     budget.resume(runs.read_run(str(out)).get("budget"))
     if runs.nothing_left(budget, trainer.train_steps, out):
         return
     runs.record(out, dtypes=runs.dtypes(net, trainer.optimizer), rows_read=read.rows)
     trainer.with_gen_model_input_fn(traces.model_inputs(ids["pad"]))
-    trainer.with_training_hooks(budgets.step_hooks(budget, train_ds))
+    trainer.with_training_hooks(progress.step_hooks(budget, shown))
+    shown.begin(trainer.train_steps)
     with runs.mesh_context(mesh):  # PeftTrainer shards each batch over the mesh active here
         trainer.train(train_ds, eval_ds)  # saves the last step when the batches end (or a stop ends them)
+    shown.finish()
     step = trainer.train_steps
     used = stream.fill_ids_used(step * per_step)
     (out / runs.FILL_IDS).write_text("".join(f"{i}\n" for i in used))
     runs.record(out, sft_fill={"split": args.fill_split if fill else None, "rows_used": len(used)},
                 budget=budget.summary(step))
-    print(f"step {step}: checkpoint in {out / 'ckpts'}; metrics in {out / 'metrics.jsonl'}", file=sys.stderr)
+    print(f"step {step}: checkpoint in {out / 'ckpts'}; metrics in {out / 'metrics.jsonl'}; curves in "
+          f"{plots.curves(out)}", file=sys.stderr)
     budget.finish(step)
     print_samples(net, cfg, tok, ids, eval_rows or train_rows, args.samples)
 
@@ -184,7 +189,7 @@ def full_finetune_memory(model, mesh) -> str:
             f"{total / mesh.size:.1f} GiB per device over the {mesh.size} of the mesh, plus activations")
 
 
-def make_trainer(net, args, steps: int, out, mesh):
+def make_trainer(net, args, steps: int, out, mesh, shown=None):
     """Tunix's PeftTrainer with budget.adamw (clipping, AdamW, warmup, cosine decay to the horizon)."""
     import orbax.checkpoint as ocp
     from tunix.sft import peft_trainer
@@ -195,21 +200,26 @@ def make_trainer(net, args, steps: int, out, mesh):
         gradient_accumulation_steps=args.grad_accum if args.grad_accum > 1 else None,
         checkpoint_root_directory=str((out / "ckpts").resolve()),
         checkpointing_options=ocp.CheckpointManagerOptions(save_interval_steps=args.save_every, max_to_keep=args.keep),
-        metrics_logging_options=runs.metrics_options(out), pbar_description="SFT")
+        metrics_logging_options=runs.metrics_options(out, watch=shown), pbar_description="SFT")
     with runs.mesh_context(mesh):
         return peft_trainer.PeftTrainer(net, optimizer, config)
 
 
 class Counted:
-    """The training batches; `previous` is the real (non-pad) token count of the batch before the last one."""
+    """The training batches, and the real (non-pad) tokens of each. Tunix takes batch i for micro-step i (a
+    resumed run's trainer skips the batches of the steps already done), so step s trained on batches
+    (s - 1) x grad_accum to s x grad_accum."""
 
     def __init__(self, dataset, pad_id: int):
-        self.dataset, self.pad_id, self.current, self.previous = dataset, pad_id, 0, 0
+        self.dataset, self.pad_id, self.tokens = dataset, pad_id, []
 
     def __iter__(self):
         for batch in self.dataset:
-            self.previous, self.current = self.current, int((batch.input_tokens != self.pad_id).sum())
+            self.tokens.append(int((batch.input_tokens != self.pad_id).sum()))
             yield batch
+
+    def tokens_of(self, step: int, grad_accum: int) -> int:
+        return sum(self.tokens[(step - 1) * grad_accum: step * grad_accum])
 
 
 def print_samples(net, cfg, tok, ids, rows, n: int) -> None:

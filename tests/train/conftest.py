@@ -75,7 +75,9 @@ def metrics(out) -> list[dict]:
 def sft_run(train_env, tmp_path_factory):
     """One 30-step LoRA SFT run of the tiny model on the fixture traces (the issue's first 'done' command)."""
     out = tmp_path_factory.mktemp("runs") / "sft"
-    run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 30, "--out", out, *SFT_FLAGS, env=train_env)
+    result = run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 30, "--out", out, *SFT_FLAGS,
+                        env=train_env)
+    (out.parent / "sft.stderr").write_text(result.stderr)  # what the user saw (tests/train/test_progress.py)
     return out
 
 
@@ -83,8 +85,9 @@ def sft_run(train_env, tmp_path_factory):
 def grpo_run(sft_run, train_env):
     """Two GRPO steps from the SFT run with the format and math rewards."""
     out = sft_run.parent / "grpo"
-    run_script("grpo.py", "--model", "tiny", "--init", sft_run, "--data", TRACES, "--steps", 2,
-               "--rewards", "format,math", "--out", out, *GRPO_FLAGS, env=train_env)
+    result = run_script("grpo.py", "--model", "tiny", "--init", sft_run, "--data", TRACES, "--steps", 2,
+                        "--rewards", "format,math", "--out", out, *GRPO_FLAGS, env=train_env)
+    (out.parent / "grpo.stderr").write_text(result.stderr)
     return out
 
 

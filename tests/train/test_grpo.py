@@ -85,8 +85,10 @@ def test_a_time_budget_times_grpo_steps_and_ends_its_schedule_there(sft_run, tmp
     run_script("grpo.py", *args, env=train_env)
     run = json.loads((tmp_path / "g" / "run.json").read_text())
     plan = run["budget"]
-    assert plan["step_seconds"] and plan["horizon"] < 10**6 and plan["ended"] == "schedule done"
-    assert plan["steps_done"] == plan["horizon"] > 2
+    # On a loaded machine the compile may take the whole budget: no step is timed, and the step after it ends the
+    # schedule at the floor; either way the stage ends with its schedule done.
+    assert plan["step_seconds"] or plan["steps_done"] <= budget.MEASURE_AFTER + 2
+    assert plan["horizon"] < 10**6 and plan["ended"] == "schedule done" and plan["steps_done"] == plan["horizon"] >= 2
     rates = [r["learning_rate"] for r in metrics(tmp_path / "g") if "learning_rate" in r]
     assert rates[-1] == pytest.approx(run["lr"] * budget.FLOOR, rel=1e-4)  # exact, however long the steps took
     again = run_script("grpo.py", *args, env=train_env)

@@ -48,6 +48,8 @@ def test_grpo_logs_each_reward_kl_and_length(grpo_run):
 
 
 def test_eval_on_the_holdout_writes_json_and_table_for_base_and_checkpoints(sft_run, grpo_run, train_env, tmp_path):
+    import matplotlib.pyplot as plt
+
     out = tmp_path / "eval"
     result = run_script("eval.py", "--model", "tiny", "--ckpt", sft_run, "--ckpt", grpo_run, "--data", TRACES,
                         "--limit", 2, "--max-new-tokens", 16, "--batch", 4, "--out", out, env=train_env)
@@ -67,6 +69,9 @@ def test_eval_on_the_holdout_writes_json_and_table_for_base_and_checkpoints(sft_
     assert title == f"# Holdout of {TRACES}: tiny (base), {sft_run} (step 30), {grpo_run} (step 2)"  # a file: no split
     assert "holdout of the training sources" in described and "test" not in described
     assert table.strip() in result.stdout
+    assert f"{out / 'eval.png'}" in result.stderr
+    chart = plt.imread(out / "eval.png")  # accuracy and format bars with their intervals: not a blank page
+    assert chart.shape[1] > chart.shape[0] and chart[..., :3].std() > 0.05
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == 24 and {s["model"] for s in samples} == {"base", str(sft_run), str(grpo_run)}
     # run again into the same folder: refused before anything loads, the first results kept
@@ -81,13 +86,15 @@ def test_a_resumed_run_continues_and_its_time_budget_saves_the_step_it_made(sft_
     out = tmp_path / "sft"
     shutil.copytree(sft_run, out)
     before = metrics(out)
-    # More steps than before (allowed on resume); a budget that ends it after its first step.
+    # More steps than before (allowed on resume); a budget that runs out in its first step: the next one ends
+    # the schedule at the floor rate.
     result = run_script("sft.py", "--model", "tiny", "--data", TRACES, "--steps", 500, "--out", out, *SFT_FLAGS,
                         "--time-budget", "0.0001", env=train_env)
-    assert "time budget reached at step 31" in result.stderr
-    assert (out / "ckpts" / "31" / "model_params").is_dir()
+    assert "time budget reached: the schedule ended at step 32, at the floor rate" in result.stderr
+    assert "resumed from step 30, its latest checkpoint" in result.stderr
+    assert (out / "ckpts" / "32" / "model_params").is_dir()
     after = metrics(out)[len(before):]
-    assert [r["step"] for r in after] == [31]  # no step trained twice, none logged twice
+    assert [r["step"] for r in after] == [31, 32]  # no step trained twice, none logged twice
     first_loss = next(r["loss"] for r in before if "loss" in r)
     last_loss = [r["loss"] for r in before if "loss" in r][-1]
     assert after[0]["loss"] < (first_loss + last_loss) / 2  # the trained weights came back, not the initial ones
@@ -140,7 +147,10 @@ def test_a_time_budget_ends_sft_with_its_schedule_finished_and_a_rerun_trains_no
     run_script("sft.py", *args, env=train_env)
     run = json.loads((out / "run.json").read_text())
     plan = run["budget"]
-    assert plan["step_seconds"] and plan["ended"] == "schedule done" and plan["steps_done"] == plan["horizon"]
+    # On a loaded machine the compile may take the whole budget: no step is timed, and the step after it ends the
+    # schedule at the floor; either way the stage ends with its schedule done.
+    assert plan["step_seconds"] or plan["steps_done"] <= budget.MEASURE_AFTER + 2
+    assert plan["ended"] == "schedule done" and plan["steps_done"] == plan["horizon"]
     assert plan["horizon"] < plan["max_steps"]  # the minutes, not the data, decided the length
     rates = [r["learning_rate"] for r in metrics(out) if "learning_rate" in r]
     assert rates[-1] == pytest.approx(run["lr"] * budget.FLOOR, rel=1e-4)  # exact, however long the steps took

@@ -115,6 +115,7 @@ class Budget:
         self._started_at: int | None = None             # steps done when this process first started a step
         self._plans = minutes is not None               # whether to lay the horizon over the budget
         self._next_plan = 0.0
+        self._ending = False                            # the budget ran out: the next step ends the schedule
         self._previous = signal.signal(signal.SIGINT, self._on_sigint)
 
     def attach(self, optimizer, steps_done) -> None:
@@ -175,11 +176,23 @@ class Budget:
             first = done if first is None else first
             if self.reason is None and done >= self.horizon:
                 return  # the schedule's last step is done
-            if self.reason is None and self.deadline and time.monotonic() > self.deadline and done > first:
-                self.reason = "time budget reached"  # at least one step of this process is saved
+            if (self.reason is None and not self._ending and self.deadline and time.monotonic() > self.deadline
+                    and done > first):  # at least one step of this process is saved
+                if self._plans:
+                    self.end_with_next_step(done)
+                else:  # a resumed stage keeps the horizon it planned: the new minutes decide how far it gets
+                    self.reason = "time budget reached"
             if self.reason:
                 return
             yield batch
+
+    def end_with_next_step(self, done: int) -> None:
+        """The budget ran out before the planned horizon (a slow compile, steps slower than measured): the next
+        step is the schedule's last, at the floor rate, so the stage still ends with its schedule finished,
+        one step past the budget (RESERVE keeps room for it)."""
+        self.horizon, self._plans, self._ending = min(self.horizon, done + 1), False, True
+        if self.optimizer is not None:
+            set_horizon(self.optimizer, self.horizon)
 
     def summary(self, step: int) -> dict:
         """What run.json records of the stage's length."""
@@ -193,46 +206,6 @@ class Budget:
             raise Stopped(f"interrupted at step {step}; re-run the same command to continue", 130)
         if self.reason == "time budget reached":
             print(f"time budget reached at step {step} of the schedule's {self.horizon}", file=sys.stderr)
+        elif self._ending:
+            print(f"time budget reached: the schedule ended at step {step}, at the floor rate", file=sys.stderr)
 
-
-def step_hooks(budget: Budget, batches=None):
-    """Tunix TrainingHooks: feed the budget each step start, and log each finished step's learning rate
-    (computed on the host: reading it from the optimizer state would make Tunix wait for every step) and,
-    given `batches` whose `previous` is the real token count of the finished step's batch, tokens/s."""
-    from tunix.sft.hooks import TrainingHooks
-
-    class Hooks(TrainingHooks):
-        def __init__(self):
-            self.started = None  # (time, completed steps, measurable) at the last step start
-
-        def on_train_start(self, trainer):
-            self.started = None
-
-        def on_train_step_start(self, trainer):
-            now, done = time.perf_counter(), trainer.train_steps
-            log = trainer.metrics_logger.log
-            finished = self.started is not None and done == self.started[1] + 1
-            if finished:
-                log(trainer.metrics_prefix, "learning_rate", budget.rate(done), "train", done)
-                # The first step after a start also compiled: its tokens/s would mislead.
-                if batches is not None and self.started[2]:
-                    log(trainer.metrics_prefix, "tokens_per_sec", batches.previous / (now - self.started[0]),
-                        "train", done)
-            budget.step_started(done)
-            self.started = (now, done, self.started is not None)
-
-        def on_train_end(self, trainer):
-            if self.started and trainer.train_steps == self.started[1] + 1:  # the last step: no start follows
-                done = trainer.train_steps
-                trainer.metrics_logger.log(trainer.metrics_prefix, "learning_rate", budget.rate(done), "train", done)
-
-        def on_train_step_end(self, trainer, train_step, train_loss):
-            pass
-
-        def on_eval_step_start(self, trainer):
-            pass
-
-        def on_eval_step_end(self, trainer, eval_loss):
-            pass
-
-    return Hooks()

@@ -2,7 +2,8 @@
 
 A run folder (`--out`):
     run.json        the run's config; a resume with a different config is refused unless --force
-    metrics.jsonl   one line per step: {"step", "loss", "eval_loss", "learning_rate", "tokens_per_sec", ...}
+    metrics.jsonl   one line per step: {"step", "loss", "eval_loss", "learning_rate", "step_seconds", ...}
+    curves.png      the curves of metrics.jsonl, drawn when the stage ends (tunixhack/train/plots.py)
     tb/             TensorBoard events (the same scalars)
     ckpts/          Orbax checkpoints: ckpts/<step>/ (SFT) or ckpts/actor/<step>/ (GRPO), each with
                     model_params/ (the LoRA adapters only, or every weight for a full fine-tune)
@@ -249,17 +250,32 @@ def adapter_on_stock_base(run: dict) -> bool:
 
 
 # --- metrics.jsonl -------------------------------------------------------------------------------------
-class JsonlBackend:
-    """A Tunix metrics backend writing one JSON line per step.
+def metric_key(event: str, step, shift_cluster: bool = False) -> tuple[int, str] | None:
+    """(step, metrics.jsonl key) of a Tunix scalar, or None for what is not a training metric (JAX's own events).
 
     Tunix reports each scalar as "<prefix>/<mode>/<name>" ("actor/train/kl", "rewards/train/format_reward",
-    "/eval/loss"). Keys here drop the mode and the trainer prefixes ("kl", "rewards/format_reward"); eval
-    scalars get an eval_ prefix ("eval_loss"). A step's line is written once the step after next shows up.
+    "/eval/loss"). Keys drop the mode and the trainer prefixes ("kl", "rewards/format_reward"); eval scalars get
+    an eval_ prefix ("eval_loss"). GRPO (shift_cluster): RLCluster reports rollout metrics (rewards, lengths) at
+    the global step *before* the update they feed, the actor its loss and KL after it; shifting the former by
+    one puts both on one step.
     """
+    parts = event.lstrip("/").split("/")
+    if len(parts) < 2:
+        return None
+    mode_at = 0 if parts[0] in ("train", "eval") else 1
+    if len(parts) <= mode_at + 1 or parts[mode_at] not in ("train", "eval"):
+        return None
+    prefix, mode, name = "/".join(parts[:mode_at]), parts[mode_at], "/".join(parts[mode_at + 1:])
+    key = name if prefix in ("", "actor", "global") else f"{prefix}/{name}"
+    key = f"eval_{key}" if mode == "eval" else key
+    return int(step or 0) + (1 if shift_cluster and prefix not in ("", "actor") else 0), key
+
+
+class JsonlBackend:
+    """A Tunix metrics backend writing one JSON line per step (keys: metric_key). A step's line is written once
+    the step after next shows up."""
 
     def __init__(self, path: Path, shift_cluster: bool = False):
-        # GRPO: RLCluster reports rollout metrics (rewards, lengths) at the global step *before* the update
-        # they feed, the actor its loss and KL after it; shifting the former by one puts both on one line.
         self.shift_cluster = shift_cluster
         # A resumed run re-reports its last step (Tunix evaluates again on start): written once is enough.
         self.done = max((row["step"] for row in read_metrics(path.parent)), default=-1)
@@ -267,18 +283,10 @@ class JsonlBackend:
         self.rows: dict[int, dict] = {}
 
     def log_scalar(self, event: str, value, **kwargs) -> None:
-        parts = event.lstrip("/").split("/")
-        if len(parts) < 2:
+        parsed = metric_key(event, kwargs.get("step"), self.shift_cluster)
+        if parsed is None or parsed[0] <= self.done:
             return
-        mode_at = 0 if parts[0] in ("train", "eval") else 1
-        if len(parts) <= mode_at + 1 or parts[mode_at] not in ("train", "eval"):
-            return
-        prefix, mode, name = "/".join(parts[:mode_at]), parts[mode_at], "/".join(parts[mode_at + 1:])
-        key = name if prefix in ("", "actor", "global") else f"{prefix}/{name}"
-        key = f"eval_{key}" if mode == "eval" else key
-        step = int(kwargs.get("step") or 0) + (1 if self.shift_cluster and prefix not in ("", "actor") else 0)
-        if step <= self.done:
-            return
+        step, key = parsed
         try:
             self.rows.setdefault(step, {"step": step})[key] = round(float(value), 6)
         except (TypeError, ValueError):
@@ -320,8 +328,8 @@ class Detaching:
         self.backend.close()
 
 
-def metrics_options(out: Path, grpo: bool = False):
-    """Tunix logging options: TensorBoard under out/tb and metrics.jsonl."""
+def metrics_options(out: Path, grpo: bool = False, watch=None):
+    """Tunix logging options: TensorBoard under out/tb, metrics.jsonl, and `watch` (the progress line) if given."""
     from tunix.sft.metrics_logger import MetricsLoggerOptions, TensorboardBackend
 
     def tensorboard():
@@ -331,7 +339,8 @@ def metrics_options(out: Path, grpo: bool = False):
         return Detaching(JsonlBackend(out / "metrics.jsonl", grpo))
 
     return MetricsLoggerOptions(log_dir=str(out / "tb"), flush_every_n_steps=1,
-                                backend_kwargs={"custom_backend": [tensorboard, jsonl]})
+                                backend_kwargs={"custom_backend": [tensorboard, jsonl]
+                                                + ([lambda: Detaching(watch)] if watch else [])})
 
 
 def mesh_context(mesh):
