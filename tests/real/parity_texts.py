@@ -90,7 +90,9 @@ def rows(name: str) -> list[dict]:
     return [json.loads(line) for line in (FIXTURES / name).read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def short_prompts() -> list[str]:
+def short_prompts(count: int) -> list[str]:
+    """`count` prompts spread evenly over: Dolly instructions, GSM8K and SciQ questions, MBPP code, the student's
+    chat turn, famous openings."""
     dolly = rows("dolly/databricks-dolly-15k.jsonl")
     gsm8k = rows("gsm8k/test.jsonl")
     sciq = rows("sciq/train.jsonl")
@@ -100,7 +102,8 @@ def short_prompts() -> list[str]:
     prompts += [f"# {row['text']}\n{row['code'].splitlines()[0].strip()}\n" for row in mbpp]
     prompts += [render_prompt(row["question"]) for row in gsm8k[:4]]
     prompts += ["The quick brown fox jumps over the", "Water boils at", "1, 1, 2, 3, 5, 8, 13,"]
-    return list(dict.fromkeys(prompts))
+    prompts = list(dict.fromkeys(prompts))
+    return [prompts[i * len(prompts) // count] for i in range(count)]
 
 
 def long_prompts(tok, count: int, min_tokens: int = 520, step: int = 12) -> list[str]:
