@@ -97,24 +97,25 @@ def f32_server(gemma, llama_server_factory, tmp_path_factory):
     return llama_server_factory(path, parallel=SLOTS, context=SLOTS * 1024, extra=F32_KV_CACHE)
 
 
-def until_stop(ids: list[int]) -> list[int]:
+def until_stop(ids: list[int], stop=STOP_IDS) -> list[int]:
     """The ids up to and including the first end-of-generation token."""
     for i, token in enumerate(ids):
-        if token in STOP_IDS:
+        if token in stop:
             return ids[: i + 1]
     return ids
 
 
-def llama_greedy(server, ids: list[int]) -> tuple[list[int], list[float]]:
+def llama_greedy(server, ids: list[int], new_tokens: int = NEW_TOKENS) -> tuple[list[int], list[float]]:
     """llama.cpp's greedy continuation of `ids` and the log-probability of each token (before any sampler)."""
-    reply = server.post("/completion", {"prompt": ids, "n_predict": NEW_TOKENS, "temperature": 0, "n_probs": 1,
+    reply = server.post("/completion", {"prompt": ids, "n_predict": new_tokens, "temperature": 0, "n_probs": 1,
                                         "post_sampling_probs": False, "cache_prompt": False})
     assert reply["tokens_evaluated"] == len(ids), reply["tokens_evaluated"]  # a token array gets no extra BOS
     steps = reply["completion_probabilities"]
     return [s["id"] for s in steps], [s["logprob"] for s in steps]
 
 
-def tunix_greedy(source, tok, groups: list[tuple[list[str], int, int]]):
+def tunix_greedy(source, tok, groups: list[tuple[list[str], int, int]], new_tokens: int = NEW_TOKENS,
+                 stop=STOP_IDS):
     """Tunix's greedy continuation (its own Sampler, float32) of each prompt: [(ids, log-probabilities)].
 
     groups: (prompts, batch, padded prompt length); one compiled program per group."""
@@ -124,7 +125,7 @@ def tunix_greedy(source, tok, groups: list[tuple[list[str], int, int]]):
 
     net, cfg = models.load_base(source, models.make_mesh(None), "float32")
     longest = max(length for _, _, length in groups)
-    cache = sampler.CacheConfig(cache_size=longest + NEW_TOKENS, num_layers=cfg.num_layers,
+    cache = sampler.CacheConfig(cache_size=longest + new_tokens, num_layers=cfg.num_layers,
                                 num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim)
     greedy = sampler.Sampler(net, tok, cache)
     out = []
@@ -132,8 +133,8 @@ def tunix_greedy(source, tok, groups: list[tuple[list[str], int, int]]):
         for start in range(0, len(prompts), batch):
             chunk = prompts[start : start + batch]
             padded = chunk + [chunk[-1]] * (batch - len(chunk))  # one batch shape per group: one compilation
-            result = greedy(padded, max_generation_steps=NEW_TOKENS, max_prompt_length=length, temperature=0.0,
-                            eos_tokens=list(STOP_IDS), return_logprobs=True)
+            result = greedy(padded, max_generation_steps=new_tokens, max_prompt_length=length, temperature=0.0,
+                            eos_tokens=list(stop), return_logprobs=True)
             out += [(list(map(int, t)), list(map(float, p))) for t, p in zip(result.tokens, result.logprobs)][: len(chunk)]
     return out
 
@@ -197,3 +198,44 @@ def test_log_probabilities_agree_within_tolerance(compared):
 def test_greedy_continuations_are_identical_on_95_percent(compared):
     same = sum(r["theirs"] == r["ours"] for r in compared)
     assert same >= 0.95 * len(compared), f"{same}/{len(compared)}"
+
+
+# --- the round trip: our export, served by llama.cpp -------------------------------------------------------
+ROUND_TRIP_PROMPTS, ROUND_TRIP_TOKENS = 20, 16
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    """`train/export.py --model tiny --gguf f16` as a user runs it: hf/ and gguf/ of the tiny model."""
+    from tests.helpers import run_script, script_env
+
+    work = tmp_path_factory.mktemp("tiny-export")
+    result = run_script("train/export.py", "--model", "tiny", "--out", work / "export", "--gguf", "f16",
+                        timeout=600, env=script_env(TUNIXHACK_CACHE=str(work / "cache"), JAX_PLATFORMS="cpu"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "export"
+
+
+def test_the_tiny_models_f16_gguf_continues_on_llama_cpp_as_tunix_does(tiny_export, llama_server_factory):
+    """Tunix on the model (hf/, float32) against llama.cpp on what export wrote for LM Studio (f16 matrices)."""
+    from tunixhack.train import model as models
+
+    source = models.resolve(str(tiny_export / "hf"))
+    tok = models.load_tokenizer(source)
+    stop = tuple(models.token_ids(tok)[k] for k in ("eos", "end_of_turn"))
+    (gguf,) = (tiny_export / "gguf").glob("*-f16.gguf")
+    server = llama_server_factory(gguf, parallel=ROUND_TRIP_PROMPTS, context=ROUND_TRIP_PROMPTS * 512)
+    prompts = parity_texts.short_prompts(ROUND_TRIP_PROMPTS)
+    ids = [[tok.bos_id()] + tok.encode(p) for p in prompts]
+    assert [llama_ids(server, p) for p in prompts] == [i[1:] for i in ids]  # its tokenizer is ours
+    with ThreadPoolExecutor(ROUND_TRIP_PROMPTS) as pool:
+        theirs = list(pool.map(lambda i: llama_greedy(server, i, ROUND_TRIP_TOKENS)[0], ids))
+    ours = tunix_greedy(source, tok, [(prompts, len(prompts), bucket([len(i) for i in ids]))], ROUND_TRIP_TOKENS,
+                        stop)
+    same = [until_stop(t, stop) == until_stop(o, stop) for t, (o, _) in zip(theirs, ours)]
+    compared = sum(len(until_stop(t, stop)) for t in theirs)
+    print(f"\nround trip (tiny, f16 GGUF): the first {ROUND_TRIP_TOKENS} greedy tokens agree on {sum(same)}/"
+          f"{len(same)} prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens (window "
+          f"{models.TINY['sliding_window']}), {compared} tokens compared")
+    assert compared >= len(prompts) * ROUND_TRIP_TOKENS / 2  # continuations, not replies ended at once
+    assert sum(same) >= 0.9 * len(same), [(t, o) for t, (o, _), s in zip(theirs, ours, same) if not s][:3]
