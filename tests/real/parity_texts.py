@@ -43,7 +43,8 @@ def code() -> list[str]:
     numbers = ["2", "10"]
     return fill(["def f(x):\n{i}return x * {k}\n", "for i in range({k}):\n{i}if i % 2:\n{i}{i}print(i)\n",
                  "class A:\n{i}def __init__(self):\n{i}{i}self.items = [{k}, {k}]\n",
-                 "```python\n{i}total += {k}  # running sum\n```", "{{\n{i}\"key\": {k},\n{i}\"list\": [\n{i}{i}{k}\n{i}]\n}}"],
+                 "```python\n{i}total += {k}  # running sum\n```",
+                 "{{\n{i}\"key\": {k},\n{i}\"list\": [\n{i}{i}{k}\n{i}]\n}}"],
                 i=indents, k=numbers)
 
 

@@ -135,7 +135,8 @@ def tunix_greedy(source, tok, groups: list[tuple[list[str], int, int]], new_toke
             padded = chunk + [chunk[-1]] * (batch - len(chunk))  # one batch shape per group: one compilation
             result = greedy(padded, max_generation_steps=new_tokens, max_prompt_length=length, temperature=0.0,
                             eos_tokens=list(stop), return_logprobs=True)
-            out += [(list(map(int, t)), list(map(float, p))) for t, p in zip(result.tokens, result.logprobs)][: len(chunk)]
+            pairs = zip(result.tokens[: len(chunk)], result.logprobs[: len(chunk)])
+            out += [(list(map(int, t)), list(map(float, p))) for t, p in pairs]
     return out
 
 
