@@ -1,0 +1,242 @@
+"""Our Gemma 3 against llama.cpp, an implementation we did not write (issue 17, "Checked against llama.cpp").
+
+The real google/gemma-3-270m (the [dev] extra's Q4_K_M GGUF) is read as `--model FILE.gguf` reads it
+(gguf_in.convert: float32 weights, tokenizer rebuilt from the GGUF vocabulary), then:
+- Tokenizer: several hundred strings (tests/real/parity_texts.py) encode to the same ids with our rebuilt
+  SentencePiece model as with llama.cpp's /tokenize on the original GGUF. Neither side adds BOS here
+  (`encode` / add_special false); control pieces written as text (<start_of_turn>) are one piece on both sides
+  (parse_special true). Where BOS is added, both add exactly one id 2 in front: Tunix's sampler, and llama.cpp
+  when add_special is true.
+- Logits: the same dequantized weights written as an F32 GGUF by our exporter (gguf_out.write, what
+  `export.py --gguf f32` calls) and served by llama-server with a float32 KV cache, against Tunix's Gemma 3 in
+  float32 through Tunix's own sampler. Both get the same prompt ids, BOS included (llama.cpp takes a token
+  array as it is). A quarter of the prompts are longer than the 512-token sliding window.
+CPU only; the figures are printed (pytest -s). The time and the figures measured here are in the docstrings of
+the tests below.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.real import parity_texts
+
+pytestmark = pytest.mark.train
+
+NEW_TOKENS = 24          # greedy continuation compared token by token
+# What fits the CI tier's CPU minutes; past the sliding window, a quarter of all prompts (531-551 tokens)
+SHORT_PROMPTS, LONG_PROMPTS = 18, 6
+SLOTS = SHORT_PROMPTS + LONG_PROMPTS  # llama-server decodes every prompt side by side
+LONG_BATCH = 2           # Tunix's batches: all the short prompts in one, the long ones (prefill-bound) in twos
+LOGPROB_TOLERANCE = 0.05
+# llama.cpp's end-of-generation tokens for this vocabulary (<eos>, <end_of_turn>, and "</s>", which it promotes
+# to control); Tunix stops on the same ones
+STOP_IDS = (1, 106, 212)
+F32_KV_CACHE = ("--cache-type-k", "f32", "--cache-type-v", "f32")  # llama.cpp's default KV cache is f16
+
+
+@pytest.fixture(scope="module")
+def gemma(gemma_270m_gguf, tmp_path_factory):
+    """(Source, tokenizer) of the 270M read as `--model FILE.gguf` reads it, in this module's own folder."""
+    from tunixhack.train import gguf_in
+    from tunixhack.train import model as models
+
+    folder = tmp_path_factory.mktemp("gemma-3-270m") / "hf"
+    gguf_in.convert(str(gemma_270m_gguf), str(folder))
+    source = models.resolve(str(folder))
+    return source, models.load_tokenizer(source)
+
+
+# --- the tokenizer ------------------------------------------------------------------------------------------
+def llama_ids(server, text: str, add_special: bool = False) -> list[int]:
+    return server.post("/tokenize", {"content": text, "add_special": add_special, "parse_special": True})["tokens"]
+
+
+def test_the_rebuilt_tokenizer_encodes_every_string_as_llama_cpp_does(gemma, llama_server):
+    _, tok = gemma
+    strings = parity_texts.tokenizer_strings()
+    assert sum(map(len, strings.values())) >= 300 and all(len(group) >= 30 for group in strings.values())
+    pairs = [(kind, text, tok.encode(text), llama_ids(llama_server, text)) for kind, group in strings.items()
+             for text in group]
+    differ = [pair for pair in pairs if pair[2] != pair[3]]
+    assert not differ, f"{len(differ)} strings differ, e.g. {differ[:3]}"
+    # our tags are no pieces of their own: they split, and merge with the punctuation beside them
+    assert len(tok.encode("<reasoning>")) > 1 and tok.encode(".<answer>")[0] != tok.encode(".")[0]
+    for text in strings["chat"][:3] + strings["unicode"][:3]:
+        assert tok.decode(tok.encode(text)) == text
+
+
+def test_both_sides_add_the_same_one_bos(gemma, llama_server):
+    from tunix.generate import tokenizer_adapter
+
+    _, tok = gemma
+    text = "<start_of_turn>user\nWhat is 2 + 2?<end_of_turn>\n"
+    theirs = llama_ids(llama_server, text, add_special=True)
+    adapter = tokenizer_adapter.TokenizerAdapter(tok)
+    ours = [adapter.bos_id()] + adapter.encode(text)  # what Tunix's Sampler.tokenize builds
+    assert theirs == ours and theirs[0] == 2 and theirs[1] == 105 and theirs.count(2) == 1
+
+
+# --- the logits ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def f32_server(gemma, llama_server_factory, tmp_path_factory):
+    """llama-server on the F32 GGUF our exporter writes from the dequantized weights."""
+    from tunixhack.train import gguf_out, hf
+    from tunixhack.train import model as models
+
+    source, tok = gemma
+    path = tmp_path_factory.mktemp("gguf") / "gemma-3-270m-f32.gguf"
+    cfg = hf.model_config(hf.read_config(source.path), "float32")
+    added = hf.read_tokenizer_config(source.path).get("added_tokens_decoder")
+    gguf_out.write(str(path), hf.read_tensors(source.path), cfg, tok, models.token_ids(tok), "f32", "gemma-3-270m",
+                   added)
+    return llama_server_factory(path, parallel=SLOTS, context=SLOTS * 1024, extra=F32_KV_CACHE)
+
+
+def until_stop(ids: list[int], stop=STOP_IDS) -> list[int]:
+    """The ids up to and including the first end-of-generation token."""
+    for i, token in enumerate(ids):
+        if token in stop:
+            return ids[: i + 1]
+    return ids
+
+
+def llama_greedy(server, ids: list[int], new_tokens: int = NEW_TOKENS) -> tuple[list[int], list[float]]:
+    """llama.cpp's greedy continuation of `ids` and the log-probability of each token (before any sampler)."""
+    reply = server.post("/completion", {"prompt": ids, "n_predict": new_tokens, "temperature": 0, "n_probs": 1,
+                                        "post_sampling_probs": False, "cache_prompt": False})
+    assert reply["tokens_evaluated"] == len(ids), reply["tokens_evaluated"]  # a token array gets no extra BOS
+    steps = reply["completion_probabilities"]
+    return [s["id"] for s in steps], [s["logprob"] for s in steps]
+
+
+def tunix_greedy(source, tok, groups: list[tuple[list[str], int, int]], new_tokens: int = NEW_TOKENS,
+                 stop=STOP_IDS):
+    """Tunix's greedy continuation (its own Sampler, float32) of each prompt: [(ids, log-probabilities)].
+
+    groups: (prompts, batch, padded prompt length); one compiled program per group."""
+    from tunix.generate import sampler
+
+    from tunixhack.train import model as models
+
+    net, cfg = models.load_base(source, models.make_mesh(None), "float32")
+    longest = max(length for _, _, length in groups)
+    cache = sampler.CacheConfig(cache_size=longest + new_tokens, num_layers=cfg.num_layers,
+                                num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim)
+    greedy = sampler.Sampler(net, tok, cache)
+    out = []
+    for prompts, batch, length in groups:
+        for start in range(0, len(prompts), batch):
+            chunk = prompts[start : start + batch]
+            padded = chunk + [chunk[-1]] * (batch - len(chunk))  # one batch shape per group: one compilation
+            result = greedy(padded, max_generation_steps=new_tokens, max_prompt_length=length, temperature=0.0,
+                            eos_tokens=list(stop), return_logprobs=True)
+            pairs = zip(result.tokens[: len(chunk)], result.logprobs[: len(chunk)])
+            out += [(list(map(int, t)), list(map(float, p))) for t, p in pairs]
+    return out
+
+
+def bucket(lengths: list[int], multiple: int = 64) -> int:
+    return -(-max(lengths) // multiple) * multiple
+
+
+@pytest.fixture(scope="module")
+def compared(gemma, f32_server):
+    """One row per prompt: its length, and both sides' greedy tokens and log-probabilities."""
+    source, tok = gemma
+    short = parity_texts.short_prompts(SHORT_PROMPTS)
+    long = parity_texts.long_prompts(tok, LONG_PROMPTS, step=4)
+    prompts = short + long
+    ids = [[tok.bos_id()] + tok.encode(p) for p in prompts]
+    started = time.monotonic()
+    with ThreadPoolExecutor(SLOTS) as pool:
+        theirs = list(pool.map(lambda i: llama_greedy(f32_server, i), ids))
+    llama_s, started = time.monotonic() - started, time.monotonic()
+    ours = tunix_greedy(source, tok, [(short, len(short), bucket([len(i) for i in ids[: len(short)]])),
+                                      (long, LONG_BATCH, bucket([len(i) for i in ids[len(short) :]]))])
+    tunix_s = time.monotonic() - started
+    rows = []
+    for prompt_ids, (their_ids, their_lp), (our_ids, our_lp) in zip(ids, theirs, ours):
+        same = 0  # greedy tokens before the first difference
+        while same < min(len(their_ids), len(our_ids)) and their_ids[same] == our_ids[same]:
+            same += 1
+        rows.append({"length": len(prompt_ids), "theirs": until_stop(their_ids), "ours": until_stop(our_ids),
+                     "agree": same, "logprob_diffs": [abs(a - b) for a, b in zip(their_lp[:same], our_lp[:same])]})
+    long_rows = [r for r in rows if r["length"] > 512]
+    print(f"\nparity on {len(rows)} prompts ({len(long_rows)} past the 512-token window, "
+          f"{min(r['length'] for r in long_rows)}-{max(r['length'] for r in long_rows)} tokens): top-1 "
+          f"{sum(r['agree'] > 0 for r in rows)}/{len(rows)}, identical {NEW_TOKENS}-token continuations "
+          f"{sum(r['theirs'] == r['ours'] for r in rows)}/{len(rows)}, max log-prob difference "
+          f"{max_diff(rows, False):.4f} (short), {max_diff(rows, True):.4f} (long); llama.cpp {llama_s:.0f} s, "
+          f"Tunix {tunix_s:.0f} s (loading and compiling included)")
+    return rows
+
+
+def max_diff(rows, long: bool) -> float:
+    return max((d for r in rows if (r["length"] > 512) == long for d in r["logprob_diffs"]), default=math.nan)
+
+
+def test_a_quarter_of_the_prompts_are_past_the_sliding_window(compared):
+    long = [r for r in compared if r["length"] > 512]
+    assert len(compared) == SHORT_PROMPTS + LONG_PROMPTS and len(long) >= len(compared) / 4
+
+
+def test_the_next_token_agrees_on_every_prompt(compared):
+    differ = [(r["length"], r["ours"][:1], r["theirs"][:1]) for r in compared if r["agree"] == 0]
+    assert not differ, f"top-1 differs on {len(differ)} of {len(compared)} prompts: {differ[:5]}"
+
+
+def test_log_probabilities_agree_within_tolerance(compared):
+    """Each greedy token's log-probability, over the whole vocabulary, while both sides chose the same tokens."""
+    worst = max(max_diff(compared, False), max_diff(compared, True))
+    assert worst <= LOGPROB_TOLERANCE, worst
+
+
+def test_greedy_continuations_are_identical_on_95_percent(compared):
+    same = sum(r["theirs"] == r["ours"] for r in compared)
+    assert same >= 0.95 * len(compared), f"{same}/{len(compared)}"
+
+
+# --- the round trip: our export, served by llama.cpp -------------------------------------------------------
+ROUND_TRIP_PROMPTS, ROUND_TRIP_TOKENS = 20, 16
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    """`train/export.py --model tiny --gguf f16` as a user runs it: hf/ and gguf/ of the tiny model."""
+    from tests.helpers import run_script, script_env
+
+    work = tmp_path_factory.mktemp("tiny-export")
+    result = run_script("train/export.py", "--model", "tiny", "--out", work / "export", "--gguf", "f16",
+                        timeout=600, env=script_env(TUNIXHACK_CACHE=str(work / "cache"), JAX_PLATFORMS="cpu"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work / "export"
+
+
+def test_the_tiny_models_f16_gguf_continues_on_llama_cpp_as_tunix_does(tiny_export, llama_server_factory):
+    """Tunix on the model (hf/, float32) against llama.cpp on what export wrote for LM Studio (f16 matrices)."""
+    from tunixhack.train import model as models
+
+    source = models.resolve(str(tiny_export / "hf"))
+    tok = models.load_tokenizer(source)
+    stop = tuple(models.token_ids(tok)[k] for k in ("eos", "end_of_turn"))
+    (gguf,) = (tiny_export / "gguf").glob("*-f16.gguf")
+    server = llama_server_factory(gguf, parallel=ROUND_TRIP_PROMPTS, context=ROUND_TRIP_PROMPTS * 512)
+    prompts = parity_texts.short_prompts(ROUND_TRIP_PROMPTS)
+    ids = [[tok.bos_id()] + tok.encode(p) for p in prompts]
+    assert [llama_ids(server, p) for p in prompts] == [i[1:] for i in ids]  # its tokenizer is ours
+    with ThreadPoolExecutor(ROUND_TRIP_PROMPTS) as pool:
+        theirs = list(pool.map(lambda i: llama_greedy(server, i, ROUND_TRIP_TOKENS)[0], ids))
+    ours = tunix_greedy(source, tok, [(prompts, len(prompts), bucket([len(i) for i in ids]))], ROUND_TRIP_TOKENS,
+                        stop)
+    same = [until_stop(t, stop) == until_stop(o, stop) for t, (o, _) in zip(theirs, ours)]
+    compared = sum(len(until_stop(t, stop)) for t in theirs)
+    print(f"\nround trip (tiny, f16 GGUF): the first {ROUND_TRIP_TOKENS} greedy tokens agree on {sum(same)}/"
+          f"{len(same)} prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens (window "
+          f"{models.TINY['sliding_window']}), {compared} tokens compared")
+    assert compared >= len(prompts) * ROUND_TRIP_TOKENS / 2  # continuations, not replies ended at once
+    assert sum(same) >= 0.9 * len(same), [(t, o) for t, (o, _), s in zip(theirs, ours, same) if not s][:3]
