@@ -122,9 +122,16 @@ def test_a_model_the_server_does_not_serve_is_one_line_and_exit_2(llama_server, 
     assert not out.exists() and not sibling(out, "rejects").exists()
 
 
-def test_a_cancelled_request_frees_its_slot_within_a_second(llama_server):
-    """A timeout or Ctrl-C closes the stream; llama.cpp stops generating and frees the slot (its /slots says)."""
-    async def cancel_mid_reply() -> float:
+def decoded(server) -> int:
+    """Tokens the busy slots have decoded for their requests so far (llama.cpp's /slots)."""
+    return sum(slot["next_token"][0]["n_decoded"] for slot in server.get("/slots") if slot["is_processing"])
+
+
+def test_a_cancelled_request_frees_its_slot_at_once(llama_server):
+    """A timeout or Ctrl-C closes the stream; llama.cpp stops generating and frees the slot (its /slots says).
+    "At once" is counted in tokens decoded after the cancel, not in seconds, so a loaded machine cannot fail it:
+    llama.cpp notices a closed connection when it sends the next token."""
+    async def cancel_mid_reply() -> tuple[int, float]:
         teacher = OpenAITeacher(llama_server.base_url, llama_server.model)
         request = asyncio.ensure_future(teacher.complete(
             [{"role": "user", "content": "Count from 1 to 2000, one number a line."}], Sampling(max_tokens=1500)))
@@ -135,16 +142,20 @@ def test_a_cancelled_request_frees_its_slot_within_a_second(llama_server):
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
             assert not request.done(), "the reply ended before it could be cancelled"
+            at_cancel = await asyncio.to_thread(decoded, llama_server)
             request.cancel()
-            cancelled = time.monotonic()
+            cancelled, last = time.monotonic(), at_cancel
             while not await asyncio.to_thread(idle, llama_server):
+                last = max(last, await asyncio.to_thread(decoded, llama_server))
                 await asyncio.sleep(0.02)
-            return time.monotonic() - cancelled
+            return last - at_cancel, time.monotonic() - cancelled
         finally:
             request.cancel()
             await teacher.close()
 
-    assert asyncio.run(cancel_mid_reply()) < 1.0
+    after, seconds = asyncio.run(cancel_mid_reply())
+    print(f"slot freed {seconds:.2f} s and {after} tokens after the cancel")
+    assert after <= 8  # of the 1,500 the reply could still have cost
 
 
 def test_a_server_that_goes_down_leaves_errors_to_retry_and_a_rerun_finishes(gemma_270m_gguf, llama_server_factory,
