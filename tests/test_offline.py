@@ -97,3 +97,15 @@ def test_compare_names_every_recipe_that_needs_a_local_source(tmp_path):
     line = one_line_error(result)
     assert "openai/gsm8k" in line and "allenai/sciq" in line, line
     assert line.endswith("give local copies with --source gsm8k=PATH --source SciQA=PATH") and sent == 0
+
+
+def test_training_data_from_an_unreachable_hub_fails_at_once(tmp_path):
+    # train/'s --data USER/NAME asks the Hub once too, and says so in one line
+    with DeadHub() as hub:
+        result = run("train/sft.py", "--model", "tiny", "--data", "alice/think-mix", "--out", tmp_path / "sft",
+                     hub=hub, tmp_path=tmp_path)
+        connections = hub.connections
+    line = one_line_error(result)
+    assert line.startswith("error: --data alice/think-mix: no such file or folder here; as a Hub dataset id: the Hub "
+                           f"({hub.url}) cannot be reached"), line
+    assert "Retry" not in result.stderr and connections == 1 and not (tmp_path / "sft" / "run.json").exists()

@@ -108,8 +108,13 @@ def _download_gemma(repo: str, handle: str, title: str) -> tuple[str, str]:
     try:
         from huggingface_hub import snapshot_download
 
+        from tunixhack.generate.offline import hub_offline
+
         patterns = ["*.json", "*.safetensors", "tokenizer.model"]
         for local in (True, False):
+            if not local and (why := hub_offline()):  # asked once, no retries
+                tried.append(f"Hugging Face Hub: {why}")
+                continue
             try:
                 return "hf", snapshot_download(repo, allow_patterns=patterns, local_files_only=local)
             except Exception as e:  # noqa: BLE001 - every failure means "not here", reported below

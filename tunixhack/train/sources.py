@@ -128,6 +128,9 @@ def _download(repo_id: str) -> tuple[Path, str]:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
 
+    from tunixhack.generate.offline import hub_offline
+
+    why = hub_offline()  # asked once, no retries: unreachable, the cache is read in offline mode
     try:
         folder = snapshot_download(repo_id, repo_type="dataset", allow_patterns=["README.md", "data/*"])
     except RepositoryNotFoundError:
@@ -135,8 +138,8 @@ def _download(repo_id: str) -> tuple[Path, str]:
         raise UserError(f"--data {repo_id}: no such file or folder here, and no such dataset on the Hub{hint}") \
             from None
     except LocalEntryNotFoundError:
-        raise UserError(f"--data {repo_id}: no such file or folder here; as a Hub dataset id: the Hub cannot be "
-                        f"reached and it is not in the local cache") from None
+        raise UserError(f"--data {repo_id}: no such file or folder here; as a Hub dataset id: "
+                        f"{why or 'the Hub cannot be reached'}, and it is not in the local cache") from None
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         raise UserError(f"--data {repo_id}: the Hub answered HTTP {status}") from None
