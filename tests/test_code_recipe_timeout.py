@@ -54,8 +54,7 @@ def test_a_looping_reply_is_a_verify_timeout_naming_its_test_after_two_samples(r
     out, _, prompts = run
     (reject,) = read_rows(sibling(out, "rejects"))
     assert reject["id"] == "mbpp/test/17" and reject["attempt"] == 2 and reject["verified"] is False
-    assert reject["reason"] == (f"verify_timeout: ran past {TIMEOUT} s on test 1 of 3 (it does not end within 2 s "
-                                "alone): assert square_perimeter(10)==40")
+    assert reject["reason"] == f"verify_timeout: ran past {TIMEOUT} s on test 1 of 3: assert square_perimeter(10)==40"
     assert asked(prompts, "perimeter of a square") == 2  # not 4: the third sample would loop again
     assert read_rows(sibling(out, "errors")) == []
     summary = json.loads(out.with_name("mbpp.summary.json").read_text())
@@ -86,7 +85,15 @@ def test_rewards_and_eval_get_the_same_verdict_without_locating():
     assert check(row, looping) is False  # what the GRPO code reward and eval read: unchanged
     assert verdict(row, looping) == Verdict(False, "timeout", "ran past 1 s")
     assert verdict(row, looping, locate=True) == Verdict(
-        False, "timeout", "ran past 1 s on test 2 of 2 (it does not end within 1 s alone): assert f(2) == 2")
+        False, "timeout", "ran past 1 s on test 2 of 2: assert f(2) == 2")
+    # the test is the first whose value never came back, not a guess from running each alone: here every
+    # test ends alone, but the second only after the first has run (state the program keeps between calls)
+    stateful = block("calls = []\ndef f(x):\n    calls.append(x)\n    while len(calls) > 1:\n        pass\n    return x")
+    assert verdict(row, stateful, locate=True) == Verdict(
+        False, "timeout", "ran past 1 s on test 2 of 2: assert f(2) == 2")
+    setup_loops = block("while True:\n    pass\ndef f(x):\n    return x")
+    assert verdict(row, setup_loops, locate=True) == Verdict(
+        False, "timeout", "ran past 1 s before the first test (in the program or the setup code)")
     assert verdict(row, block("def f(x):\n    return -x")) == Verdict(False, "assertion_failed")
     assert verdict(row, "No code here.") == Verdict(False, "no_code")
     assert verdict({"check": {**row["check"], "tests": []}}, looping) == Verdict(None)

@@ -56,8 +56,8 @@ def check(row: dict, answer: str | None) -> bool | None:
 
 
 def verdict(row: dict, answer: str | None, locate: bool = False) -> Verdict:
-    """check() with its reason. `locate`: for a code check out of time, find the test it ran out on (each
-    test alone, a few seconds at most: code_verdict.py); generation asks, rewards and eval do not."""
+    """check() with its reason. `locate`: for a code check out of time, name the test it ran out on (the
+    first whose values never came back: code_verdict.py); generation asks, rewards and eval do not."""
     spec = check_of(row)
     if not spec:
         return Verdict(None)

@@ -34,6 +34,7 @@ IsolationRefused (a UserError) when the machine cannot isolate the code and allo
 from __future__ import annotations
 
 import ast
+import logging
 import marshal
 import os
 import re
@@ -49,9 +50,10 @@ from .code_probes import Plan, Unsplittable, judge, plan_tests
 from .code_values import BadValue, decode_value
 from .isolation import (UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
                         isolation, launch, require_isolation, why)
-from .sandbox import (FILE_BYTES, HARNESS, MEMORY_MB, OPEN_FILES, SLOTS, SPARE_PROCESSES,
-                      WRITE_OPENS, SandboxError, collect, kill_group, max_parallel, remove_tree,
-                      set_max_parallel, sweep)
+from .sandbox import (FILE_BYTES, HARNESS, MEMORY_MB, OPEN_FILES, SLOTS, SPARE_PROCESSES, SWEEP_ENTRIES,
+                      SWEEP_PASS_SECONDS, SWEEP_PASSES, WRITE_OPENS, NoLease, SandboxError, collect, kill_group,
+                      max_parallel, set_max_parallel)
+from .sandbox_sweep import Budget, remove_tree, sweep
 
 __all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "available_levels",
            "extract_code", "force_isolation", "isolation", "max_parallel", "require_isolation", "run_tests",
@@ -65,6 +67,7 @@ _FENCE_OPEN = re.compile(r"[ \t]*```[ \t]*([\w+-]*)")    # a line that opens a `
 _FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*\r?")        # a line that closes one (fullmatch)
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*(python3?|py)?[ \t]*\r?\n", re.MULTILINE | re.IGNORECASE)
 _PYTHON_TAGS = {"python", "python3", "py"}
+logger = logging.getLogger(__name__)
 _HARNESS_REASONS = {"error", "syntax_error", "memory", "exited", "unsupported_value"}
 
 
@@ -74,6 +77,7 @@ class CheckResult:
     reason: str
     output: str = ""
     seconds: float = 0.0
+    test: int | None = None  # a timeout's test: the first (index into tests) whose values never all came back
 
 
 # --- extraction -----------------------------------------------------------------------------------------
@@ -145,19 +149,23 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
     except Exception as error:  # a test import that fails here (ImportError...): the dataset's problem
         return CheckResult(False, "error", f"[check] the test imports failed: {type(error).__name__}: {error}")
     how = launch()
-    taken = SLOTS.take()
-    slot = taken.__enter__()
+    SLOTS.wait_turn()  # this process's own queue: the timeout starts once the check's turn has come
     deadline = time.monotonic() + timeout
+    try:
+        slot, lease = SLOTS.take(deadline)
+    except NoLease as error:
+        return CheckResult(False, "timeout", f"[check] {error}", timeout)
+    uid = UID_BASE + slot if how.drop else None
     workdir = result = None
     try:
         # namespaces: the work folder is a tmpfs in the child's own mount namespace, nothing on the host
         workdir = None if how.workdir_inside else tempfile.mkdtemp(prefix="tunixhack-sandbox-")
-        if how.drop:
-            os.chown(workdir, UID_BASE + slot, UID_BASE + slot)
+        if uid is not None:
+            os.chown(workdir, uid, uid)
         payload = {
             "code": code, "setup": setup or "", "imports": list(imports),
             "probes": [(p.function, p.args, p.kwargs, p.wrapper, p.sent) for p in plan.probes],
-            "drop": [UID_BASE + slot] * 2 if how.drop else None, "preload": list(how.preload),
+            "drop": [uid] * 2 if uid is not None else None, "preload": list(how.preload),
             "wall": how.wall(),
             "limits": {"cpu_seconds": int(timeout) + 1, "memory_bytes": memory_mb * 1024 * 1024,
                        "file_bytes": FILE_BYTES, "open_files": OPEN_FILES, "write_opens": WRITE_OPENS,
@@ -167,35 +175,47 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
         }
         result = _run_child(how, workdir, slot, payload, plan, deadline)
     finally:
-        cleanup = _Cleanup(taken, workdir, UID_BASE + slot if how.drop else None)
-        cleanup.start()
-        cleanup.join(max(0.0, max(deadline, time.monotonic()) + CLEANUP_GRACE - time.monotonic()))
-        if result is not None and (cleanup.is_alive() or cleanup.left):
-            what = (f"could not remove {', '.join(cleanup.left)}" if not cleanup.is_alive() else
-                    "what the check left is still being removed (its slot is not used again until that is done)")
-            result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] {what}",
-                                 time.monotonic() - deadline + timeout)
+        unfinished = _clean_up(slot, lease, workdir, uid, max(deadline, time.monotonic()) + CLEANUP_GRACE)
+        if result is not None and unfinished:
+            result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] {unfinished}",
+                                 result.seconds, result.test)
     return result
 
 
-class _Cleanup(threading.Thread):
-    """Remove a check's work folder and sweep its private uid, then give its slot back: run alongside the
-    check until CLEANUP_GRACE past its timeout, then on its own (a check made 620,000 files), so that the
-    check ends on time and the uid is not used again until it is clean."""
+def _clean_up(slot: int, lease, workdir: str | None, uid: int | None, until: float) -> str:
+    """Remove the check's work folder and sweep its private uid in one pass bounded in entries and time; ""
+    when all is gone, else the one line that says what is not. The slot is then given back, clean, or kept
+    out of use (its uid's lease held) while later passes go on in the background until it is clean."""
+    budget = Budget(SWEEP_ENTRIES, until)
+    clean = _cleaned(workdir, uid, budget)
+    SLOTS.give_back(slot, lease, clean)
+    if clean:
+        return ""
+    threading.Thread(target=_clean_later, args=(slot, lease, workdir, uid), name="sandbox-sweep",
+                     daemon=True).start()
+    who = f"uid {uid}" if uid is not None else "the check"
+    bound = "stopped at its bound" if budget.exhausted else "could not remove everything"
+    return (f"the sweep after the check {bound} ({budget.spent} entries): what {who} left is still being "
+            f"removed, and {'the uid' if uid is not None else 'its slot'} is not used again until that is done")
 
-    def __init__(self, taken, workdir: str | None, uid: int | None):
-        super().__init__(name="sandbox-cleanup", daemon=True)
-        self.taken, self.workdir, self.uid = taken, workdir, uid
-        self.left: list[str] = []
 
-    def run(self) -> None:
-        try:
-            left = [self.workdir] if self.workdir is not None and not remove_tree(self.workdir) else []
-            if self.uid is not None:  # the hook may not have held: what the uid owns in the shared folders goes
-                left += sweep(self.uid)
-            self.left = left
-        finally:
-            self.taken.__exit__(None, None, None)
+def _cleaned(workdir: str | None, uid: int | None, budget: Budget) -> bool:
+    gone = workdir is None or remove_tree(workdir, budget)
+    # the hook may not have held: what the uid owns in the shared folders goes too
+    left = sweep(uid, budget) if uid is not None and gone else []
+    return gone and not left and not budget.exhausted
+
+
+def _clean_later(slot: int, lease, workdir: str | None, uid: int | None) -> None:
+    """Passes of SWEEP_ENTRIES each until the check's leftovers are gone; then the slot is used again. What
+    cannot be removed at all (after SWEEP_PASSES) keeps the slot out of use for the life of this process."""
+    for attempt in range(SWEEP_PASSES):
+        if _cleaned(workdir, uid, Budget(SWEEP_ENTRIES, time.monotonic() + SWEEP_PASS_SECONDS)):
+            SLOTS.quarantine_over(slot, lease)
+            return
+        time.sleep(min(0.05 * 2 ** attempt, 5.0))
+    logger.warning("sandbox: what %s left could not be removed; slot %d stays out of use",
+                   f"uid {uid}" if uid is not None else workdir, slot)
 
 
 def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan: Plan,
@@ -250,7 +270,9 @@ def _verdict(plan: Plan, lines: list[str], returncode: int, timed_out: bool, tex
     the asserts get what is left of the timeout, and JUDGE_GRACE more."""
     values = _values(lines, [i for i, probe in enumerate(plan.probes) if probe.sent])
     if values is None:
-        return CheckResult(False, _reason(lines, returncode, timed_out), text, time.monotonic() - started)
+        reason = _reason(lines, returncode, timed_out)
+        test = _timed_out_test(plan, lines) if reason == "timeout" else None
+        return CheckResult(False, reason, text, time.monotonic() - started, test)
     try:
         decoded = {i: decode_value(value, plan.int_bits) for i, value in values.items()}
     except BadValue as error:
@@ -273,6 +295,18 @@ def _values(lines: list[str], wanted: list[int]) -> dict[int, str] | None:
     if any(i not in values for i in wanted):
         return None
     return {i: values[i] for i in wanted}
+
+
+def _timed_out_test(plan: Plan, lines: list[str]) -> int | None:
+    """The first test with a sent probe whose value never came back (the child sends them in order); None
+    when it ran out before the tests (in the program, the imports or the setup code: no PROBING line)."""
+    if "PROBING" not in lines:
+        return None
+    arrived = {line.split(" ", 2)[1] for line in lines if line.startswith("VALUE ")}
+    for check in plan.checks:
+        if any(plan.probes[i].sent and str(i) not in arrived for i in check.probes):
+            return check.test
+    return None
 
 
 def _reason(lines: list[str], returncode: int, timed_out: bool) -> str:

@@ -94,6 +94,8 @@ def _node_source(node: tuple) -> str:
 class Check:
     source: str              # the test as the dataset wrote it
     code: CodeType           # its condition with probes replaced by placeholders (mode "eval")
+    test: int = 0            # which of the tests it comes from (a test may hold several asserts)
+    probes: range = range(0)  # the probes it made, in the order the sandbox runs them
 
 
 @dataclass(frozen=True)
@@ -272,20 +274,21 @@ def plan_tests(tests, setup: str = "", imports=(), program: str = "", reference:
     plan = _PlanBuilder(tests, setup, tuple(imports), reference or "")
     defined = top_level_names(program) if program else set()
     checks: list[Check] = []
-    for test in tests:
+    for number, test in enumerate(tests):
         module = parse_source(test, f"test {test!r}")
         if not module.body:
             raise Unsplittable(f"empty test {test!r}")
         for statement in module.body:
             if not isinstance(statement, ast.Assert):
                 raise Unsplittable(f"only assert statements can be checked outside the sandbox, got {test.strip()!r}")
-            checks.append(_plan_assert(plan, statement.test, test.strip(), defined))
+            checks.append(_plan_assert(plan, statement.test, test.strip(), defined, number))
     if not checks:
         raise Unsplittable("no tests")
     return Plan(tuple(plan.probes), tuple(checks), tuple(plan.imports), plan.int_bits)
 
 
-def _plan_assert(plan: _PlanBuilder, condition: ast.expr, test: str, defined: set[str]) -> Check:
+def _plan_assert(plan: _PlanBuilder, condition: ast.expr, test: str, defined: set[str],
+                 number: int = 0) -> Check:
     names = _names(condition)
     # `assert math.isclose(area(2), 12.566, rel_tol=0.001)` with no test imports (MBPP full): `math` is
     # the standard library's (or the module the reference solution imports), never the program's
@@ -310,7 +313,7 @@ def _plan_assert(plan: _PlanBuilder, condition: ast.expr, test: str, defined: se
     if not any(probe.sent for probe in plan.probes[before:]):
         raise Unsplittable(f"the assert never uses the code under test: {test!r}")
     expression = ast.fix_missing_locations(ast.Expression(condition))
-    return Check(test, compile(expression, "<check>", "eval"))
+    return Check(test, compile(expression, "<check>", "eval"), number, range(before, len(plan.probes)))
 
 
 # --- the verdict ---------------------------------------------------------------------------------------

@@ -9,15 +9,11 @@ from __future__ import annotations
 import errno
 import os
 import selectors
-import shutil
 import signal
 import socket
-import stat
 import subprocess
-import tempfile
 import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from .isolation import UID_BASE
@@ -29,11 +25,14 @@ WRITE_OPENS = 32                # files, directories and links a check may make 
 SPARE_PROCESSES = 64            # RLIMIT_NPROC above the user's own tasks, only where no uid is private
 OPEN_FILES = 256                # RLIMIT_NOFILE
 UID_SLOTS = 534                 # private uids 65000-65533
+LEASE_POLL = 0.05               # seconds between tries for a private uid while other processes hold them all
+SWEEP_ENTRIES = 20_000          # entries one sweep pass looks at or removes (a check once left 620,000 files)
+SWEEP_PASS_SECONDS = 2.0        # and how long a pass after the check's own (in the background) may take
+SWEEP_PASSES = 50               # background passes before a slot whose leftovers will not go is given up
 # The child's harness, one source: the guards and the wall first (sandbox_child.py imports them only when
 # imported itself).
 HARNESS = "\n".join(Path(__file__).with_name(name).read_text(encoding="utf-8")
                      for name in ("sandbox_guard.py", "sandbox_wall.py", "sandbox_child.py"))
-SWEPT = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # shared writable folders a private uid's leftovers may be in
 
 
 class SandboxError(RuntimeError):
@@ -60,14 +59,20 @@ def hold_uid(uid: int) -> socket.socket | None:
     return lease
 
 
+class NoLease(Exception):
+    """No private uid came free before the check's deadline (other processes held them all)."""
+
+
 class Slots:
     """A process-wide bound on running sandboxes; each holder gets the smallest free slot number (as root,
-    the smallest whose private uid no other process holds)."""
+    the smallest whose private uid no other process holds). A slot whose uid is still being swept after its
+    check is out of use (and out of the count) until the sweep is done."""
 
     def __init__(self, limit: int):
         self._cond = threading.Condition()
         self._limit = limit
         self._busy: set[int] = set()
+        self._dirty: set[int] = set()
 
     def resize(self, limit: int) -> None:
         if not 1 <= limit <= UID_SLOTS:
@@ -76,32 +81,58 @@ class Slots:
             self._limit = limit
             self._cond.notify_all()
 
-    def _free(self) -> tuple[int, socket.socket | None]:
+    def _free(self) -> tuple[int, socket.socket | None] | None:
         for slot in range(UID_SLOTS):
-            if slot in self._busy:
+            if slot in self._busy or slot in self._dirty:
                 continue
             if os.geteuid() != 0:
                 return slot, None  # no private uids: the slot only bounds the parallel checks
             lease = hold_uid(UID_BASE + slot)
             if lease is not None:
                 return slot, lease
-        raise SandboxError(f"every private uid ({UID_BASE}-{UID_BASE + UID_SLOTS - 1}) is held by another process")
+        return None
 
-    @contextmanager
-    def take(self):
+    def wait_turn(self) -> None:
+        """Wait (unbounded: a queue of this process's own checks) until fewer than the limit run."""
         with self._cond:
             while len(self._busy) >= self._limit:
                 self._cond.wait()
-            slot, lease = self._free()
-            self._busy.add(slot)
-        try:
-            yield slot
-        finally:
+
+    def take(self, deadline: float) -> tuple[int, socket.socket | None]:
+        """A slot and its uid's lease. Where other processes hold every free uid (a second trainer, three
+        hostile checks elsewhere), wait for one to come free until `deadline`, then raise NoLease: a lease
+        that cannot be had is a check's wait, never a SandboxError (a NaN reward for an honest program)."""
+        with self._cond:
+            while True:
+                if len(self._busy) < self._limit:
+                    found = self._free()
+                    if found is not None:
+                        self._busy.add(found[0])
+                        return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NoLease(f"every private uid ({UID_BASE}-{UID_BASE + UID_SLOTS - 1}) was held by "
+                                  "other processes until the check's timeout")
+                self._cond.wait(min(remaining, LEASE_POLL))  # another process's release wakes no one here
+
+    def give_back(self, slot: int, lease: socket.socket | None, clean: bool = True) -> None:
+        """The check is over. `clean`: its uid owns nothing left; else the slot stays out of use (its lease
+        held, so no other process takes the uid either) until quarantine_over()."""
+        with self._cond:
+            self._busy.discard(slot)
+            if clean:
+                if lease is not None:
+                    lease.close()
+            else:
+                self._dirty.add(slot)
+            self._cond.notify_all()
+
+    def quarantine_over(self, slot: int, lease: socket.socket | None) -> None:
+        with self._cond:
             if lease is not None:
                 lease.close()
-            with self._cond:
-                self._busy.discard(slot)
-                self._cond.notify()
+            self._dirty.discard(slot)
+            self._cond.notify_all()
 
 
 SLOTS = Slots(max(1, min(os.cpu_count() or 1, UID_SLOTS)))
@@ -163,66 +194,3 @@ def kill_group(child: subprocess.Popen) -> None:
         os.killpg(child.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def remove_tree(path: str) -> bool:
-    """Remove a check's folder; True when it is gone. Never raises: whatever the code left there (a tree
-    deeper than the recursion limit, dirs without permissions) ends with `rm -rf`, and a folder that still
-    stays is the check's failure (cleanup_failed), never an exception."""
-    try:
-        if os.geteuid() != 0:
-            open_up(path)  # the code may have taken the permissions off its own dirs: give them back
-            for root, names, _ in os.walk(path):  # top-down and lazy: each dir is opened before it is listed
-                for name in names:
-                    open_up(os.path.join(root, name))
-        shutil.rmtree(path)
-    except Exception:  # RecursionError on a deep tree, OSError: the shell tools have no recursion limit
-        for command in (["chmod", "-R", "u+rwx", "--", path], ["rm", "-rf", "--one-file-system", "--", path]):
-            try:
-                subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
-            except (OSError, subprocess.SubprocessError):
-                pass
-    return not os.path.lexists(path)
-
-
-def sweep(uid: int, max_depth: int = 16) -> list[str]:
-    """Remove everything `uid` owns in SWEPT and the temp folder, at any depth under world-writable folders
-    (the only ones it can write in): the uid is private to the slot, held machine-wide (hold_uid), and runs
-    nothing between checks, so all of it is the last check's. Returns what stayed."""
-    left: list[str] = []
-    tops = dict.fromkeys(os.path.realpath(path) for path in (*SWEPT, tempfile.gettempdir()))
-    pending = [(top, 0) for top in tops if os.path.isdir(top)]
-    while pending:
-        directory, depth = pending.pop()
-        found = []
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    try:
-                        found.append((entry.path, entry.stat(follow_symlinks=False)))
-                    except OSError:
-                        continue  # gone since it was listed
-        except OSError:
-            continue
-        for path, info in found:
-            if info.st_uid == uid:
-                if stat.S_ISDIR(info.st_mode):
-                    remove_tree(path)
-                else:
-                    try:
-                        os.unlink(path)
-                    except OSError:
-                        pass
-                if os.path.lexists(path):
-                    left.append(path)
-            elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < max_depth:
-                pending.append((path, depth + 1))
-    return left
-
-
-def open_up(directory: str) -> None:
-    if not os.path.islink(directory):
-        try:
-            os.chmod(directory, 0o700)
-        except OSError:
-            pass

@@ -6,6 +6,7 @@ probe (a call into a name the code binds, with arguments the parent evaluated: `
 tunixhack/verify/code_probes.py) and reports on the pipe FD:
 
     READY                     locked down, untrusted code about to run (no READY: the sandbox itself failed)
+    PROBING                   the program, imports and setup ran; the probes start (names a timeout's test)
     VALUE <i> <json>          the value of probe i, as plain data (see `encode`)
     FAIL <reason> <stage>     the code failed before every probe had a value
 
@@ -230,6 +231,7 @@ def main() -> None:
         try:
             for stage, unit in units:
                 exec_(unit, namespace)
+            report("PROBING")  # past the program and the setup: a timeout from here on is in a test's probe
             results = []  # each probe's value: a later probe's argument may be an earlier one's
             for i, (name, args, kwargs, wrapper, sent) in enumerate(probes):
                 stage = f"probe {i}"
