@@ -48,11 +48,11 @@ from dataclasses import dataclass
 
 from .code_probes import Plan, Unsplittable, judge, plan_tests
 from .code_values import BadValue, decode_value
-from .isolation import (UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
+from .isolation import (NAMESPACES, UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
                         isolation, launch, require_isolation, why)
 from .sandbox import (FILE_BYTES, HARNESS, MEMORY_MB, OPEN_FILES, SLOTS, SPARE_PROCESSES, SWEEP_ENTRIES,
                       SWEEP_PASS_SECONDS, SWEEP_PASSES, WRITE_OPENS, NoLease, SandboxError, collect, kill_group,
-                      max_parallel, set_max_parallel)
+                      kill_namespace, max_parallel, set_max_parallel, wait_exit)
 from .sandbox_sweep import Budget, remove_tree, sweep
 
 __all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "available_levels",
@@ -62,6 +62,7 @@ __all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "a
 OUTPUT_KEEP = 4096              # characters of stdout+stderr kept in CheckResult.output
 MAX_CHARS = 64 * 1024           # the longest answer (or program) checked: MBPP programs are a few hundred bytes
 JUDGE_GRACE = 0.5               # seconds past the check's timeout the asserts may still take (code_judge.py)
+NAMESPACE_EXIT = 0.05          # seconds a namespaces check's unshare gets to end by itself before init is killed
 CLEANUP_GRACE = 0.7             # and its cleanup, after which it goes on without the check (_Cleanup)
 _FENCE_OPEN = re.compile(r"[ \t]*```[ \t]*([\w+-]*)")    # a line that opens a ``` block, and its tag
 _FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*\r?")        # a line that closes one (fullmatch)
@@ -242,7 +243,11 @@ def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan:
             pass  # the harness died before reading: reported below as "no READY"
         output, verdict, timed_out, flooded = collect(child, result_read, deadline)
     finally:
-        kill_group(child)
+        if how.level == NAMESPACES and not wait_exit(child.pid, NAMESPACE_EXIT):
+            kill_namespace(child)  # init by pidfd: the kernel ends every process in it, whatever its session
+            # unshare reaps init, then exits: killed first, it would leave init a zombie of the host's init
+            wait_exit(child.pid, NAMESPACE_EXIT * 20)
+        kill_group(child)  # unshare and setpriv before the namespace exists, and the uid levels' one process
         child.wait()
         os.close(result_read)
     seconds = time.monotonic() - started

@@ -41,6 +41,7 @@ DENIED = (
     "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
     "swapon", "swapoff",
 )
+F_SETPIPE_SZ = 1031     # fcntl(2): grow a pipe's buffer
 CLONE_THREAD = 0x10000  # clone without it makes a process: refused; a thread stays to RLIMIT_NPROC
 
 
@@ -70,6 +71,9 @@ def seccomp_program() -> bytes | None:
         if number >= 0 or number < -1:  # -1 (__NR_SCMP_ERROR): unknown to this libseccomp
             rules.add_rule(refuse, number)
     rules.add_rule(refuse, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, CLONE_THREAD, 0))
+    # a pipe's buffer is kernel memory RLIMIT_AS does not count: at its default 64 KiB, RLIMIT_NOFILE bounds
+    # them all (sandbox.PIPE_BYTES); grown to pipe-max-size (1 MiB), a check held 64 MiB
+    rules.add_rule(refuse, "fcntl", seccomp.Arg(1, seccomp.EQ, F_SETPIPE_SZ))
     # clone3 passes its flags in memory a filter cannot read: ENOSYS makes glibc fall back to clone for threads
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     with tempfile.TemporaryFile() as out:

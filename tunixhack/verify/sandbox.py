@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import selectors
 import signal
 import socket
@@ -24,6 +25,7 @@ FILE_BYTES = 8 * 1024 * 1024    # RLIMIT_FSIZE: the largest file a check may wri
 WRITE_OPENS = 32                # files, directories and links a check may make (bounds disk use)
 SPARE_PROCESSES = 64            # RLIMIT_NPROC above the user's own tasks, only where no uid is private
 OPEN_FILES = 256                # RLIMIT_NOFILE
+PIPE_BYTES = OPEN_FILES // 2 * 64 * 1024  # the most pipe buffers a check can fill: seccomp refuses F_SETPIPE_SZ
 UID_SLOTS = 534                 # private uids 65000-65533
 LEASE_POLL = 0.05               # seconds between tries for a private uid while other processes hold them all
 SWEEP_ENTRIES = 20_000          # entries one sweep pass looks at or removes (a check once left 620,000 files)
@@ -186,6 +188,66 @@ def exited(pid: int) -> bool:
         return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
     except ChildProcessError:
         return True
+
+
+def kill_namespace(child: subprocess.Popen) -> bool:
+    """End a namespaces check through its PID namespace's init, by pidfd: when init dies the kernel kills
+    every process in the namespace, whatever session or group it moved to, and a pidfd cannot name a
+    process that took a reused pid. `child` is `unshare --fork`, init's parent. True if init was signalled."""
+    if exited(child.pid):
+        return False  # unshare waits for init: it has ended, and the namespace with it
+    for pid in _children(child.pid):
+        try:
+            handle = os.pidfd_open(pid)
+        except OSError:
+            continue  # gone already
+        try:
+            # checked after the pidfd is open: it then names this very process, still the namespace's init
+            if pid in _children(child.pid) and _namespace_pid(pid) == 1:
+                signal.pidfd_send_signal(handle, signal.SIGKILL)
+                return True
+        except OSError:
+            pass
+        finally:
+            os.close(handle)
+    return False
+
+
+def wait_exit(pid: int, seconds: float) -> bool:
+    """Wait up to `seconds` for our child `pid` to exit, without reaping it (its pid and group stay ours)."""
+    try:
+        handle = os.pidfd_open(pid)
+    except OSError:
+        return True  # gone already
+    try:
+        waiter = select.poll()
+        waiter.register(handle, select.POLLIN)  # a pidfd is readable once its process has exited
+        return bool(waiter.poll(int(seconds * 1000)))
+    finally:
+        os.close(handle)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (this kernel may have no /proc/PID/task/PID/children): init is
+    nearly always the next pid, so those are tried before a scan of /proc."""
+    def parent(of: int) -> int | None:
+        try:
+            with open(f"/proc/{of}/stat", "rb") as f:
+                return int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    near = [p for p in range(pid + 1, pid + 4) if parent(p) == pid]
+    return near or [int(name) for name in os.listdir("/proc") if name.isdigit() and parent(int(name)) == pid]
+
+
+def _namespace_pid(pid: int) -> int | None:
+    """`pid` as its innermost PID namespace numbers it (NSpid's last field)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            line = next((line for line in f if line.startswith("NSpid:")), "")
+        return int(line.split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def kill_group(child: subprocess.Popen) -> None:
