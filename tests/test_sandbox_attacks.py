@@ -10,6 +10,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 import types
 import uuid
 from pathlib import Path
@@ -23,6 +24,7 @@ from tunixhack.verify import check as check_row
 from tunixhack.verify import check_many, code, sandbox, sandbox_guard, sandbox_wall
 from tunixhack.verify.code import verify_code, verify_many
 from tunixhack.verify.isolation import UID_BASE, WORK_BYTES
+from tunixhack.verify.sandbox_sweep import SWEPT, Budget, remove_tree, sweep
 
 ADD = "def add(a, b):\n    return a + b\n"
 FULL = [json.loads(line) for line in (FIXTURES / "mbpp" / "full.jsonl").read_text().splitlines()]
@@ -63,6 +65,11 @@ def token():
     yield path, secret
     path.unlink()
     path.parent.rmdir()
+
+
+def plenty() -> Budget:
+    """A sweep's budget no test here comes near: these tests are about what is removed, not the bound."""
+    return Budget(10 ** 7, time.monotonic() + 120)
 
 
 def guarded(attack: str) -> str:
@@ -366,7 +373,7 @@ def test_everything_a_private_uid_owns_in_the_shared_folders_is_swept():
     shared.chmod(0o777)
     kept = shared / "kept"
     kept.write_text("someone else's")
-    left = [Path(top) / name for top in sandbox.SWEPT if os.path.isdir(top)] + [shared / name]
+    left = [Path(top) / name for top in SWEPT if os.path.isdir(top)] + [shared / name]
     try:
         for path in left:
             path.write_text("x")
@@ -377,27 +384,28 @@ def test_everything_a_private_uid_owns_in_the_shared_folders_is_swept():
         left.append(shared / f"{name}-link")
         for path in left + [Path("/tmp") / name / "inside"]:
             os.chown(path, uid, uid, follow_symlinks=False)
-        assert sandbox.sweep(uid) == []
+        assert sweep(uid, plenty()) == []
         assert not any(os.path.lexists(path) for path in left)
         assert kept.read_text() == "someone else's"
     finally:
         for path in left:
             if path.is_dir() and not path.is_symlink():
-                sandbox.remove_tree(str(path))
+                remove_tree(str(path), plenty())
             elif os.path.lexists(path):
                 path.unlink()
-        sandbox.remove_tree(str(shared))
+        remove_tree(str(shared), plenty())
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="private uids are root's")
 def test_a_private_uid_held_by_another_process_is_not_used():
-    with sandbox.SLOTS.take() as first:
-        pass
+    first, lease = sandbox.SLOTS.take(time.monotonic() + 5)
+    sandbox.SLOTS.give_back(first, lease)
     holder = sandbox.hold_uid(UID_BASE + first)  # as another trainer on this machine would hold it
     assert holder is not None
     try:
-        with sandbox.SLOTS.take() as slot:
-            assert slot != first
+        slot, lease = sandbox.SLOTS.take(time.monotonic() + 5)
+        sandbox.SLOTS.give_back(slot, lease)
+        assert slot != first
     finally:
         holder.close()
 
@@ -544,7 +552,7 @@ def test_a_tree_deeper_than_the_recursion_limit_is_removed(tmp_path):
         parent = child
     os.close(os.open("file", os.O_CREAT | os.O_WRONLY, dir_fd=parent))
     os.close(parent)
-    assert sandbox.remove_tree(str(deep)) and not deep.exists()
+    assert remove_tree(str(deep), plenty()) and not deep.exists()
 
 
 @pytest.mark.parametrize("forge", [
