@@ -5,6 +5,7 @@ a wrong one. Prints checks per second and the mean seconds per check for each wo
 
     .venv/bin/python bench/sandbox.py                  # workers 1, 2, 4, at the machine's best isolation
     .venv/bin/python bench/sandbox.py --workers 8 --rounds 8 --isolation uid+landlock+seccomp
+    .venv/bin/python bench/sandbox.py --overrun 1.0     # how far past its timeout a hostile check ends, per level
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import argparse
 import os
 import time
 
-from tunixhack.verify.code import available_levels, force_isolation, isolation, set_max_parallel, verify_many
+from tunixhack.verify.code import (available_levels, force_isolation, isolation, run_tests, set_max_parallel,
+                                   verify_many)
+from tunixhack.verify.isolation import UNWALLED
 
 # (correct solution, wrong solution, asserts): realistic MBPP-sized functions
 TASKS = [
@@ -86,12 +89,51 @@ def batch(rounds: int) -> tuple[list[dict], int]:
     return items, rounds * ((len(TASKS) + 1) // 2)
 
 
+# Programs that do their best to outlast their check: (name, program); the test is `assert add(1, 2) == 3`.
+HOSTILE = [
+    ("sleep", "import time\ntime.sleep(600)\ndef add(a, b):\n    return a + b\n"),
+    ("busy loop", "def add(a, b):\n    while True:\n        pass\n"),
+    ("many threads", "import threading, time\ndef add(a, b):\n    for _ in range(1000):\n        try:\n"
+                     "            threading.Thread(target=time.sleep, args=(600,)).start()\n"
+                     "        except RuntimeError:\n            pass\n    while True:\n        pass\n"),
+    ("big output", "import sys\ndef add(a, b):\n    while True:\n        sys.stdout.write('x' * 65536)\n"),
+    ("slow output", "import sys, time\ndef add(a, b):\n    while True:\n        print('x', flush=True)\n"
+                    "        time.sleep(0.01)\n"),
+]
+
+
+def overrun(timeout: float, repeats: int) -> None:
+    """The worst time past `timeout` a hostile check took to end, per walled level and program."""
+    print(f"timeout {timeout:g} s, {repeats} runs each, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'level':<22}  {'program':<12}  {'reason':<12}  {'worst s past timeout':>20}")
+    for level in [level for level in available_levels() if level not in UNWALLED]:
+        force_isolation(level)
+        run_tests("def add(a, b):\n    return a + b\n", ["assert add(1, 2) == 3"])  # the level's probe, once
+        worst = 0.0
+        for name, program in HOSTILE:
+            past, reasons = [], set()
+            for _ in range(repeats):
+                started = time.perf_counter()
+                result = run_tests(program, ["assert add(1, 2) == 3"], timeout=timeout)
+                past.append(time.perf_counter() - started - timeout)
+                reasons.add(result.reason)
+            worst = max(worst, *past)
+            print(f"{level:<22}  {name:<12}  {'/'.join(sorted(reasons)):<12}  {max(past):>20.3f}")
+        print(f"{level:<22}  {'worst':<12}  {'':<12}  {worst:>20.3f}")
+    force_isolation(None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4], help="worker counts to measure")
     parser.add_argument("--rounds", type=int, default=4, help="copies of the 12 tasks per measurement")
     parser.add_argument("--isolation", choices=available_levels(), help="a weaker level than the machine's best")
+    parser.add_argument("--overrun", type=float, metavar="TIMEOUT",
+                        help="instead: how far past TIMEOUT hostile checks end, at every walled level")
     args = parser.parse_args()
+    if args.overrun:
+        overrun(args.overrun, max(1, args.rounds // 2))
+        return
     force_isolation(args.isolation)
     set_max_parallel(max(args.workers))  # the bench measures workers, not the process-wide default cap
     items, expected = batch(args.rounds)
