@@ -88,7 +88,8 @@ def test_rewards_and_eval_get_the_same_verdict_without_locating():
         False, "timeout", "ran past 1 s on test 2 of 2: assert f(2) == 2")
     # the test is the first whose value never came back, not a guess from running each alone: here every
     # test ends alone, but the second only after the first has run (state the program keeps between calls)
-    stateful = block("calls = []\ndef f(x):\n    calls.append(x)\n    while len(calls) > 1:\n        pass\n    return x")
+    stateful = block("calls = []\ndef f(x):\n    calls.append(x)\n    while len(calls) > 1:\n"
+                     "        pass\n    return x")
     assert verdict(row, stateful, locate=True) == Verdict(
         False, "timeout", "ran past 1 s on test 2 of 2: assert f(2) == 2")
     setup_loops = block("while True:\n    pass\ndef f(x):\n    return x")

@@ -14,7 +14,7 @@ import pytest
 
 from tests.test_sandbox import ADD_TESTS, check
 from tests.test_sandbox_wall import SAY, unhooked  # noqa: F401 - fixture
-from tunixhack.verify import code, sandbox
+from tunixhack.verify import code, sandbox, sandbox_sweep
 from tunixhack.verify.isolation import NAMESPACES, UID_BASE
 
 ADD = "def add(a, b):\n    return a + b\n"
@@ -119,7 +119,7 @@ def test_a_check_that_leaves_more_files_than_a_sweep_pass_keeps_its_uid_out_of_u
     if "uid+landlock+seccomp" not in code.available_levels():
         pytest.skip("no uid level here: the work folder is not on the host")
     code.force_isolation("uid+landlock+seccomp")
-    monkeypatch.setattr(code, "SWEEP_ENTRIES", 300)  # a pass's bound, hit by 2,000 files
+    monkeypatch.setattr(sandbox_sweep, "SWEEP_ENTRIES", 300)  # a pass's bound, hit by 2,000 files
     try:
         # plain open() in the work folder: what Landlock and seccomp allow once the hook is gone
         many = SAY + ("import os\nfor i in range(2000):\n    open('f%d' % i, 'w').close()\n"

@@ -34,14 +34,12 @@ IsolationRefused (a UserError) when the machine cannot isolate the code and allo
 from __future__ import annotations
 
 import ast
-import logging
 import marshal
 import os
 import re
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,10 +48,9 @@ from .code_probes import Plan, Unsplittable, judge, plan_tests
 from .code_values import BadValue, decode_value
 from .isolation import (NAMESPACES, UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
                         isolation, launch, require_isolation, why)
-from .sandbox import (FILE_BYTES, HARNESS, MEMORY_MB, OPEN_FILES, SLOTS, SPARE_PROCESSES, SWEEP_ENTRIES,
-                      SWEEP_PASS_SECONDS, SWEEP_PASSES, WRITE_OPENS, NoLease, SandboxError, collect, kill_group,
-                      kill_namespace, max_parallel, set_max_parallel, wait_exit)
-from .sandbox_sweep import Budget, remove_tree, sweep
+from .sandbox import (FILE_BYTES, HARNESS, MEMORY_MB, OPEN_FILES, SLOTS, SPARE_PROCESSES, WRITE_OPENS, NoLease,
+                      SandboxError, collect, kill_group, kill_namespace, max_parallel, set_max_parallel, wait_exit)
+from .sandbox_sweep import clean_up
 
 __all__ = ["CheckResult", "IsolationRefused", "SandboxError", "allow_unsafe", "available_levels",
            "extract_code", "force_isolation", "isolation", "max_parallel", "require_isolation", "run_tests",
@@ -63,12 +60,11 @@ OUTPUT_KEEP = 4096              # characters of stdout+stderr kept in CheckResul
 MAX_CHARS = 64 * 1024           # the longest answer (or program) checked: MBPP programs are a few hundred bytes
 JUDGE_GRACE = 0.5               # seconds past the check's timeout the asserts may still take (code_judge.py)
 NAMESPACE_EXIT = 0.05          # seconds a namespaces check's unshare gets to end by itself before init is killed
-CLEANUP_GRACE = 0.7             # and its cleanup, after which it goes on without the check (_Cleanup)
+CLEANUP_GRACE = 0.7             # and its cleanup's first pass, after which the rest goes on in the background
 _FENCE_OPEN = re.compile(r"[ \t]*```[ \t]*([\w+-]*)")    # a line that opens a ``` block, and its tag
 _FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*\r?")        # a line that closes one (fullmatch)
 _OPEN_FENCE = re.compile(r"^[ \t]*```[ \t]*(python3?|py)?[ \t]*\r?\n", re.MULTILINE | re.IGNORECASE)
 _PYTHON_TAGS = {"python", "python3", "py"}
-logger = logging.getLogger(__name__)
 _HARNESS_REASONS = {"error", "syntax_error", "memory", "exited", "unsupported_value"}
 
 
@@ -176,47 +172,11 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
         }
         result = _run_child(how, workdir, slot, payload, plan, deadline)
     finally:
-        unfinished = _clean_up(slot, lease, workdir, uid, max(deadline, time.monotonic()) + CLEANUP_GRACE)
+        unfinished = clean_up(slot, lease, workdir, uid, max(deadline, time.monotonic()) + CLEANUP_GRACE)
         if result is not None and unfinished:
             result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] {unfinished}",
                                  result.seconds, result.test)
     return result
-
-
-def _clean_up(slot: int, lease, workdir: str | None, uid: int | None, until: float) -> str:
-    """Remove the check's work folder and sweep its private uid in one pass bounded in entries and time; ""
-    when all is gone, else the one line that says what is not. The slot is then given back, clean, or kept
-    out of use (its uid's lease held) while later passes go on in the background until it is clean."""
-    budget = Budget(SWEEP_ENTRIES, until)
-    clean = _cleaned(workdir, uid, budget)
-    SLOTS.give_back(slot, lease, clean)
-    if clean:
-        return ""
-    threading.Thread(target=_clean_later, args=(slot, lease, workdir, uid), name="sandbox-sweep",
-                     daemon=True).start()
-    who = f"uid {uid}" if uid is not None else "the check"
-    bound = "stopped at its bound" if budget.exhausted else "could not remove everything"
-    return (f"the sweep after the check {bound} ({budget.spent} entries): what {who} left is still being "
-            f"removed, and {'the uid' if uid is not None else 'its slot'} is not used again until that is done")
-
-
-def _cleaned(workdir: str | None, uid: int | None, budget: Budget) -> bool:
-    gone = workdir is None or remove_tree(workdir, budget)
-    # the hook may not have held: what the uid owns in the shared folders goes too
-    left = sweep(uid, budget) if uid is not None and gone else []
-    return gone and not left and not budget.exhausted
-
-
-def _clean_later(slot: int, lease, workdir: str | None, uid: int | None) -> None:
-    """Passes of SWEEP_ENTRIES each until the check's leftovers are gone; then the slot is used again. What
-    cannot be removed at all (after SWEEP_PASSES) keeps the slot out of use for the life of this process."""
-    for attempt in range(SWEEP_PASSES):
-        if _cleaned(workdir, uid, Budget(SWEEP_ENTRIES, time.monotonic() + SWEEP_PASS_SECONDS)):
-            SLOTS.quarantine_over(slot, lease)
-            return
-        time.sleep(min(0.05 * 2 ** attempt, 5.0))
-    logger.warning("sandbox: what %s left could not be removed; slot %d stays out of use",
-                   f"uid {uid}" if uid is not None else workdir, slot)
 
 
 def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan: Plan,

@@ -28,9 +28,6 @@ OPEN_FILES = 256                # RLIMIT_NOFILE
 PIPE_BYTES = OPEN_FILES // 2 * 64 * 1024  # the most pipe buffers a check can fill: seccomp refuses F_SETPIPE_SZ
 UID_SLOTS = 534                 # private uids 65000-65533
 LEASE_POLL = 0.05               # seconds between tries for a private uid while other processes hold them all
-SWEEP_ENTRIES = 20_000          # entries one sweep pass looks at or removes (a check once left 620,000 files)
-SWEEP_PASS_SECONDS = 2.0        # and how long a pass after the check's own (in the background) may take
-SWEEP_PASSES = 50               # background passes before a slot whose leftovers will not go is given up
 # The child's harness, one source: the guards and the wall first (sandbox_child.py imports them only when
 # imported itself).
 HARNESS = "\n".join(Path(__file__).with_name(name).read_text(encoding="utf-8")

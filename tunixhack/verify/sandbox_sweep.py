@@ -1,20 +1,30 @@
 """Removing what a sandbox check left, within a bound: its work folder on the host (the uid levels) and what
 its private uid owns in the shared temp folders. Each pass looks at or removes at most a Budget's entries
 within its time, so a check that made 620,000 files still ends on time; what a pass could not finish is
-reported by the caller, and the uid stays out of use until a later pass finds it clean (code.py `_Cleanup`).
+reported in one line, and the uid stays out of use until a later pass finds it clean (`clean_up`).
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 
+from .sandbox import SLOTS
+
 SWEPT = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # shared writable folders a private uid's leftovers may be in
+SWEEP_ENTRIES = 20_000      # entries one pass looks at or removes (a check once left 620,000 files)
+SWEEP_PASS_SECONDS = 2.0    # how long a pass after the check's own (in the background) may take
+SWEEP_PASSES = 50           # background passes before a slot whose leftovers will not go is given up
 CHUNK = 1024  # entries listed from one folder at a time (a folder of 600,000 is never read whole)
+
+
+logger = logging.getLogger(__name__)
 
 
 class Budget:
@@ -34,6 +44,42 @@ class Budget:
     @property
     def exhausted(self) -> bool:
         return self.spent >= self.entries or time.monotonic() >= self.until
+
+
+def clean_up(slot: int, lease, workdir: str | None, uid: int | None, until: float) -> str:
+    """Remove the check's work folder and sweep its private uid in one pass bounded in entries and time; ""
+    when all is gone, else the one line that says what is not. The slot is then given back, clean, or kept
+    out of use (its uid's lease held) while later passes go on in the background until it is clean."""
+    budget = Budget(SWEEP_ENTRIES, until)
+    clean = _cleaned(workdir, uid, budget)
+    SLOTS.give_back(slot, lease, clean)
+    if clean:
+        return ""
+    threading.Thread(target=_clean_later, args=(slot, lease, workdir, uid), name="sandbox-sweep",
+                     daemon=True).start()
+    who = f"uid {uid}" if uid is not None else "the check"
+    bound = "stopped at its bound" if budget.exhausted else "could not remove everything"
+    return (f"the sweep after the check {bound} ({budget.spent} entries): what {who} left is still being "
+            f"removed, and {'the uid' if uid is not None else 'its slot'} is not used again until that is done")
+
+
+def _cleaned(workdir: str | None, uid: int | None, budget: Budget) -> bool:
+    gone = workdir is None or remove_tree(workdir, budget)
+    # the hook may not have held: what the uid owns in the shared folders goes too
+    left = sweep(uid, budget) if uid is not None and gone else []
+    return gone and not left and not budget.exhausted
+
+
+def _clean_later(slot: int, lease, workdir: str | None, uid: int | None) -> None:
+    """Passes of SWEEP_ENTRIES each until the check's leftovers are gone; then the slot is used again. What
+    cannot be removed at all (after SWEEP_PASSES) keeps the slot out of use for the life of this process."""
+    for attempt in range(SWEEP_PASSES):
+        if _cleaned(workdir, uid, Budget(SWEEP_ENTRIES, time.monotonic() + SWEEP_PASS_SECONDS)):
+            SLOTS.quarantine_over(slot, lease)
+            return
+        time.sleep(min(0.05 * 2 ** attempt, 5.0))
+    logger.warning("sandbox: what %s left could not be removed; slot %d stays out of use",
+                   f"uid {uid}" if uid is not None else workdir, slot)
 
 
 def remove_tree(path: str, budget: Budget) -> bool:
