@@ -60,6 +60,7 @@ OUTPUT_KEEP = 4096              # characters of stdout+stderr kept in CheckResul
 MAX_CHARS = 64 * 1024           # the longest answer (or program) checked: MBPP programs are a few hundred bytes
 JUDGE_GRACE = 0.5               # seconds past the check's timeout the asserts may still take (code_judge.py)
 NAMESPACE_EXIT = 0.05          # seconds a namespaces check's unshare gets to end by itself before init is killed
+SWEEP_AT_LEAST = 0.1           # seconds the sweep always gets (after a judge that took its whole grace)
 CLEANUP_GRACE = 0.7             # and its cleanup's first pass, after which the rest goes on in the background
 _FENCE_OPEN = re.compile(r"[ \t]*```[ \t]*([\w+-]*)")    # a line that opens a ``` block, and its tag
 _FENCE_CLOSE = re.compile(r"[ \t]*```[ \t]*\r?")        # a line that closes one (fullmatch)
@@ -172,7 +173,9 @@ def run_tests(code: str, tests: list[str], setup: str = "", imports: list[str] |
         }
         result = _run_child(how, workdir, slot, payload, plan, deadline)
     finally:
-        unfinished = clean_up(slot, lease, workdir, uid, max(deadline, time.monotonic()) + CLEANUP_GRACE)
+        # until CLEANUP_GRACE past the timeout, or a moment past a judge that took its own grace
+        until = max(deadline + CLEANUP_GRACE, time.monotonic() + SWEEP_AT_LEAST)
+        unfinished = clean_up(slot, lease, workdir, uid, until)
         if result is not None and unfinished:
             result = CheckResult(False, "cleanup_failed", result.output + f"\n[check] {unfinished}",
                                  result.seconds, result.test)
@@ -206,7 +209,7 @@ def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan:
         if how.level == NAMESPACES and not wait_exit(child.pid, NAMESPACE_EXIT):
             kill_namespace(child)  # init by pidfd: the kernel ends every process in it, whatever its session
             # unshare reaps init, then exits: killed first, it would leave init a zombie of the host's init
-            wait_exit(child.pid, NAMESPACE_EXIT * 20)
+            wait_exit(child.pid, NAMESPACE_EXIT * 4)
         kill_group(child)  # unshare and setpriv before the namespace exists, and the uid levels' one process
         child.wait()
         os.close(result_read)

@@ -64,10 +64,12 @@ def clean_up(slot: int, lease, workdir: str | None, uid: int | None, until: floa
 
 
 def _cleaned(workdir: str | None, uid: int | None, budget: Budget) -> bool:
-    gone = workdir is None or remove_tree(workdir, budget)
-    # the hook may not have held: what the uid owns in the shared folders goes too
-    left = sweep(uid, budget) if uid is not None and gone else []
-    return gone and not left and not budget.exhausted
+    if workdir is not None and not remove_tree(workdir, budget):
+        return False
+    if uid is None:
+        return True
+    left, finished = sweep(uid, budget)  # the hook may not have held: what the uid owns in the shared folders
+    return finished and not left
 
 
 def _clean_later(slot: int, lease, workdir: str | None, uid: int | None) -> None:
@@ -90,7 +92,7 @@ def remove_tree(path: str, budget: Budget) -> bool:
     while stack:
         top = stack[-1]
         if not budget.spend():
-            return False
+            return not os.path.lexists(path)
         try:
             info = os.lstat(top)
             if not stat.S_ISDIR(info.st_mode):
@@ -129,33 +131,38 @@ def _rm_rf(path: str, seconds: float) -> None:
             pass
 
 
-def sweep(uid: int, budget: Budget, max_depth: int = 16) -> list[str]:
+def sweep(uid: int, budget: Budget, max_depth: int = 16) -> tuple[list[str], bool]:
     """Remove everything `uid` owns in SWEPT and the temp folder, at any depth under world-writable folders
     (the only ones it can write in): the uid is private to the slot, held machine-wide (sandbox.hold_uid),
-    and runs nothing between checks, so all of it is the last check's. Returns what stayed (with the
-    budget exhausted, what is left may be more than that: see budget.exhausted)."""
+    and runs nothing between checks, so all of it is the last check's. Each folder listed and each entry
+    removed is one of `budget`'s (other users' files cost only time). Returns (what stayed, whether the
+    whole walk was done within the budget)."""
     left: list[str] = []
     tops = dict.fromkeys(os.path.realpath(path) for path in (*SWEPT, tempfile.gettempdir()))
     pending = [(top, 0) for top in tops if os.path.isdir(top)]
-    while pending and not budget.exhausted:
+    while pending:
+        if not budget.spend():
+            return left, False
         directory, depth = pending.pop()
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
-                    if not budget.spend():
-                        break
+                    if time.monotonic() >= budget.until:
+                        return left, False
                     try:
                         info = entry.stat(follow_symlinks=False)
                     except OSError:
                         continue  # gone since it was listed
                     if info.st_uid == uid:
-                        if not remove_tree(entry.path, budget) and os.path.lexists(entry.path):
+                        if not remove_tree(entry.path, budget):
                             left.append(entry.path)
+                            if budget.exhausted:
+                                return left, False
                     elif stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_IWOTH and depth < max_depth:
                         pending.append((entry.path, depth + 1))
         except OSError:
             continue
-    return left
+    return left, True
 
 
 def _open_up(directory: str) -> None:
