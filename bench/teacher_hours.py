@@ -145,12 +145,12 @@ async def ours(url: str, n: int, budget: int, folder: Path) -> set[int]:
     return {row_of(json.loads(line)["prompt"]) for line in out.read_text().splitlines()} if out.exists() else set()
 
 
-def run(way: str, script: dict, n: int, budgets: list[int], folder: Path) -> list[dict]:
+def run(way: str, script: dict, n: int, budgets: list[int], folder: Path, scale: float) -> list[dict]:
     """One way over the workload on a fresh simulated card, judged at each budget (ours runs once a budget):
     usable rows, simulated hours, tokens the card decoded."""
     results = []
     for budget in budgets if way == "c" else budgets[:1]:
-        gpu, started = GPU(), time.perf_counter()
+        gpu, started = GPU(scale=scale), time.perf_counter()
         with OpenAIFake(script, slots=1 if way == "a" else SLOTS, gpu=gpu) as fake:
             if way == "c":
                 kept = {budget: asyncio.run(ours(fake.url, n, budget, folder / str(budget)))}
@@ -188,6 +188,8 @@ def main():
     p.add_argument("--loops", default="0,1,3,5", help="comma list of looping shares, in %% (default 0,1,3,5)")
     p.add_argument("--budget", default="4096,8192", help="comma list of student budgets B in tokens (default 4096,8192)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=100, help="the card's time runs at most this many times real time "
+                   "(default 100: a client's few ms between requests cost the slots what they do on a real card)")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     args = p.parse_args()
     results, budgets = [], [int(x) for x in args.budget.split(",")]
@@ -195,7 +197,7 @@ def main():
         for share in (float(x) / 100 for x in args.loops.split(",")):
             script, loops, sizes = workload(args.rows, share, args.seed)
             for way in "abc":
-                for r in run(way, script, args.rows, budgets, Path(tmp) / f"{share}-{way}"):
+                for r in run(way, script, args.rows, budgets, Path(tmp) / f"{share}-{way}", args.scale):
                     r.update(p=share, loops=sorted(loops), sizes=sizes)
                     results.append(r)
                     print(f"p={share:.0%} B={r['budget']} ({way}): {r['usable']} usable, {r['hours']:.2f} h, "
