@@ -5,7 +5,12 @@
         fake.requests                          # every chat request body received (JSON), in arrival order
 
     python -m tests.fakes.openai_server --script FILE.json [--port N] [--slots S] [--reports lmstudio|llama.cpp|vllm]
+                                        [--gpu SCALE]
         prints "listening on http://127.0.0.1:PORT/v1" (for subprocess tests and bench/)
+
+`gpu` (tests/fakes/gpu.py) makes every streamed reply one token a decode step of a simulated consumer card, its
+per-slot rate falling as slots fill; `GET /fake/stats` then says the card's simulated clock and tokens, and
+each reply's prompt, tokens decoded, finish and whether its client left (bench/teacher_hours.py reads it).
 
 `slots` bounds how many replies are generated at once, like a server's parallel slots: requests beyond it
 wait in the server. `reports` says where the server tells its slots, as real ones do: "lmstudio" serves
@@ -27,6 +32,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .gpu import GPU
 from .script import Rule, Script, last_user_text, split_chunks
 
 HANG_LIMIT = 120.0  # seconds a hanging request waits for its client to give up
@@ -58,6 +64,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             return self.wfile.write(data)
+        if self.path == "/fake/stats":
+            gpu = fake.gpu and {"clock": fake.gpu.clock, "tokens": fake.gpu.tokens}
+            with fake.lock:
+                return self._json(200, {"gpu": gpu, "streams": list(fake.streams)})
         if self.path.rstrip("/").endswith("/v1/models"):
             models = [{"id": m, "object": "model", "owned_by": "fake"} for m in self.server.script.models]
             return self._json(200, {"object": "list", "data": models})
@@ -90,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
         time.sleep(fake.script.delay(rule))
         if misbehave and not rule.drop:
             return self._json(rule.status, {"error": {"message": f"scripted failure {rule.status}", "type": "server_error"}})
-        if rule.word_by_word and body.get("stream"):
+        if (rule.word_by_word or fake.gpu) and body.get("stream"):
             return self._stream_words(body, rule)
         reasoning, content, finish = self._texts(rule)
         usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
@@ -139,22 +149,34 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         field_ = fake.reasoning_field if fake.reasoning_field in ("reasoning_content", "reasoning") else None
         opened = False
+
+        def send(token: tuple[str, str]):
+            nonlocal opened
+            part, word = token
+            if part == "reasoning" and field_:
+                delta = {field_: word}
+            elif part == "reasoning":
+                delta, opened = {"content": word if opened else "<think>\n" + word}, True
+            else:
+                delta, opened = {"content": ("\n</think>\n\n" if opened and not field_ else "") + word}, False
+            self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, body)
+
+        tokens = rule.words(int(body.get("max_tokens") or 32768))
         try:
-            for part, word in rule.words(int(body.get("max_tokens") or 32768)):
-                if part == "reasoning" and field_:
-                    delta = {field_: word}
-                elif part == "reasoning":
-                    delta, opened = {"content": word if opened else "<think>\n" + word}, True
-                else:
-                    delta, opened = {"content": ("\n</think>\n\n" if opened and not field_ else "") + word}, False
-                self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, body)
+            if fake.gpu:  # one token a decode step of the simulated card, shared with the other busy slots
+                record["sent"], left = fake.gpu.decode(tokens, send)
+                if left:
+                    raise BrokenPipeError
+            for token in () if fake.gpu else tokens:
+                send(token)
                 record["sent"] += 1
                 if rule.rate:
                     time.sleep(1 / rule.rate)
+            record["finish"] = "length" if rule.runs_out() or record["sent"] >= int(body.get("max_tokens") or 32768) \
+                else "stop"
             usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
                      "completion_tokens": record["sent"]}
-            finish = "length" if rule.runs_out() else "stop"
-            self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}, body)
+            self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": record["finish"]}]}, body)
             self._event({"choices": [], "usage": usage}, body)
             self._chunk(b"data: [DONE]\n\n")
             self._chunk(b"")
@@ -230,8 +252,9 @@ class FakeHTTPServer(ThreadingHTTPServer):
     request_queue_size = 1024
 
     def __init__(self, script: Script, port: int = 0, slots: int = 64, reasoning_field: str = "reasoning_content",
-                 reports: str | None = None):
+                 reports: str | None = None, gpu: GPU | None = None):
         super().__init__(("127.0.0.1", port), Handler)
+        self.gpu = gpu
         self.script = script
         self.slot_count, self.reports = slots, reports
         self.slots = threading.BoundedSemaphore(slots)
@@ -249,9 +272,9 @@ class FakeHTTPServer(ThreadingHTTPServer):
 
 class OpenAIFake:
     def __init__(self, script: Script | dict, slots: int = 64, reasoning_field: str = "reasoning_content",
-                 reports: str | None = None):
+                 reports: str | None = None, gpu: GPU | None = None):
         self.script = script if isinstance(script, Script) else Script.from_dict(script)
-        self.server = FakeHTTPServer(self.script, slots=slots, reasoning_field=reasoning_field, reports=reports)
+        self.server = FakeHTTPServer(self.script, slots=slots, reasoning_field=reasoning_field, reports=reports, gpu=gpu)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     @property
@@ -274,8 +297,11 @@ def main():
     p.add_argument("--slots", type=int, default=64)
     p.add_argument("--reasoning-field", default="reasoning_content")
     p.add_argument("--reports", choices=("lmstudio", "llama.cpp", "vllm"), help="tell the slots where real servers do")
+    p.add_argument("--gpu", type=float, metavar="SCALE", help="stream on a simulated consumer GPU (tests/fakes/gpu.py), "
+                   "its time sped up at most SCALE times")
     args = p.parse_args()
-    server = FakeHTTPServer(Script.load(args.script), args.port, args.slots, args.reasoning_field, args.reports)
+    gpu = GPU(scale=args.gpu) if args.gpu else None
+    server = FakeHTTPServer(Script.load(args.script), args.port, args.slots, args.reasoning_field, args.reports, gpu)
     print(f"listening on http://127.0.0.1:{server.server_address[1]}/v1", flush=True)
     try:
         server.serve_forever()

@@ -7,7 +7,9 @@ stream is closed, and the server frees the slot) and returns what it had, with `
 
 RepetitionWatch holds the rules of tunixhack.verify.quality.no_repetition (which calls it on a whole text),
 made incremental: each piece costs time in its own length, nothing streamed before is scanned again.
-- an 8-word run seen more than 6 times: a loop;
+- an 8-word run seen more than 6 times, ending a stretch of 16 words whose every 8-word run was seen before:
+  a loop (the stretch keeps text that returns to one phrase, as GSM8K's Socratic solutions ask "How many
+  balls did Rory retrieve in the ..." seven times, from counting as one: a loop repeats a whole passage);
 - once there are 80 words, more than 40% of all 8-word runs are repeats: pasted-again paragraphs;
 - a unit of 1-30 non-space characters, with a letter in it, 16 times in a row ("hahaha..."; not 0.33333...).
 """
@@ -19,7 +21,8 @@ from collections import deque
 from dataclasses import dataclass
 
 NGRAM = 8
-MAX_NGRAM_REPEATS = 6          # the same 8 words more often than this: a loop
+MAX_NGRAM_REPEATS = 6          # the same 8 words more often than this: a loop,
+MIN_REPEAT_STRETCH = 16        # if this many words in a row ended 8-word runs seen before (a repeated passage)
 MAX_DUPLICATE_SHARE = 0.4      # more than this share of all 8-word runs are repeats: pasted-again paragraphs
 MIN_WORDS_FOR_SHARE = 80       # the share is meaningless on short texts
 CHAR_UNIT, CHAR_REPEATS = 30, 16
@@ -41,6 +44,7 @@ class RepetitionWatch:
         self._window: deque[str] = deque(maxlen=NGRAM)
         self._grams: dict[int, int] = {}  # hash of each 8-word run -> times seen (hashes: flat memory)
         self._runs = 0          # 8-word runs seen
+        self._stretch = 0       # words in a row whose 8-word run was seen before
 
     def feed(self, text: str) -> str | None:
         if self.found is None and text:
@@ -89,7 +93,8 @@ class RepetitionWatch:
         count = self._grams.get(key, 0) + 1
         self._grams[key] = count
         self._runs += 1
-        if count > MAX_NGRAM_REPEATS:
+        self._stretch = self._stretch + 1 if count > 1 else 0
+        if count > MAX_NGRAM_REPEATS and self._stretch >= MIN_REPEAT_STRETCH:
             self.found = f"{' '.join(self._window)!r} repeated {count} times"
         elif self.words >= MIN_WORDS_FOR_SHARE and 1 - len(self._grams) / self._runs > MAX_DUPLICATE_SHARE:
             self.found = f"{1 - len(self._grams) / self._runs:.0%} of {NGRAM}-word runs are repeats" + (

@@ -1,0 +1,212 @@
+"""What one consumer GPU's hours buy: usable rows per simulated GPU-hour, and the share of the teacher's tokens
+spent on rows that are not kept, for three ways of driving the same simulated card (issue 18).
+
+The card: tests/fakes/gpu.py, Qwen3-14B Q4_K_M on a 16 GB card, 60 tokens/s for one slot, each slot slower
+as slots fill (llama.cpp's batched throughput curve, https://github.com/ggml-org/llama.cpp/pull/15802); the
+fake OpenAI server (tests/fakes/openai_server.py) streams each reply one token a decode step of it. Time is
+the card's own simulated clock, so the figures do not depend on the machine's load; a run takes seconds.
+
+The workload: N GSM8K-style rows ("Item i: what is i plus i?"), each reply a trace of L tokens then the right
+answer. L is log-normal with median 1,500 tokens (the issue's "good trace") and p90 4,000 (a heavy tail: one
+trace in ten runs past 4,000), drawn as the N stratified quantiles (the same lengths in every run), shuffled by
+--seed. The words are real text (GSM8K's human solutions from tests/fixtures/real_texts, one word a token),
+so the loop detector sees prose, not a pattern. A share p of the rows loop: half of their trace, then the same
+26-word passage again and again until the server stops them. A row is usable if it did not loop, ended by
+itself and fits the student's budget B (thinking and answer, in the teacher's tokens), as the mix would keep.
+
+    (a) the original scripts: one request at a time, no max_tokens: a loop runs to the 32,768-token context;
+        the card has one slot (LM Studio before 0.4 served one request at a time);
+    (b) parallel, 4 slots, nothing stopped on the stream (Curator, distilabel): loops and traces over the
+        budget are generated in full and thrown away after (a quality check, the mix);
+    (c) ours: tunixhack.generate.engine.generate with the GSM8K recipe, --concurrency 4 and --budget-from B:
+        a loop is cancelled when the watch sees it, a trace is cut at B tokens.
+
+    python bench/teacher_hours.py [--rows 100] [--loops 0,1,3,5] [--budget 4096,8192] [--seed 0] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import NormalDist
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+from throughput import FAKE_MODEL, SAMPLING, gsm8k_recipe, prompts  # noqa: E402
+
+from tests.fakes.gpu import GPU  # noqa: E402
+from tests.fakes.openai_server import OpenAIFake  # noqa: E402
+from tunixhack.verify import quality  # noqa: E402
+
+MEDIAN, P90 = 1500, 4000
+CONTEXT = 32768          # Qwen3's native context: where a loop ends when nothing else stops it
+SLOTS = 4                # 4 x 8k tokens of Qwen3-14B f16 KV cache (160 KiB a token: 5 GiB) beside 9 GB of weights
+LOOP = ("Wait, let me double-check that. She sells the remaining eggs at two dollars each, so the total "
+        "is the number of eggs left times two dollars, which gives the same answer.")
+TEXTS = ROOT / "tests" / "fixtures" / "real_texts" / "texts.ndjson.gz"
+
+
+def lengths(n: int, seed: int) -> list[int]:
+    """n trace lengths: the stratified quantiles of the log-normal with MEDIAN and P90, shuffled."""
+    sigma = math.log(P90 / MEDIAN) / NormalDist().inv_cdf(0.9)   # 0.77
+    out = [round(MEDIAN * math.exp(sigma * NormalDist().inv_cdf((i + 0.5) / n))) for i in range(n)]
+    random.Random(seed).shuffle(out)
+    return out
+
+
+def words(seed: int) -> list[str]:
+    """Real prose, one word a token: GSM8K's human solutions (not the Socratic ones), shuffled by seed."""
+    with gzip.open(TEXTS, "rt", encoding="utf-8") as f:
+        texts = [row["text"] for line in f if (row := json.loads(line))["source"] in ("gsm8k/train", "gsm8k/test")]
+    random.Random(seed).shuffle(texts)
+    return " ".join(texts).split()
+
+
+def workload(n: int, loop_share: float, seed: int) -> tuple[dict, set[int], list[int]]:
+    """The fake's script, the rows that loop, and each row's trace length in tokens."""
+    sizes, pool = lengths(n, seed), words(seed)
+    loops = set(random.Random(seed + 1).sample(range(n), round(loop_share * n)))
+    rules, at = [], 0
+    for i, size in enumerate(sizes):
+        thinking = size - 1 if i not in loops else size // 2   # the answer is one token
+        text = [pool[(at + k) % len(pool)] for k in range(thinking)]
+        at += thinking
+        rule = {"match": f"Item {i}:", "reasoning": " ".join(text), "content": f"\\boxed{{{2 * i}}}"}
+        rules.append({**rule, "loop": LOOP} if i in loops else rule)
+    return {"models": [FAKE_MODEL], "rules": rules}, loops, sizes
+
+
+def row_of(prompt: str) -> int:
+    return int(prompt.split("Item ", 1)[1].split(":", 1)[0])
+
+
+async def bare(url: str, n: int, concurrency: int, max_tokens: int | None) -> dict[int, dict]:
+    """A plain parallel client, as Curator's: every reply read to its end, then judged after the fact."""
+    recipe, replies = gsm8k_recipe(), {}
+
+    async def one(session, gate, item, i):
+        body = {"model": FAKE_MODEL, "messages": [{"role": "user", "content": recipe.teacher_prompt(item)}],
+                "stream": True, **SAMPLING, **({"max_tokens": max_tokens} if max_tokens else {})}
+        thinking, finish = [], None
+        async with gate, session.post(f"{url}/chat/completions", json=body) as response:
+            async for line in response.content:
+                if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
+                    for choice in json.loads(line[5:]).get("choices", []):
+                        thinking.append(choice["delta"].get("reasoning_content") or "")
+                        finish = choice.get("finish_reason") or finish
+        replies[i] = {"finish": finish, "thinking": "".join(thinking)}
+
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await asyncio.gather(*(one(session, gate, item, i) for i, item in enumerate(prompts(n))))
+    return replies
+
+
+def kept_after_the_fact(replies: dict[int, dict], tokens: dict[int, int], budget: int) -> set[int]:
+    """What survives the quality check (a loop is rejected) and the mix (a trace over the budget is dropped)."""
+    kept = set()
+    for i, reply in replies.items():
+        try:
+            quality.no_repetition(reply["thinking"])
+        except quality.Reject:
+            continue
+        if reply["finish"] == "stop" and tokens[i] <= budget:
+            kept.add(i)
+    return kept
+
+
+async def ours(url: str, n: int, budget: int, folder: Path) -> set[int]:
+    from tunixhack.generate.engine import generate
+    from tunixhack.generate.settings import Selection, Settings, student_budget
+    from tunixhack.teachers.base import Sampling
+    from tunixhack.teachers.watch import Budget
+
+    folder.mkdir(parents=True)
+    source = folder / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in prompts(n)))
+    out = folder / "ours.jsonl"
+    settings = Settings(Selection(str(source), split="bench"), out=out, teachers=(url,), model=FAKE_MODEL,
+                        sampling=Sampling(**SAMPLING, budget=Budget(total=student_budget(str(budget)))),
+                        concurrency=SLOTS)
+    await generate(gsm8k_recipe(), settings, warn=lambda _: None)
+    return {row_of(json.loads(line)["prompt"]) for line in out.read_text().splitlines()} if out.exists() else set()
+
+
+def run(way: str, script: dict, n: int, budgets: list[int], folder: Path, scale: float) -> list[dict]:
+    """One way over the workload on a fresh simulated card, judged at each budget (ours runs once a budget):
+    usable rows, simulated hours, tokens the card decoded."""
+    results = []
+    for budget in budgets if way == "c" else budgets[:1]:
+        gpu, started = GPU(scale=scale), time.perf_counter()
+        with OpenAIFake(script, slots=1 if way == "a" else SLOTS, gpu=gpu) as fake:
+            if way == "c":
+                kept = {budget: asyncio.run(ours(fake.url, n, budget, folder / str(budget)))}
+            else:
+                replies = asyncio.run(bare(fake.url, n, 1 if way == "a" else SLOTS, None if way == "a" else CONTEXT))
+            time.sleep(0.05)  # the last cancel reaches the server
+            spent = {row_of(s["prompt"]): s["sent"] for s in fake.server.streams}
+        if way != "c":
+            kept = {b: kept_after_the_fact(replies, spent, b) for b in budgets}
+        total, slots = sum(spent.values()), 1 if way == "a" else SLOTS
+        steady = total * gpu.step_seconds(slots) / slots / 3600   # every slot busy, as through a long run
+        results += [{"way": way, "budget": b, "usable": len(rows), "hours": steady, "clock_hours": gpu.clock / 3600,
+                     "tokens": total,
+                     "wasted": 1 - sum(spent[i] for i in rows) / total, "kept": sorted(rows), "spent": spent,
+                     "wall_s": time.perf_counter() - started} for b, rows in kept.items()]
+    return results
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| p (loops) | B | way | usable rows | GPU-hours | usable rows / GPU-hour | vs (b) | teacher tokens | "
+             "tokens on rows not kept | this run's clock: h, rows/h |", "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    names = {"a": "(a) one at a time", "b": "(b) parallel, judged after", "c": "(c) ours"}
+    for r in results:
+        rate = r["usable"] / r["hours"]
+        base = next(b for b in results if b["way"] == "b" and b["p"] == r["p"] and b["budget"] == r["budget"])
+        lines.append(f"| {r['p']:.0%} | {r['budget']:,} | {names[r['way']]} | {r['usable']} | {r['hours']:.2f} | "
+                     f"{rate:.1f} | {rate / (base['usable'] / base['hours']):.2f} | {r['tokens']:,} | {r['wasted']:.1%} | "
+                     f"{r['clock_hours']:.2f}, {r['usable'] / r['clock_hours']:.1f} |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rows", type=int, default=100, help="rows per run (default 100)")
+    p.add_argument("--loops", default="0,1,3,5", help="comma list of looping shares, in %% (default 0,1,3,5)")
+    p.add_argument("--budget", default="4096,8192", help="comma list of student budgets B in tokens (default 4096,8192)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", type=float, default=100, help="the card's time runs at most this many times real time "
+                   "(default 100: a client's few ms between requests cost the slots what they do on a real card)")
+    p.add_argument("--json", type=Path, help="also write every run's figures here")
+    args = p.parse_args()
+    results, budgets = [], [int(x) for x in args.budget.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        for share in (float(x) / 100 for x in args.loops.split(",")):
+            script, loops, sizes = workload(args.rows, share, args.seed)
+            for way in "abc":
+                for r in run(way, script, args.rows, budgets, Path(tmp) / f"{share}-{way}", args.scale):
+                    r.update(p=share, loops=sorted(loops), sizes=sizes)
+                    results.append(r)
+                    print(f"p={share:.0%} B={r['budget']} ({way}): {r['usable']} usable, {r['hours']:.2f} h, "
+                          f"{r['wasted']:.1%} wasted, {r['wall_s']:.1f} s", file=sys.stderr)
+    results.sort(key=lambda r: (r["budget"], r["p"], r["way"]))
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
