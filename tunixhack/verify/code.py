@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .code_probes import Plan, Unsplittable, judge, plan_tests
-from .code_values import BadValue, decode_value
+from .code_values import BadValue, OutOfTime, decode_value
 from .isolation import (NAMESPACES, UID_BASE, IsolationRefused, Launch, allow_unsafe, available_levels, force_isolation,
                         isolation, launch, require_isolation, why)
 from .sandbox import (FILE_BYTES, HARNESS, MEMORY_MB, OPEN_FILES, SLOTS, SPARE_PROCESSES, WRITE_OPENS, NoLease,
@@ -235,17 +235,21 @@ def _run_child(how: Launch, workdir: str | None, slot: int, payload: dict, plan:
 def _verdict(plan: Plan, lines: list[str], returncode: int, timed_out: bool, text: str,
              started: float, deadline: float) -> CheckResult:
     """The check decided on what the child wrote (all of which the code can forge: lines, values, reasons);
-    the asserts get what is left of the timeout, and JUDGE_GRACE more."""
+    reading the values and the asserts get what is left of the timeout, and JUDGE_GRACE more."""
     values = _values(lines, [i for i, probe in enumerate(plan.probes) if probe.sent])
     if values is None:
         reason = _reason(lines, returncode, timed_out)
         test = _timed_out_test(plan, lines) if reason == "timeout" else None
         return CheckResult(False, reason, text, time.monotonic() - started, test)
+    # one limit for reading the values and deciding the asserts: both run here, in the trainer's process
+    until = max(deadline, time.monotonic()) + JUDGE_GRACE
     try:
-        decoded = {i: decode_value(value, plan.int_bits) for i, value in values.items()}
+        decoded = {i: decode_value(value, plan.int_bits, until) for i, value in values.items()}
+    except OutOfTime as error:
+        return CheckResult(False, "timeout", text + f"\n[check] timeout: {error}", time.monotonic() - started)
     except BadValue as error:
         return CheckResult(False, "unsupported_value", text + f"\n[check] {error}", time.monotonic() - started)
-    reason, detail = judge(plan, decoded, max(deadline, time.monotonic()) + JUDGE_GRACE)
+    reason, detail = judge(plan, decoded, until)
     if detail:
         text += f"\n[check] {reason}: {detail}"
     return CheckResult(reason == "passed", reason, text, time.monotonic() - started)

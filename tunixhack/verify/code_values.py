@@ -18,16 +18,23 @@ from __future__ import annotations
 import ast
 import json
 import math
+import time
 
 MAX_DEPTH = 100            # nesting of a returned value (as sandbox_child.MAX_DEPTH)
 MAX_SAME_HASH = 32         # unequal items of one container that may share a hash
 MAX_CHARS = 1_000_000      # characters of a str, bytes of a bytes
 MAX_ITEMS = 1_000_000      # values in one returned value, all levels counted
 MIN_INT_BITS = 4096        # the int bound when the test's literals are small (2 ** 1000 is fine)
+CLOCK_EVERY = 4096         # values rebuilt between looks at the clock
+UNHASHABLE = (list, set, dict)  # plain types hash() refuses: raising for each of a million cost seconds
 
 
 class BadValue(ValueError):
     """A value from the sandbox that is not plain data in the agreed format, or is over a cap."""
+
+
+class OutOfTime(BadValue):
+    """Rebuilding the values ran past the check's limit (a million items sent just before its timeout)."""
 
 
 def int_bits_for(tests: list[str] | tuple[str, ...]) -> int:
@@ -49,14 +56,15 @@ def int_bits_for(tests: list[str] | tuple[str, ...]) -> int:
     return max(MIN_INT_BITS, 2 * largest)
 
 
-def decode_value(text: str, int_bits: int = MIN_INT_BITS):
-    """One value from the sandbox, or BadValue (never another exception)."""
+def decode_value(text: str, int_bits: int = MIN_INT_BITS, until: float | None = None):
+    """One value from the sandbox, or BadValue (never another exception); OutOfTime once time.monotonic()
+    passes `until`: this runs in the trainer's process, where nothing else would end it."""
     try:
         raw = json.loads(text, parse_constant=_constant)
     except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError; so is a 5000-digit int
         raise BadValue(f"not a value: {error}") from None
     try:
-        return _Rebuild(int_bits).value(raw, 0)
+        return _Rebuild(int_bits, until).value(raw, 0)
     except BadValue:
         raise
     except Exception as error:  # noqa: BLE001 - complex(10**400, 0) raises OverflowError, say: still a bad value
@@ -70,8 +78,8 @@ def _constant(name: str) -> float:
 class _Rebuild:
     """Rebuild one value, counting its items against MAX_ITEMS."""
 
-    def __init__(self, int_bits: int):
-        self.int_bits = int_bits
+    def __init__(self, int_bits: int, until: float | None = None):
+        self.int_bits, self.until = int_bits, until
         self.items = 0
 
     def value(self, raw, depth: int):
@@ -80,6 +88,8 @@ class _Rebuild:
         self.items += 1
         if self.items > MAX_ITEMS:
             raise BadValue(f"more than {MAX_ITEMS} values in one returned value")
+        if self.until is not None and self.items % CLOCK_EVERY == 0 and time.monotonic() >= self.until:
+            raise OutOfTime(f"reading the values ran past the check's time limit ({self.items} values read)")
         kind = type(raw)
         if raw is None or kind in (bool, float):
             return raw
@@ -135,6 +145,8 @@ def _few_collisions(items: list) -> list:
     if len(items) > MAX_SAME_HASH:
         seen: dict[int, list] = {}  # hash -> [first item, unequal items with that hash]
         for item in items:
+            if type(item) in UNHASHABLE:
+                continue
             try:
                 group = seen.setdefault(hash(item), [item, 0])
             except TypeError:

@@ -20,7 +20,7 @@ from .sandbox import SLOTS
 SWEPT = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock")  # shared writable folders a private uid's leftovers may be in
 SWEEP_ENTRIES = 20_000      # entries one pass looks at or removes (a check once left 620,000 files)
 SWEEP_PASS_SECONDS = 2.0    # how long a pass after the check's own (in the background) may take
-SWEEP_PASSES = 50           # background passes before a slot whose leftovers will not go is given up
+SWEEP_PASSES = 50           # background passes that remove nothing before a slot is given up
 CHUNK = 1024  # entries listed from one folder at a time (a folder of 600,000 is never read whole)
 
 
@@ -33,6 +33,7 @@ class Budget:
     def __init__(self, entries: int, until: float):
         self.entries, self.until = entries, until
         self.spent = 0
+        self.removed = 0  # entries actually removed: a pass that removed any made progress
 
     def spend(self) -> bool:
         """Take one entry; False once the pass is out of entries or time (the entry is then not touched)."""
@@ -74,12 +75,17 @@ def _cleaned(workdir: str | None, uid: int | None, budget: Budget) -> bool:
 
 def _clean_later(slot: int, lease, workdir: str | None, uid: int | None) -> None:
     """Passes of SWEEP_ENTRIES each until the check's leftovers are gone; then the slot is used again. What
-    cannot be removed at all (after SWEEP_PASSES) keeps the slot out of use for the life of this process."""
-    for attempt in range(SWEEP_PASSES):
-        if _cleaned(workdir, uid, Budget(SWEEP_ENTRIES, time.monotonic() + SWEEP_PASS_SECONDS)):
+    cannot be removed at all (SWEEP_PASSES passes in a row remove nothing) keeps the slot out of use for the
+    life of this process. A pass that removed something does not count: a check that left a million files
+    would otherwise lose its uid for good (the uid runs nothing meanwhile, so the tree only shrinks)."""
+    stuck = 0
+    while stuck < SWEEP_PASSES:
+        budget = Budget(SWEEP_ENTRIES, time.monotonic() + SWEEP_PASS_SECONDS)
+        if _cleaned(workdir, uid, budget):
             SLOTS.quarantine_over(slot, lease)
             return
-        time.sleep(min(0.05 * 2 ** attempt, 5.0))
+        stuck = 0 if budget.removed else stuck + 1
+        time.sleep(min(0.05 * 2 ** stuck, 5.0))
     logger.warning("sandbox: what %s left could not be removed; slot %d stays out of use",
                    f"uid {uid}" if uid is not None else workdir, slot)
 
@@ -97,10 +103,12 @@ def remove_tree(path: str, budget: Budget) -> bool:
             info = os.lstat(top)
             if not stat.S_ISDIR(info.st_mode):
                 os.unlink(top)
+                budget.removed += 1
                 stack.pop()
                 continue
             try:
                 os.rmdir(top)
+                budget.removed += 1
                 stack.pop()
                 continue
             except OSError as error:
@@ -111,6 +119,7 @@ def remove_tree(path: str, budget: Budget) -> bool:
                 children = [entry.path for _, entry in zip(range(CHUNK), entries)]
             if not children:
                 os.rmdir(top)  # raises if it still cannot go: the whole tree is then left
+                budget.removed += 1
                 stack.pop()
             stack.extend(children)
         except FileNotFoundError:
