@@ -118,11 +118,8 @@ def test_budgets_cut_only_when_set():
     assert not any(unlimited.feed("reasoning", f"step {i} ") for i in range(5000))
     watch = Watch(Budget(reasoning=10))
     assert [watch.feed("reasoning", f"w{i} ") for i in range(12)][-1] == "too_long: thinking past 10 tokens"
-    both = Watch(Budget(total=6))
-    for i in range(4):
-        both.feed("reasoning", f"r{i} ")
-    assert both.feed("answer", "a ") is None and both.feed("answer", "b ") is None
-    assert both.feed("answer", "c ") == "too_long: thinking and answer past 6 tokens"
+    answer = Watch(Budget(answer=3))
+    assert [answer.feed("answer", f"a{i} ") for i in range(4)][-1] == "too_long: answer past 3 tokens"
 
 
 # --- end to end, both backends --------------------------------------------------------------------------
