@@ -186,21 +186,6 @@ def test_without_a_budget_a_long_reply_is_kept(tmp_path):
     assert janet["usage"]["completion_tokens"] > 300 and janet["verified"] is True
 
 
-def test_budget_from_a_mix_folder_cuts_what_the_mix_would_drop(tmp_path):
-    mix = tmp_path / "mix"
-    mix.mkdir()
-    (mix / "mix.json").write_text(json.dumps({"recipe": {"max_tokens": 40}}))
-    script = {**SCRIPT, "rules": [{**SCRIPT["rules"][0], "reasoning": " ".join(["think"] * 5 + [f"s{i}" for i in range(200)]),
-                                   "rate": RATE}, *SCRIPT["rules"][1:]]}
-    out = tmp_path / "gsm8k.jsonl"
-    with OpenAIFake(script) as fake:
-        result = run_script("gsm8k/generate.py", *ARGS, "--teacher", fake.url, "--out", out, "--budget-from", mix)
-    assert result.returncode == 0, result.stderr
-    reject = next(r for r in read_rows(sibling(out, "rejects")) if r["id"] == "gsm8k/test/0")
-    assert reject["reason"] == "too_long: thinking and answer past 40 tokens"
-    assert {r["id"] for r in read_rows(out)} == {"gsm8k/test/1", "gsm8k/test/2", "gsm8k/test/5"}  # short ones kept
-
-
 @pytest.mark.parametrize("value, says", [("lots", "--budget-from must be a number > 0, a mix folder"),
                                          ("{}", "no max_tokens")])
 def test_bad_budget_from_is_one_line(tmp_path, value, says):
