@@ -12,14 +12,15 @@ trace in ten runs past 4,000), drawn as the N stratified quantiles (the same len
 --seed. The words are real text (GSM8K's human solutions from tests/fixtures/real_texts, one word a token),
 so the loop detector sees prose, not a pattern. A share p of the rows loop: half of their trace, then the same
 26-word passage again and again until the server stops them. A row is usable if it did not loop, ended by
-itself and fits the student's budget B (thinking and answer, in the teacher's tokens), as the mix would keep.
+itself and fits the student's budget B as crap.py mix counts it (the whole training row: chat prompt, thinking
+and answer, tunixhack.tokens.row_length; in words here, which the fake streams one a token).
 
     (a) the original scripts: one request at a time, no max_tokens: a loop runs to the 32,768-token context;
         the card has one slot (LM Studio before 0.4 served one request at a time);
     (b) parallel, 4 slots, nothing stopped on the stream (Curator, distilabel): loops and traces over the
         budget are generated in full and thrown away after (a quality check, the mix);
     (c) ours: tunixhack.generate.engine.generate with the GSM8K recipe, --concurrency 4 and --budget-from B:
-        a loop is cancelled when the watch sees it, a trace is cut at B tokens.
+        a loop is cancelled when the watch sees it, a trace is cut once its row passes B words.
 
     python bench/teacher_hours.py [--rows 100] [--loops 0,1,3,5] [--budget 4096,8192] [--seed 0] [--json OUT]
 """
@@ -49,6 +50,7 @@ from throughput import FAKE_MODEL, SAMPLING, gsm8k_recipe, prompts  # noqa: E402
 
 from tests.fakes.gpu import GPU  # noqa: E402
 from tests.fakes.openai_server import OpenAIFake  # noqa: E402
+from tunixhack.tokens import WordCounter, row_length  # noqa: E402
 from tunixhack.verify import quality  # noqa: E402
 
 MEDIAN, P90 = 1500, 4000
@@ -89,6 +91,13 @@ def workload(n: int, loop_share: float, seed: int) -> tuple[dict, set[int], list
     return {"models": [FAKE_MODEL], "rules": rules}, loops, sizes
 
 
+def row_lengths(script: dict, n: int) -> list[int]:
+    """Each row's length as the mix counts it (in words), had its reply run to its end."""
+    recipe = gsm8k_recipe()
+    return [row_length(recipe.prompt(item), rule["reasoning"], rule["content"], WordCounter())
+            for item, rule in zip(prompts(n), script["rules"])]
+
+
 def row_of(prompt: str) -> int:
     return int(prompt.split("Item ", 1)[1].split(":", 1)[0])
 
@@ -100,14 +109,17 @@ async def bare(url: str, n: int, concurrency: int, max_tokens: int | None) -> di
     async def one(session, gate, item, i):
         body = {"model": FAKE_MODEL, "messages": [{"role": "user", "content": recipe.teacher_prompt(item)}],
                 "stream": True, **SAMPLING, **({"max_tokens": max_tokens} if max_tokens else {})}
-        thinking, finish = [], None
+        thinking, answer, finish = [], [], None
         async with gate, session.post(f"{url}/chat/completions", json=body) as response:
             async for line in response.content:
                 if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
                     for choice in json.loads(line[5:]).get("choices", []):
                         thinking.append(choice["delta"].get("reasoning_content") or "")
+                        answer.append(choice["delta"].get("content") or "")
                         finish = choice.get("finish_reason") or finish
-        replies[i] = {"finish": finish, "thinking": "".join(thinking)}
+        replies[i] = {"finish": finish, "thinking": "".join(thinking), "answer": "".join(answer).strip(),
+                      "length": row_length(recipe.prompt(item), "".join(thinking).strip(), "".join(answer).strip(),
+                                           WordCounter())}
 
     gate = asyncio.Semaphore(concurrency)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -115,7 +127,7 @@ async def bare(url: str, n: int, concurrency: int, max_tokens: int | None) -> di
     return replies
 
 
-def kept_after_the_fact(replies: dict[int, dict], tokens: dict[int, int], budget: int) -> set[int]:
+def kept_after_the_fact(replies: dict[int, dict], budget: int) -> set[int]:
     """What survives the quality check (a loop is rejected) and the mix (a trace over the budget is dropped)."""
     kept = set()
     for i, reply in replies.items():
@@ -123,23 +135,23 @@ def kept_after_the_fact(replies: dict[int, dict], tokens: dict[int, int], budget
             quality.no_repetition(reply["thinking"])
         except quality.Reject:
             continue
-        if reply["finish"] == "stop" and tokens[i] <= budget:
+        if reply["finish"] == "stop" and reply["length"] <= budget:
             kept.add(i)
     return kept
 
 
 async def ours(url: str, n: int, budget: int, folder: Path) -> set[int]:
     from tunixhack.generate.engine import generate
-    from tunixhack.generate.settings import Selection, Settings, student_budget
+    from tunixhack.generate.settings import Selection, Settings
     from tunixhack.teachers.base import Sampling
-    from tunixhack.teachers.watch import Budget
+    from tunixhack.teachers.watch import Budget, RowBudget
 
     folder.mkdir(parents=True)
     source = folder / "rows.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in prompts(n)))
     out = folder / "ours.jsonl"
     settings = Settings(Selection(str(source), split="bench"), out=out, teachers=(url,), model=FAKE_MODEL,
-                        sampling=Sampling(**SAMPLING, budget=Budget(total=student_budget(str(budget)))),
+                        sampling=Sampling(**SAMPLING, budget=Budget(row=RowBudget(budget, WordCounter()))),
                         concurrency=SLOTS)
     await generate(gsm8k_recipe(), settings, warn=lambda _: None)
     return {row_of(json.loads(line)["prompt"]) for line in out.read_text().splitlines()} if out.exists() else set()
@@ -159,7 +171,7 @@ def run(way: str, script: dict, n: int, budgets: list[int], folder: Path, scale:
             time.sleep(0.05)  # the last cancel reaches the server
             spent = {row_of(s["prompt"]): s["sent"] for s in fake.server.streams}
         if way != "c":
-            kept = {b: kept_after_the_fact(replies, spent, b) for b in budgets}
+            kept = {b: kept_after_the_fact(replies, b) for b in budgets}
         total, slots = sum(spent.values()), 1 if way == "a" else SLOTS
         steady = total * gpu.step_seconds(slots) / slots / 3600   # every slot busy, as through a long run
         results += [{"way": way, "budget": b, "usable": len(rows), "hours": steady, "clock_hours": gpu.clock / 3600,
@@ -186,7 +198,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=100, help="rows per run (default 100)")
     p.add_argument("--loops", default="0,1,3,5", help="comma list of looping shares, in %% (default 0,1,3,5)")
-    p.add_argument("--budget", default="4096,8192", help="comma list of student budgets B in tokens (default 4096,8192)")
+    p.add_argument("--budget", default="4096,8192", help="comma list of student budgets B, the whole training row in words (one a token here; default "
+                   "4096,8192)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scale", type=float, default=100, help="the card's time runs at most this many times real time "
                    "(default 100: a client's few ms between requests cost the slots what they do on a real card)")
@@ -198,7 +211,7 @@ def main():
             script, loops, sizes = workload(args.rows, share, args.seed)
             for way in "abc":
                 for r in run(way, script, args.rows, budgets, Path(tmp) / f"{share}-{way}", args.scale):
-                    r.update(p=share, loops=sorted(loops), sizes=sizes)
+                    r.update(p=share, loops=sorted(loops), sizes=sizes, lengths=row_lengths(script, args.rows))
                     results.append(r)
                     print(f"p={share:.0%} B={r['budget']} ({way}): {r['usable']} usable, {r['hours']:.2f} h, "
                           f"{r['wasted']:.1%} wasted, {r['wall_s']:.1f} s", file=sys.stderr)

@@ -11,9 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import UserError
+from .student import render_completion, render_prompt
 
 
 GEMMA_REPO = "google/gemma-3-1b-it"  # the student: tunixhack/train/model.py's HF_REPO
+SEGMENT_CHARS = 200      # StreamCount encodes a streamed text in pieces of about this many characters
+LONGEST_WORD = 1000      # a run without whitespace longer than this is encoded as it stands (no seam to wait for)
+WHITESPACE = " \n\t"
 
 
 class WordCounter:
@@ -88,3 +92,56 @@ def student_counter(path: str | None):
                   "tokenizer.model in the Hugging Face cache (or no sentencepiece); train/sft.py --max-len counts "
                   "tokens, about 1.3 a word in English")
     return words
+
+
+def specials(counter) -> int:
+    """<bos> before the prompt, and <end_of_turn> after the completion, each one token the trainer adds as an id
+    (nothing in words)."""
+    return 0 if isinstance(counter, WordCounter) else 1
+
+
+def prompt_length(prompt: str, counter) -> int:
+    """The student's chat prompt with <bos>: what GRPO's --max-prompt-len bounds."""
+    return specials(counter) + counter.count(render_prompt(prompt))
+
+
+def completion_length(reasoning: str, answer: str, counter) -> int:
+    """What the student learns to write: `<reasoning>..</reasoning><answer>..</answer>` and <end_of_turn>."""
+    return counter.count(render_completion({"reasoning": reasoning, "answer": answer})) + specials(counter)
+
+
+def row_length(prompt: str, reasoning: str, answer: str, counter) -> int:
+    """The whole SFT example, chat prompt and completion: what SFT's --max-len and crap.py mix's max_tokens
+    bound (and --budget-from in generation)."""
+    return prompt_length(prompt, counter) + completion_length(reasoning, answer, counter)
+
+
+class StreamCount:
+    """A streamed text's length in a counter's unit, each character encoded once, whatever the chunks.
+
+    Finished segments are counted and added: once SEGMENT_CHARS characters or a newline have come, the text up to
+    its last whitespace is encoded, the rest waits for more. So `total` lags the text by at most the waiting tail
+    (under SEGMENT_CHARS characters, or one word up to LONGEST_WORD); and as every segment starts at a whitespace,
+    SentencePiece encodes it as it would in the whole text, but for a piece or so at a seam. Words add exactly.
+    """
+
+    def __init__(self, counter):
+        self.counter, self.total, self._tail = counter, 0, ""
+
+    def feed(self, text: str) -> int:
+        self._tail += text
+        if len(self._tail) >= SEGMENT_CHARS or "\n" in text:
+            cut = max(self._tail.rfind(c) for c in WHITESPACE)
+            if cut <= 0 and len(self._tail) > LONGEST_WORD:
+                cut = len(self._tail)
+            if cut > 0:
+                self.total += self.counter.count(self._tail[:cut])
+                self._tail = self._tail[cut:]
+        return self.total
+
+    def finish(self) -> int:
+        """The text has ended: count the tail too."""
+        if self._tail:
+            self.total += self.counter.count(self._tail)
+            self._tail = ""
+        return self.total

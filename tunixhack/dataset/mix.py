@@ -22,8 +22,7 @@ from pathlib import Path
 from .decontam import ROW_FIELDS, SHORT_MIN, build_index, decontaminate
 from .dedup import MINHASH_SEED, NUM_PERM, SHINGLE, deduplicate, removal
 from ..errors import UserError
-from ..tokens import WordCounter
-from ..student import render_completion, render_prompt
+from ..tokens import completion_length, prompt_length
 from .traces import file_fingerprint, read_traces, write_json, write_jsonl
 from ..verify import with_check
 
@@ -178,11 +177,10 @@ def build_mix(files: list[Path], recipe: MixRecipe, counter, eval_files: dict[st
 def length_filter(rows: list[dict], budget: int, prompt_budget: int, counter) -> tuple[list[dict], list[dict]]:
     """Keep the rows the trainers keep: the whole SFT example (chat prompt, completion and, in tokens, <bos> and
     <end_of_turn>) within budget, and the GRPO prompt (chat prompt and <bos>) within prompt_budget."""
-    bos = end_of_turn = 0 if isinstance(counter, WordCounter) else 1  # added as ids, not text
     kept, removed = [], []
     for row in rows:
-        prompt = bos + counter.count(render_prompt(row["prompt"]))
-        whole = prompt + counter.count(render_completion(row)) + end_of_turn
+        prompt = prompt_length(row["prompt"], counter)
+        whole = prompt + completion_length(row.get("reasoning") or "", row.get("answer") or "", counter)
         if whole > budget:
             removed.append(removal(row, "too_long", {"length": whole, "budget": budget, "unit": counter.unit}))
         elif prompt > prompt_budget:

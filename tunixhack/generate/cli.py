@@ -19,7 +19,7 @@ from .argtypes import concurrency, positive, shard, show_defaults
 from .engine import generate
 from ..errors import UserError
 from .recipe import Recipe
-from .settings import DEFAULT_MAX_CONCURRENCY, Settings
+from .settings import DEFAULT_MAX_CONCURRENCY, Settings, budget_lines
 from .summary import print_summary
 from ..teachers import TEACHER_FORMS
 from ..teachers.base import Sampling
@@ -73,8 +73,11 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
                    help="cancel a reply whose answer passes N tokens, as too_long (default: no cut)")
     g.add_argument("--budget-from", metavar="MIX_SETTINGS|N",
                    help="the student's budget (crap.py mix's max_tokens, SFT's --max-len): a number, a mix folder, "
-                        "mix.json or a mix config; cancel a reply once thinking and answer together pass it, as "
-                        "too_long: the mix would drop it (default: no cut)")
+                        "mix.json or a mix config; cancel a reply once the training row (prompt, thinking and answer, "
+                        "counted as the mix counts them) passes it, as too_long: the mix would drop it (default: no cut)")
+    g.add_argument("--tokenizer", metavar="PATH",
+                   help="with --budget-from: the student's SentencePiece .model or HF tokenizer folder (default: "
+                        "Gemma3's from the Hugging Face cache, else words, said so), as crap.py mix --tokenizer")
     g = p.add_argument_group("sampling (Qwen3 thinking defaults; never greedy)")
     g.add_argument("--max-tokens", type=positive(), default=DEFAULTS.max_tokens)
     g.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
@@ -94,6 +97,8 @@ def run(recipe: Recipe, argv: list[str] | None = None) -> None:
         for key, value in recipe.describe().items():  # named once, at start-up (e.g. the code sandbox)
             print(f"{key}: {value}", file=sys.stderr)
         settings = Settings.from_args(args)
+        for line in budget_lines(args, settings.sampling.budget):
+            print(line, file=sys.stderr)
         outcome = asyncio.run(generate(recipe, settings, warn=warn))
         code = report(outcome, settings)
     except UserError as e:
@@ -120,4 +125,8 @@ def report(outcome, settings: Settings) -> int:
               f"(malformed rows are rejected when the run reaches them); nothing sent")
         return outcome.code
     print_summary(outcome.summary)
+    row = settings.sampling.budget.row
+    if row:
+        print(f"--budget-from counted lengths in {row.counter.unit}: rows over {row.total:,} rejected as too_long",
+              file=sys.stderr)
     return outcome.code

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import Reject, TransientError
 from .progress import Progress
@@ -22,7 +22,8 @@ from .recipe import Recipe
 from ..teachers.router import Router
 from .settings import Settings
 from .store import FSYNC_EVERY, TraceStore
-from ..teachers.base import Reply
+from ..teachers.base import Reply, Sampling
+from ..tokens import row_length
 
 STOP_AFTER_FAILED_ROWS = 20  # rows in a row that end in errors before the run stops: the teacher is down
 ROW_ERRORS = (KeyError, TypeError, ValueError, AttributeError, IndexError)  # a malformed row or reply
@@ -186,7 +187,7 @@ class Generation:
         timed_out = ""  # the last attempt's verify_timeout (its test), if it ran out of time
         for attempt in range(1, self.attempts + 1):
             try:
-                reply = await self.router.complete(job.messages, self.sampling)
+                reply = await self.router.complete(job.messages, self._sampling_for(job))
             except TransientError as e:
                 self._error(job, str(e), attempt)
                 return
@@ -237,6 +238,7 @@ class Generation:
                 raise Reject("parse_error", f"{type(e).__name__}: {e}") from None
             if not (record.get("answer") or "").strip():
                 raise Reject("empty_answer")
+            self._within_row_budget(record)
         except Reject as r:
             return r.reason + (f": {r.detail}" if r.detail else "")
         # A check that breaks (the sandbox cannot start, a recipe bug) is not a verdict on the answer: it
@@ -253,6 +255,25 @@ class Generation:
         if record["verified"] is None and self.judge is not None:
             return await self.judge.review(record)
         return None
+
+    def _sampling_for(self, job: Job) -> Sampling:
+        """With --budget-from, the stream is cut where this row's prompt leaves the budget's rest."""
+        budget = self.sampling.budget
+        if budget.row is None:
+            return self.sampling
+        row = budget.row.for_prompt(job.fields["prompt"])
+        return replace(self.sampling, budget=replace(budget, row=row))
+
+    def _within_row_budget(self, record: dict) -> None:
+        """The exact count the mix makes, of the row as it will be written (the stream's count runs a segment
+        behind, and the recipe's parse may change the text): a row over the budget is a reject, not a row for the
+        mix to drop later."""
+        row = self.sampling.budget.row
+        if row is None:
+            return
+        length = row_length(record["prompt"], record.get("reasoning") or "", record["answer"], row.counter)
+        if length > row.total:
+            raise Reject("too_long", f"the training row is {length:,} {row.counter.unit}, over {row.total:,}")
 
     def _record(self, job: Job, reply: Reply, attempt: int) -> dict:
         fields = job.fields

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..errors import UserError
 from .store import shard_path
 from ..teachers.base import Sampling
-from ..teachers.watch import Budget
+from ..teachers.watch import Budget, RowBudget
+from ..tokens import student_counter
 
 DEFAULT_MAX_CONCURRENCY = 256  # vLLM's default batch; LM Studio and small servers settle far below
 
@@ -87,16 +88,38 @@ class Settings:
 
 
 def budget_of(args) -> Budget:
-    """--max-reasoning-tokens, --max-answer-tokens and --budget-from as one Budget (None where not given)."""
-    total = student_budget(args.budget_from) if args.budget_from else None
-    return Budget(args.max_reasoning_tokens, args.max_answer_tokens, total)
+    """--max-reasoning-tokens, --max-answer-tokens (the teacher's tokens) and --budget-from (the student's unit,
+    counted by --tokenizer's counter, as crap.py mix counts it) as one Budget (None where not given)."""
+    row = None
+    if args.budget_from:
+        total, _ = student_budget(args.budget_from)
+        row = RowBudget(total, student_counter(args.tokenizer),
+                        ("answer",) if args.style == "written" else ("reasoning", "answer"))
+    return Budget(args.max_reasoning_tokens, args.max_answer_tokens, row)
 
 
-def student_budget(text: str) -> int:
+def budget_lines(args, budget: Budget) -> list[str]:
+    """What a run with --budget-from says at start-up: the unit it counts in, and whether the mix counted in another."""
+    row = budget.row
+    if row is None:
+        return []
+    lines = [f"budget: the training row (prompt, thinking and answer) within {row.total:,} {row.counter.unit}, "
+             "as crap.py mix counts it; --max-reasoning-tokens/--max-answer-tokens count the teacher's tokens"]
+    if row.counter.note:
+        lines.append(row.counter.note)
+    _, mix_unit = student_budget(args.budget_from)
+    if mix_unit and mix_unit != row.counter.unit:
+        lines.append(f"warning: the mix counted lengths in {mix_unit}, this run counts in {row.counter.unit}: rows cut "
+                     "or kept here may not be the mix's; give --tokenizer the mix's tokenizer")
+    return lines
+
+
+def student_budget(text: str) -> tuple[int, str | None]:
     """--budget-from: a number, or the mix settings it comes from: a mix folder or its mix.json (the recipe's
-    max_tokens), or a mix config file (.json or .toml with max_tokens), as `crap.py mix --config` reads."""
+    max_tokens, and the length_unit the mix counted in), or a mix config file (.json or .toml with max_tokens),
+    as `crap.py mix --config` reads. Returns (budget, the mix's unit or None)."""
     if text.strip().isdigit() and int(text) > 0:
-        return int(text)
+        return int(text), None
     path = Path(text)
     if path.is_dir():
         path = path / "mix.json"
@@ -107,7 +130,8 @@ def student_budget(text: str) -> int:
         data = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"--budget-from {text}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({e})")
-    budget = (data.get("recipe") or data if isinstance(data, dict) else {}).get("max_tokens")
+    data = data if isinstance(data, dict) else {}
+    budget = (data.get("recipe") or data).get("max_tokens")
     if not isinstance(budget, int) or budget <= 0:
         raise UserError(f"--budget-from {text}: no max_tokens (a whole number > 0) in it; give {allowed}")
-    return budget
+    return budget, data.get("length_unit")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .watch import Budget
 
@@ -21,7 +21,8 @@ class Sampling:
 
     def as_dict(self) -> dict:
         """The sampling parameters (the budget is not one: it decides which replies are kept, not how they are made)."""
-        return {k: v for k, v in asdict(self).items() if k != "budget"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "budget"}  # asdict would copy the
+        # budget's tokenizer on every row
 
 
 @dataclass

@@ -5,6 +5,11 @@ The backends feed each streamed piece to a Watch (thinking and answer apart); th
 reason, the backend cancels the request on the wire (LM Studio: the SDK's cancel; OpenAI-compatible: the
 stream is closed, and the server frees the slot) and returns what it had, with `Reply.stopped` set.
 
+With --budget-from (a RowBudget), the thinking and the answer are also counted in the student's unit as they
+stream (tokens.StreamCount: each character encoded once, in segments of ~200 characters), and the reply is cut
+once they pass what the budget leaves after the row's prompt: up to one segment late (~200 characters, about
+50 tokens), which the runner's exact check of the whole row after the reply makes up for.
+
 RepetitionWatch holds the rules of tunixhack.verify.quality.no_repetition (which calls it on a whole text),
 made incremental: each piece costs time in its own length, nothing streamed before is scanned again.
 - an 8-word run seen more than 6 times, ending a stretch of 16 words whose every 8-word run was seen before:
@@ -18,7 +23,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from ..tokens import StreamCount, row_length
 
 NGRAM = 8
 MAX_NGRAM_REPEATS = 6          # the same 8 words more often than this: a loop,
@@ -112,22 +119,40 @@ class RepetitionWatch:
 
 
 @dataclass(frozen=True)
+class RowBudget:
+    """--budget-from: the whole training row within `total` in the student counter's unit (tunixhack/tokens.py),
+    as crap.py mix and SFT count it. `room` is set per row: what `total` leaves for the streamed text after the
+    row's chat prompt and the fixed overhead (<bos>, the tags, <end_of_turn>)."""
+
+    total: int
+    counter: object                              # tokens.student_counter: Gemma's SentencePiece, or words
+    parts: tuple[str, ...] = ("reasoning", "answer")  # the streamed parts the row is made of (--style written:
+    room: int | None = None                           # the answer alone, which holds the tags itself)
+
+    def for_prompt(self, prompt: str) -> "RowBudget":
+        return replace(self, room=self.total - row_length(prompt, "", "", self.counter))
+
+
+@dataclass(frozen=True)
 class Budget:
-    """Where a reply is cut, in the teacher's tokens as it streams them; None: no cut (the default).
-    total bounds thinking and answer together (--budget-from: what the student can take)."""
+    """Where a reply is cut; None: no cut (the default). reasoning and answer count the teacher's tokens as it
+    streams them; row counts the student's (--budget-from)."""
 
     reasoning: int | None = None
     answer: int | None = None
-    total: int | None = None
+    row: RowBudget | None = None
 
 
 class Watch:
-    """One reply's watch: its thinking and its answer, each with its loop detector and token count."""
+    """One reply's watch: its thinking and its answer, each with its loop detector and token count, and with a
+    row budget, their length in the student's unit."""
 
     def __init__(self, budget: Budget | None = None):
         self.budget = budget or Budget()
         self.loops = {"reasoning": RepetitionWatch(), "answer": RepetitionWatch()}
         self.tokens = {"reasoning": 0, "answer": 0}
+        row = self.budget.row
+        self.student = {part: StreamCount(row.counter) for part in row.parts} if row and row.room is not None else {}
         self.stop: str | None = None   # why the reply must be stopped: "repetition_loop: ..." or "too_long: ..."
 
     def feed(self, part: str, text: str, tokens: int = 1) -> str | None:
@@ -141,12 +166,17 @@ class Watch:
             return self.stop
         budget, have = self.budget, self.tokens
         for name, limit, count in (("thinking", budget.reasoning, have["reasoning"]),
-                                   ("answer", budget.answer, have["answer"]),
-                                   ("thinking and answer", budget.total, have["reasoning"] + have["answer"])):
+                                   ("answer", budget.answer, have["answer"])):
             if limit is not None and count > limit:
                 self.stop = f"too_long: {name} past {limit} tokens"
                 return self.stop
-        return None
+        if part in self.student:
+            self.student[part].feed(text)
+            row = budget.row
+            if sum(c.total for c in self.student.values()) > row.room:
+                self.stop = (f"too_long: the training row past {row.total} {row.counter.unit} "
+                             f"({max(row.room, 0)} left after the prompt)")
+        return self.stop
 
     @property
     def completion_tokens(self) -> int:
