@@ -41,6 +41,7 @@ def generate(tmp_path: Path, rows: list[dict], rules: list[dict], budget, *extra
                             "--out", out, "--concurrency", "4", "--budget-from", budget, *extra,
                             env=script_env(HF_HOME=str(tmp_path / "empty-hf")))
     assert result.returncode == 0, result.stderr
+    result.asked = [json.dumps(body["messages"]) for body in fake.requests]   # what the teacher was sent
     rejects = {r["id"]: r for r in read_rows(sibling(out, "rejects"))}
     summary = json.loads(out.with_name("gsm8k.summary.json").read_text())
     return result, {r["id"]: r for r in read_rows(out)}, rejects, summary
@@ -91,12 +92,15 @@ def test_a_long_prompt_leaves_less_room(tmp_path):
     rows = [{"question": f"Item 0: {padding} What is 5 plus 6?", "answer": "#### 11"}, SHORT]
     rules = [{"match": "Item ", "reasoning": thinking, "content": "\\boxed{11}", "rate": 2000}]
     budget = row_length(SHORT["question"], thinking, "\\boxed{11}", WordCounter()) + 5
-    _, kept, rejects, _ = generate(tmp_path, rows, rules, budget)
+    result, kept, rejects, _ = generate(tmp_path, rows, rules, budget)
     assert set(kept) == {"gsm8k/test/1"}
+    assert len(result.asked) == 1 and "Item 1:" in result.asked[0]
     long_ = rejects["gsm8k/test/0"]
-    # Its prompt left no room at all: cut at the first counted segment of the thinking, not at its end.
-    assert long_["reason"] == f"too_long: the training row past {budget} words (0 left after the prompt)"
-    assert long_["finish"] == "cancelled" and long_["usage"]["completion_tokens"] < 60
+    # Its prompt alone is over the budget: no reply could fit, so the teacher is not asked at all.
+    prompt = row_length(rows[0]["question"], "", "", WordCounter())
+    assert long_["reason"] == (f"too_long: the prompt alone is {prompt} of the {budget} words the training row "
+                               "may have; the teacher was not asked")
+    assert long_["usage"] == {} and long_["attempt"] == 0
 
 
 def test_a_reply_that_ends_before_the_stream_count_catches_up_is_still_rejected(tmp_path):
