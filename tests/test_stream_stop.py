@@ -16,7 +16,7 @@ import pytest
 from tests.fakes.lmstudio_server import LMStudioFake
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.script import Script
-from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling
+from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, script_env, sibling
 from tests.test_generate_gsm8k import ARGS, SCRIPT
 from tunixhack.teachers.watch import CHAR_SPAN, Budget, RepetitionWatch, Watch
 from tunixhack.verify import quality
@@ -172,6 +172,24 @@ def test_budgets_stop_a_long_reply_as_too_long(tmp_path, make):
     reject = next(r for r in read_rows(sibling(out, "rejects")) if r["id"] == "gsm8k/test/0")
     assert reject["reason"] == "too_long: thinking past 50 tokens" and reject["finish"] == "cancelled"
     assert reject["usage"]["completion_tokens"] <= 60
+    assert summary_of(out)["spent"]["cancelled"]["too_long"]["replies"] == 1
+
+
+@pytest.mark.parametrize("make", backends())
+def test_the_student_budget_stops_a_long_reply_on_the_stream(tmp_path, make):
+    # --budget-from through both backends (LM Studio through its real SDK): the row, counted in words here (an
+    # empty Hugging Face cache, so no Gemma tokenizer), passes 120 and the request is cancelled on the wire.
+    long_thinking = " ".join(f"step{i}" for i in range(300))
+    script = {**SCRIPT, "rules": [{**SCRIPT["rules"][0], "reasoning": long_thinking, "rate": RATE},
+                                  *SCRIPT["rules"][1:]]}
+    out = tmp_path / "gsm8k.jsonl"
+    with make(script) as fake:
+        result = run_script("gsm8k/generate.py", *ARGS, "--teacher", teacher_of(fake), "--out", out,
+                            "--budget-from", "120", env=script_env(HF_HOME=str(tmp_path / "empty-hf")))
+    assert result.returncode == 0, result.stderr
+    reject = next(r for r in read_rows(sibling(out, "rejects")) if r["id"] == "gsm8k/test/0")
+    assert reject["reason"].startswith("too_long: the training row past 120 words") and reject["finish"] == "cancelled"
+    assert reject["usage"]["completion_tokens"] < 300
     assert summary_of(out)["spent"]["cancelled"]["too_long"]["replies"] == 1
 
 
