@@ -38,11 +38,15 @@ class Greedy:
         return len(self.tok.encode(prompt)) + 1 <= self.max_prompt
 
     def __call__(self, prompts: list[str], batch: int = 8) -> list[str]:
-        out: list[str] = []
+        return [text for result, n in self._batches(prompts, batch) for text in result.text[:n]]
+
+    def token_ids(self, prompts: list[str], batch: int = 8) -> list[list[int]]:
+        """The generated token ids (up to the stop), for comparing two models token by token."""
+        return [[int(t) for t in tokens] for result, n in self._batches(prompts, batch) for tokens in result.tokens[:n]]
+
+    def _batches(self, prompts: list[str], batch: int):
         for start in range(0, len(prompts), batch):
             chunk = prompts[start : start + batch]
             padded = chunk + [chunk[-1]] * (batch - len(chunk))  # one batch shape: one compilation
-            result = self.sampler(padded, max_generation_steps=self.max_new, max_prompt_length=self.max_prompt,
-                                  eos_tokens=self.stop, **INFERENCE)
-            out.extend(result.text[: len(chunk)])
-        return out
+            yield self.sampler(padded, max_generation_steps=self.max_new, max_prompt_length=self.max_prompt,
+                               eos_tokens=self.stop, **INFERENCE), len(chunk)
