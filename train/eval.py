@@ -8,8 +8,9 @@
 (--limit: a seeded sample, said so), or --source, a local copy in the same schema. The prompt and the check are
 the dataset's recipe's own. --data reads trace rows (the mix's eval split: a holdout of the training sources,
 easier than the benchmark and in its distribution; never call it a test). Protocol: 0-shot, the student's
-prompt format, greedy decoding (temperature 1e-4, top_k 1, top_p 1, seed 42), --max-new-tokens, the extraction
-stated in eval.json. Each checkpoint is evaluated as it was trained (base + float32 adapter, unmerged).
+prompt format, greedy decoding (temperature 1e-4, top_k 1, top_p 1, seed 42) with the choice made on float32
+logits (the output layer and the argmax in float32, so no bfloat16 tie decides a token), --max-new-tokens, the
+extraction stated in eval.json. Each checkpoint is evaluated as it was trained (base + float32 adapter, unmerged).
 Every accuracy comes with n and its 95% Wilson interval. Writes --out/eval.json, eval.md, eval.png (accuracy
 and format compliance per model, with the intervals as error bars), samples.jsonl.
 """
@@ -124,9 +125,9 @@ def prompt_template() -> str:
 
 
 def decoding() -> dict:
-    from tunixhack.train.decode import INFERENCE
+    from tunixhack.train.decode import INFERENCE, LOGITS
 
-    return {"greedy": True, **INFERENCE}
+    return {"greedy": True, **INFERENCE, "logits": LOGITS}
 
 
 def sandbox_level(rows: list[dict], unsafe: bool) -> str | None:

@@ -8,7 +8,8 @@ reads its `sft` split (--split). It makes --max-epochs passes over it; with a --
 goes on with rows of the --fill-split (once each, at most --fill-share of them; their ids go to sft_fill_ids.txt
 so that GRPO skips them), and
 lays the learning-rate schedule over the steps the budget allows, timed as it runs. LoRA adapters (and, with
---lora-rank 0, every weight) train in float32 with float32 Adam state whatever the base dtype.
+--lora-rank 0, every weight) train in float32 with float32 Adam state whatever the base dtype. The loss is
+computed on float32 logits, 128 positions at a time, so the full [batch, length, 262k] logits never exist.
 
 Re-running the same command resumes from the latest checkpoint in --out (a different config is refused).
 Ctrl-C or the budget stops after the current step and saves it. Shows each step's loss, tokens/s, step time
@@ -79,6 +80,7 @@ def main(argv=None, batches=None) -> None:
         raise UserError(f"--fill-share must be between 0 and 1, got {args.fill_share}")
     from tunixhack.train import data as traces
     from tunixhack.train import lora as adapters
+    from tunixhack.train import loss
     from tunixhack.train import model as models
 
     source = models.resolve(args.model)
@@ -134,8 +136,9 @@ def main(argv=None, batches=None) -> None:
     budget.resume(runs.read_run(str(out)).get("budget"))
     if runs.nothing_left(budget, trainer.train_steps, out):
         return
-    runs.record(out, dtypes=runs.dtypes(net, trainer.optimizer), rows_read=read.rows)
+    runs.record(out, dtypes={**runs.dtypes(net, trainer.optimizer), "loss_logits": loss.LOGITS}, rows_read=read.rows)
     trainer.with_gen_model_input_fn(traces.model_inputs(ids["pad"]))
+    trainer.with_loss_fn(loss.chunked_loss)  # the [batch, length, 262k] logits never exist at once
     trainer.with_training_hooks(progress.step_hooks(budget, shown))
     shown.begin(trainer.train_steps)
     with runs.mesh_context(mesh):  # PeftTrainer shards each batch over the mesh active here
