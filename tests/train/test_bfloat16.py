@@ -66,7 +66,9 @@ def test_sft_trains_on_the_pushed_sft_split_in_float32(chain):
     sft_rows = sum(1 for _ in (tmp / "mix" / "sft.jsonl").open())
     assert run["data"]["form"] == "dataset folder" and run["data"]["split"] == "sft"
     assert run["data"]["rows"] == run["rows_read"] == sft_rows
-    assert run["dtypes"] == {"base": "bfloat16", "trainable": "float32", "optimizer_state": "float32"}
+    assert run["dtypes"] == {"base": "bfloat16", "trainable": "float32", "optimizer_state": "float32",
+                             "loss_logits": "float32, 128 positions at a time (chunked loss: the full logits "
+                                            "never exist at once)"}
 
 
 def test_one_grpo_step_moves_nearly_every_lora_a_entry(chain):
