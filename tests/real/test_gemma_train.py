@@ -83,8 +83,8 @@ def grpo(sft, train_env):
 @pytest.fixture(scope="module")
 def gsm8k_eval(grpo, train_env):
     out = grpo.parent / "eval-gsm8k"
-    timed("eval (gsm8k)", "eval.py", "--ckpt", grpo, "--benchmark", "gsm8k", "--source", GSM8K_ROWS, "--out", out,
-          *EVAL_FLAGS, env=train_env)
+    timed("eval (gsm8k)", "eval.py", "--ckpt", grpo, "--no-base", "--benchmark", "gsm8k", "--source", GSM8K_ROWS,
+          "--out", out, *EVAL_FLAGS, env=train_env)
     return json.loads((out / "eval.json").read_text())
 
 
@@ -149,6 +149,8 @@ def test_eval_on_the_gsm8k_rows_reports_n_and_intervals(gsm8k_eval):
     for measure in ("accuracy", "format"):
         low, high = result[measure]["ci95"]
         assert result[measure]["n"] == rows and 0 <= low <= result[measure]["value"] <= high <= 1
+    print(f"\ngsm8k fixture rows (n = {rows}): accuracy {result['accuracy']['value']:.2f} "
+          f"{result['accuracy']['ci95']}, format {result['format']['value']:.2f} {result['format']['ci95']}")
 
 
 def test_export_writes_the_adapter_hf_and_a_gguf_and_checks_them(exported):
