@@ -7,8 +7,11 @@ eval.py on the GSM8K fixture rows (tests/fixtures/gsm8k), export.py --gguf f16 o
 served by llama.cpp against Tunix on the exported hf/ (the round trip of item 3). The model is `--model FILE.gguf`
 (the [dev] extra's Q4_K_M, dequantized to float32): every step runs in float32 on the CPU.
 
-Time and memory (2 CPU cores shared with other work, so an upper bound): see the figures in the report
-printed at the end (pytest -s) and in the README's test section.
+Measured (pytest -s prints it), 2 CPU cores shared with other engineers' tests: 7 min 30 s in all (sft 143 s,
+eval of base and SFT 56 s, grpo 108 s, gsm8k eval 38 s, export 73 s, round trip 26 s), 8.1 GiB peak RSS (sft.py;
+eval 3.3 GiB). On a busier machine the same run took 10 min 15 s. Figures of that run: held-out format
+compliance 0/20 -> 20/20 after 16 SFT steps (accuracy 0/20 both: 16 steps teach the format, not arithmetic),
+GSM8K fixture rows format 6/6, accuracy 0/6; round trip 19/20 identical.
 """
 
 from __future__ import annotations
