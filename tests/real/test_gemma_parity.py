@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.real import parity_texts
+from tests.real.greedy import bucket, llama_greedy, llama_ids, round_trip, tunix_greedy, until_stop
 
 pytestmark = pytest.mark.train
 
@@ -33,9 +34,6 @@ SHORT_PROMPTS, LONG_PROMPTS = 18, 6
 SLOTS = SHORT_PROMPTS + LONG_PROMPTS  # llama-server decodes every prompt side by side
 LONG_BATCH = 2           # Tunix's batches: all the short prompts in one, the long ones (prefill-bound) in twos
 LOGPROB_TOLERANCE = 0.05
-# llama.cpp's end-of-generation tokens for this vocabulary (<eos>, <end_of_turn>, and "</s>", which it promotes
-# to control); Tunix stops on the same ones
-STOP_IDS = (1, 106, 212)
 F32_KV_CACHE = ("--cache-type-k", "f32", "--cache-type-v", "f32")  # llama.cpp's default KV cache is f16
 
 
@@ -52,10 +50,6 @@ def gemma(gemma_270m_gguf, tmp_path_factory):
 
 
 # --- the tokenizer ------------------------------------------------------------------------------------------
-def llama_ids(server, text: str, add_special: bool = False) -> list[int]:
-    return server.post("/tokenize", {"content": text, "add_special": add_special, "parse_special": True})["tokens"]
-
-
 def test_the_rebuilt_tokenizer_encodes_every_string_as_llama_cpp_does(gemma, llama_server):
     _, tok = gemma
     strings = parity_texts.tokenizer_strings()
@@ -97,53 +91,6 @@ def f32_server(gemma, llama_server_factory, tmp_path_factory):
     return llama_server_factory(path, parallel=SLOTS, context=SLOTS * 1024, extra=F32_KV_CACHE)
 
 
-def until_stop(ids: list[int], stop=STOP_IDS) -> list[int]:
-    """The ids up to and including the first end-of-generation token."""
-    for i, token in enumerate(ids):
-        if token in stop:
-            return ids[: i + 1]
-    return ids
-
-
-def llama_greedy(server, ids: list[int], new_tokens: int = NEW_TOKENS) -> tuple[list[int], list[float]]:
-    """llama.cpp's greedy continuation of `ids` and the log-probability of each token (before any sampler)."""
-    reply = server.post("/completion", {"prompt": ids, "n_predict": new_tokens, "temperature": 0, "n_probs": 1,
-                                        "post_sampling_probs": False, "cache_prompt": False})
-    assert reply["tokens_evaluated"] == len(ids), reply["tokens_evaluated"]  # a token array gets no extra BOS
-    steps = reply["completion_probabilities"]
-    return [s["id"] for s in steps], [s["logprob"] for s in steps]
-
-
-def tunix_greedy(source, tok, groups: list[tuple[list[str], int, int]], new_tokens: int = NEW_TOKENS,
-                 stop=STOP_IDS):
-    """Tunix's greedy continuation (its own Sampler, float32) of each prompt: [(ids, log-probabilities)].
-
-    groups: (prompts, batch, padded prompt length); one compiled program per group."""
-    from tunix.generate import sampler
-
-    from tunixhack.train import model as models
-
-    net, cfg = models.load_base(source, models.make_mesh(None), "float32")
-    longest = max(length for _, _, length in groups)
-    cache = sampler.CacheConfig(cache_size=longest + new_tokens, num_layers=cfg.num_layers,
-                                num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim)
-    greedy = sampler.Sampler(net, tok, cache)
-    out = []
-    for prompts, batch, length in groups:
-        for start in range(0, len(prompts), batch):
-            chunk = prompts[start : start + batch]
-            padded = chunk + [chunk[-1]] * (batch - len(chunk))  # one batch shape per group: one compilation
-            result = greedy(padded, max_generation_steps=new_tokens, max_prompt_length=length, temperature=0.0,
-                            eos_tokens=list(stop), return_logprobs=True)
-            pairs = zip(result.tokens[: len(chunk)], result.logprobs[: len(chunk)])
-            out += [(list(map(int, t)), list(map(float, p))) for t, p in pairs]
-    return out
-
-
-def bucket(lengths: list[int], multiple: int = 64) -> int:
-    return -(-max(lengths) // multiple) * multiple
-
-
 @pytest.fixture(scope="module")
 def compared(gemma, f32_server):
     """One row per prompt: its length, and both sides' greedy tokens and log-probabilities."""
@@ -154,10 +101,10 @@ def compared(gemma, f32_server):
     ids = [[tok.bos_id()] + tok.encode(p) for p in prompts]
     started = time.monotonic()
     with ThreadPoolExecutor(SLOTS) as pool:
-        theirs = list(pool.map(lambda i: llama_greedy(f32_server, i), ids))
+        theirs = list(pool.map(lambda i: llama_greedy(f32_server, i, NEW_TOKENS), ids))
     llama_s, started = time.monotonic() - started, time.monotonic()
     ours = tunix_greedy(source, tok, [(short, len(short), bucket([len(i) for i in ids[: len(short)]])),
-                                      (long, LONG_BATCH, bucket([len(i) for i in ids[len(short) :]]))])
+                                      (long, LONG_BATCH, bucket([len(i) for i in ids[len(short) :]]))], NEW_TOKENS)
     tunix_s = time.monotonic() - started
     rows = []
     for prompt_ids, (their_ids, their_lp), (our_ids, our_lp) in zip(ids, theirs, ours):
@@ -221,22 +168,12 @@ def test_the_tiny_models_f16_gguf_continues_on_llama_cpp_as_tunix_does(tiny_expo
     """Tunix on the model (hf/, float32) against llama.cpp on what export wrote for LM Studio (f16 matrices)."""
     from tunixhack.train import model as models
 
-    source = models.resolve(str(tiny_export / "hf"))
-    tok = models.load_tokenizer(source)
-    stop = tuple(models.token_ids(tok)[k] for k in ("eos", "end_of_turn"))
-    (gguf,) = (tiny_export / "gguf").glob("*-f16.gguf")
-    server = llama_server_factory(gguf, parallel=ROUND_TRIP_PROMPTS, context=ROUND_TRIP_PROMPTS * 512)
-    prompts = parity_texts.short_prompts(ROUND_TRIP_PROMPTS)
-    ids = [[tok.bos_id()] + tok.encode(p) for p in prompts]
-    assert [llama_ids(server, p) for p in prompts] == [i[1:] for i in ids]  # its tokenizer is ours
-    with ThreadPoolExecutor(ROUND_TRIP_PROMPTS) as pool:
-        theirs = list(pool.map(lambda i: llama_greedy(server, i, ROUND_TRIP_TOKENS)[0], ids))
-    ours = tunix_greedy(source, tok, [(prompts, len(prompts), bucket([len(i) for i in ids]))], ROUND_TRIP_TOKENS,
-                        stop)
-    same = [until_stop(t, stop) == until_stop(o, stop) for t, (o, _) in zip(theirs, ours)]
-    compared = sum(len(until_stop(t, stop)) for t in theirs)
+    result = round_trip(tiny_export, llama_server_factory, parity_texts.short_prompts(ROUND_TRIP_PROMPTS),
+                        ROUND_TRIP_TOKENS)
+    same, compared = result["same"], sum(map(len, result["theirs"]))
     print(f"\nround trip (tiny, f16 GGUF): the first {ROUND_TRIP_TOKENS} greedy tokens agree on {sum(same)}/"
-          f"{len(same)} prompts of {min(map(len, ids))}-{max(map(len, ids))} tokens (window "
+          f"{len(same)} prompts of {min(result['lengths'])}-{max(result['lengths'])} tokens (window "
           f"{models.TINY['sliding_window']}), {compared} tokens compared")
-    assert compared >= len(prompts) * ROUND_TRIP_TOKENS / 2  # continuations, not replies ended at once
-    assert sum(same) >= 0.9 * len(same), [(t, o) for t, (o, _), s in zip(theirs, ours, same) if not s][:3]
+    assert compared >= len(same) * ROUND_TRIP_TOKENS / 2  # continuations, not replies ended at once
+    assert sum(same) >= 0.9 * len(same), [(t, o) for t, o, s in zip(result["theirs"], result["ours"], same)
+                                          if not s][:3]

@@ -266,11 +266,14 @@ def test_the_rollout_seed_changes_every_call(tiny):
     source, tok, ids = tiny
     mesh = models.make_mesh(None)
     net, cfg = models.load_base(source, mesh)
-    config = RolloutConfig(max_tokens_to_generate=12, max_prompt_length=64, kv_cache_size=96, temperature=1.0,
+    # The student prompt is about 70 tiny tokens (its tags split into several pieces, as Gemma's do). At
+    # temperature 1 the random tiny model repeats "\n" often enough that two draws can both be all newlines;
+    # at 2 two draws with different seeds differ, and the same seed still gives the same text.
+    config = RolloutConfig(max_tokens_to_generate=12, max_prompt_length=128, kv_cache_size=160, temperature=2.0,
                            top_k=500, top_p=1.0, eos_tokens=[ids["eos"]])
     prompts = [render_prompt("Natalia sold clips to 48 of her friends.")] * 2
     ours = SeededRollout(net, tok, mesh, config, seed=0)
-    theirs = VanillaRollout(net, tok, CacheConfig(cache_size=96, num_layers=cfg.num_layers,
+    theirs = VanillaRollout(net, tok, CacheConfig(cache_size=160, num_layers=cfg.num_layers,
                                                   num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim))
     assert theirs.generate(prompts, config).text == theirs.generate(prompts, config).text
     assert ours.generate(prompts, config).text != ours.generate(prompts, config).text

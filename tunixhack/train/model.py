@@ -32,12 +32,13 @@ MODEL_FORMS = ("tiny | gemma3-1b-it | gemma3-270m | gemma3-270m-it | FILE.gguf |
 # The tiny model: 2 layers, the real head layout (4 query heads, 1 KV head), a 512-token vocabulary.
 TINY = dict(num_hidden_layers=2, vocab_size=512, hidden_size=64, intermediate_size=128, num_attention_heads=4,
             head_dim=16, num_key_value_heads=1, sliding_window=32)
-TINY_VERSION = "3"
+TINY_VERSION = "4"
 TINY_EMBED_STD = 0.25  # see _write_tiny_weights
 # What the tiny tokenizer learns its pieces from; byte fallback covers every other character.
 TINY_CORPUS = [
-    "<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n", "<reasoning>", "</reasoning>", "<answer>",
-    "</answer>", "Think step by step inside the reasoning tags, then give the final answer inside the answer tags.",
+    "<start_of_turn>user\n", "<end_of_turn>\n<start_of_turn>model\n",
+    "<reasoning>48 / 2 = 24 and 48 + 24 = 72.</reasoning><answer>72</answer>",
+    "<reasoning>The correct option is C.</reasoning><answer>C</answer>", "Think step by step inside the reasoning tags, then give the final answer inside the answer tags.",
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May.",
     "How many clips did Natalia sell altogether in April and May? 48 / 2 = 24 and 48 + 24 = 72.",
     "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting.",
@@ -53,7 +54,10 @@ TINY_CORPUS = [
     "First, we compute the cost of each item. Then we add them together. Therefore the answer is",
     "0 1 2 3 4 5 6 7 8 9 10 100 1000 = + - * / ( ) [ ] { } < > , . ; : ! ? ' \" # $ % & _ \\",
 ]
-SPECIAL_PIECES = ["<start_of_turn>", "<end_of_turn>", "<reasoning>", "</reasoning>", "<answer>", "</answer>"]
+# Gemma's own SentencePiece model has these two as pieces of their own (notes/gguf.md). Our tags are not: the
+# real vocabulary splits each into 3-4 pieces merged with the punctuation beside them (".</", "><"), and the
+# tiny one learns the same layout from the completions above, so the tiny tests see what the real model sees.
+TURN_PIECES = ["<start_of_turn>", "<end_of_turn>"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,7 +257,7 @@ def _train_tiny_tokenizer(folder: str) -> None:
         sentence_iterator=iter(TINY_CORPUS * 4), model_prefix=os.path.join(folder, "tokenizer"),
         vocab_size=512, model_type="bpe", byte_fallback=True, character_coverage=1.0,
         pad_id=0, eos_id=1, bos_id=2, unk_id=3, pad_piece="<pad>", eos_piece="<eos>", bos_piece="<bos>",
-        unk_piece="<unk>", user_defined_symbols=SPECIAL_PIECES, add_dummy_prefix=False,
+        unk_piece="<unk>", user_defined_symbols=TURN_PIECES, add_dummy_prefix=False,
         remove_extra_whitespaces=False, normalization_rule_name="identity", split_digits=True, num_threads=1,
         hard_vocab_limit=False,
         minloglevel=2)
