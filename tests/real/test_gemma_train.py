@@ -2,7 +2,7 @@
 
 One run of each script, shared by the tests below: sft.py on the 40 short trace rows of
 tests/train/fixtures/traces.jsonl, eval.py of the base and that SFT run on held-out rows it never saw
-(tests/fixtures/traces/arithmetic_heldout.jsonl), two GRPO steps from it with the format and math rewards,
+(tests/train/fixtures/arithmetic_heldout.jsonl), two GRPO steps from it with the format and math rewards,
 eval.py on the GSM8K fixture rows (tests/fixtures/gsm8k), export.py --gguf f16 of the GRPO run, and that GGUF
 served by llama.cpp against Tunix on the exported hf/ (the round trip of item 3). The model is `--model FILE.gguf`
 (the [dev] extra's Q4_K_M, dequantized to float32): every step runs in float32 on the CPU.
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.train
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TRAIN_ROWS = Path(__file__).resolve().parents[1] / "train" / "fixtures" / "traces.jsonl"
-HELDOUT_ROWS = FIXTURES / "traces" / "arithmetic_heldout.jsonl"
+HELDOUT_ROWS = TRAIN_ROWS.with_name("arithmetic_heldout.jsonl")  # not in tests/fixtures/traces: crap.py tests read those
 GSM8K_ROWS = FIXTURES / "gsm8k" / "test.jsonl"
 # Each step's cost is mostly the 262,144-word logits of every position, so few, short rows: prompt and completion
 # fit 104 tokens; 4 rows a step at a rate LoRA takes in a few steps.
