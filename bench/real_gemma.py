@@ -4,9 +4,9 @@
     flock /tmp/real.lock python bench/real_gemma.py sft | export | eval          # export reuses sft's run
 
 - memory: one SFT gradient step (value_and_grad over the LoRA weights) with Tunix's default loss (full
-  [batch, length, 262k] logits) or tunixhack/train/loss.py's chunked loss: one compile (the 18 layers' gradient
-  program; compiling several in one process is what ran past 25 minutes), XLA's temp bytes for it, --steps runs
-  for peak RSS and the loss value; the chunked run also gives the same loss from the full float32 logits.
+  [batch, length, 262k] logits) or tunixhack/train/loss.py's chunked loss: one compile (six in one process, with
+  the base closed over as constants, ran past 25 minutes), XLA's temp bytes for it, --steps runs for peak RSS and
+  the loss value; the chunked run also gives the same loss from the full float32 logits.
 - sft: train/sft.py beside the same loop written directly on Tunix (bench/train_step.py's), on the 270M.
 - export: the merges export.py writes to hf/ (bfloat16, the default; float32, --hf-dtype float32) against the
   trained model (bfloat16 base + float32 adapter, unmerged) after sft's steps, and the base against it (how far
@@ -51,8 +51,8 @@ def peak_rss_gib() -> float:
 
 # --- memory ------------------------------------------------------------------------------------------------
 def memory(args) -> dict:
-    """One SFT gradient step's program with one loss (one compile: compiling the 18 layers takes minutes here),
-    its XLA temp bytes, then --steps runs of it for peak RSS and the loss value."""
+    """One SFT gradient step's program with one loss (one compile, 16-23 s here), its XLA temp bytes, then
+    --steps runs of it for peak RSS and the loss value."""
     import jax
     import numpy as np
     from flax import nnx

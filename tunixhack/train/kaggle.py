@@ -27,8 +27,8 @@ to bench/README.md: run it before the first real session and adjust here if memo
 #   chip under fsdp 2) would need ~13 GB of a v5e chip's 16 for the plain loss's logits if tp does not shard
 #   them: SFT's chunked loss (now its default) is what lets it fit. GRPO's actor step still takes Tunix's
 #   full-logits log-probabilities: 4 prompts x 4 completions x 1024 tokens is 8,192 tokens a chip, ~1 MiB of
-#   float32 logits each (8 GiB) before
-#   their gradient: not measured, the first thing device_check.sh must see; lower micro_batch if it is short.
+#   float32 logits each (8 GiB) before their gradient: not measured, the first thing device_check.sh must see;
+#   lower micro_batch if it is short.
 
 MESH = "2,4"   # fsdp 2 x tp 4: all 8 chips (tp must divide Gemma3-1B's 4 heads)
 
