@@ -1,18 +1,17 @@
 """The real Gemma 3 270M (the [dev] extra's Q4_K_M GGUF, dequantized to bfloat16) on this CPU: figures, not pass/fail.
 
-    flock /tmp/real.lock python bench/real_gemma.py memory     # XLA's peak temp memory per token, plain vs chunked
-    python bench/real_gemma.py sft | grpo | eval | export      # one section per process (peak RSS is per process)
+    flock /tmp/real.lock python bench/real_gemma.py memory --loss plain|chunked   # one loss per process
+    flock /tmp/real.lock python bench/real_gemma.py sft | export | eval          # export reuses sft's run
 
-- memory: XLA's buffer assignment (compiled memory_analysis, temp bytes) of one SFT gradient step with Tunix's
-  default loss (full [batch, length, 262k] logits) and with tunixhack/train/loss.py's chunked loss, at two
-  batch sizes: the slope is the memory per token. GRPO's actor step: the gradient of Tunix's own per-token
-  log-probabilities (rl/common.compute_per_token_logps, what grpo_loss_fn calls). Then one real step of each
-  SFT loss for peak RSS and the loss values (equal to 1e-5 when both are float32).
-- sft / grpo: our scripts beside the same loops written directly on Tunix (bench/train_step.py's), on the 270M.
+- memory: one SFT gradient step (value_and_grad over the LoRA weights) with Tunix's default loss (full
+  [batch, length, 262k] logits) or tunixhack/train/loss.py's chunked loss: one compile (six in one process, with
+  the base closed over as constants, ran past 25 minutes), XLA's temp bytes for it, --steps runs for peak RSS and
+  the loss value; the chunked run also gives the same loss from the full float32 logits.
+- sft: train/sft.py beside the same loop written directly on Tunix (bench/train_step.py's), on the 270M.
+- export: the merges export.py writes to hf/ (bfloat16, the default; float32, --hf-dtype float32) against the
+  trained model (bfloat16 base + float32 adapter, unmerged) after sft's steps, and the base against it (how far
+  training moved the answers): first-token and whole-continuation greedy agreement over the held-out fixture prompts.
 - eval: seconds per GSM8K question at --new tokens, greedy, batch 8 (the fixture's questions; per 100 extrapolated).
-- export: the bfloat16 merge (what export.py writes to hf/ by default) against the trained model (bfloat16 base +
-  float32 adapter, unmerged) after the sft section's steps: first-token and whole-continuation greedy agreement
-  over every held-out fixture prompt.
 Each section prints one JSON line; the process's peak RSS is in it.
 """
 
@@ -31,9 +30,8 @@ from tunixhack.generate.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP = load_script(ROOT / "bench" / "train_step.py", "bench_train_step")  # Timed, the direct loops' helpers
-RUNS = Path(tempfile.gettempdir()) / "tunixhack-real-bench"  # the sft section's run, which grpo and export reuse
+RUNS = Path(tempfile.gettempdir()) / "tunixhack-real-bench"  # the sft section's run, which export reuses
 SFT = dict(batch=2, max_len=256, rank=16, alpha=16.0)
-GRPO = dict(batch=2, generations=2, max_new=32, max_prompt=128)
 DTYPE = "bfloat16"  # as the Kaggle run trains (a GGUF loads in float32 by default: --dtype auto)
 HELD_OUT = ["dolly/databricks-dolly-15k.jsonl", "gsm8k/test.jsonl", "mbpp/full.jsonl", "sciq/train.jsonl",
             "creative/train.jsonl"]
@@ -53,10 +51,11 @@ def peak_rss_gib() -> float:
 
 # --- memory ------------------------------------------------------------------------------------------------
 def memory(args) -> dict:
+    """One SFT gradient step's program with one loss (one compile, 16-23 s here), its XLA temp bytes, then
+    --steps runs of it for peak RSS and the loss value."""
     import jax
     import numpy as np
     from flax import nnx
-    from tunix.rl import common
     from tunix.sft import peft_trainer, utils
 
     from tunixhack.train import lora as adapters
@@ -64,48 +63,34 @@ def memory(args) -> dict:
     from tunixhack.train import model as models
 
     mesh = models.make_mesh(None)
-    source = models.resolve(gguf())
-    base, cfg = models.load_base(source, mesh, DTYPE)
+    base, cfg = models.load_base(models.resolve(gguf()), mesh, DTYPE)
     net = adapters.apply_lora(base, mesh, SFT["rank"], SFT["alpha"])
     graphdef, trained, frozen = nnx.split(net, nnx.LoRAParam, ...)
-    length = args.length
-
-    def batch(b):
-        rng = np.random.default_rng(0)
-        tokens = rng.integers(4, cfg.num_embed, (b, length)).astype(np.int32)
-        real = np.ones((b, length), bool)
-        return dict(input_tokens=tokens, input_mask=real, positions=utils.build_positions_from_mask(real),
-                    attention_mask=utils.make_causal_attn_mask(real))
-
-    def sft_step(fn):
-        return jax.jit(lambda t, inputs: jax.value_and_grad(
-            lambda t: fn(nnx.merge(graphdef, t, frozen), **inputs))(t))
-
-    def actor_step(t, inputs):  # GRPO's actor gradient: Tunix's per-token log-probabilities of the completion
-        half = length // 2
-        tokens = inputs["input_tokens"]
-        return jax.value_and_grad(lambda t: common.compute_per_token_logps(
-            graphdef, nnx.State.merge(t, frozen), tokens[:, :half], tokens[:, half:], 0, 1,
-            stop_gradient=False).sum())(t)
-
-    steps = {"sft_plain": sft_step(peft_trainer._default_loss_fn), "sft_chunked": sft_step(loss.chunked_loss),
-             "grpo_actor_plain": jax.jit(actor_step)}
-    out = {"length": length, "batches": args.batches, "temp_bytes": {}, "bytes_per_token": {}}
-    for name, step in steps.items():
-        temp = [step.lower(trained, batch(b)).compile().memory_analysis().temp_size_in_bytes for b in args.batches]
-        out["temp_bytes"][name] = temp
-        out["bytes_per_token"][name] = round((temp[-1] - temp[0]) / ((args.batches[-1] - args.batches[0]) * length))
-    out["rss_after_load_gib"] = round(peak_rss_gib(), 2)
-    b = args.batches[0]
-    chosen = {"plain": "sft_plain", "chunked": "sft_chunked"}[args.run]
-    value, _ = steps[chosen](trained, batch(b))
-    out[f"rss_after_one_{args.run}_step_gib"] = round(peak_rss_gib(), 2)
-    out[f"loss_{args.run}"] = float(value)
-    out["loss_full_float32"] = float(sft_step(loss.full_loss)(trained, batch(b))[0]) if args.run == "chunked" else None
+    rng = np.random.default_rng(0)  # random tokens: the memory and the loss's agreement do not depend on them
+    tokens = rng.integers(4, cfg.num_embed, (args.batch, args.length)).astype(np.int32)
+    real = np.ones(tokens.shape, bool)
+    inputs = dict(input_tokens=tokens, input_mask=real, positions=utils.build_positions_from_mask(real),
+                  attention_mask=utils.make_causal_attn_mask(real))
+    fn = {"plain": peft_trainer._default_loss_fn, "chunked": loss.chunked_loss}[args.loss]
+    rss_loaded = peak_rss_gib()
+    started = time.perf_counter()
+    # the frozen base is an argument, not a closed-over constant: XLA would fold 0.5 GB of constants into the program
+    step = jax.jit(lambda t, f, inputs: jax.value_and_grad(lambda t: fn(nnx.merge(graphdef, t, f), **inputs))(t))
+    compiled = step.lower(trained, frozen, inputs).compile()
+    compile_s = time.perf_counter() - started
+    rss_compiled = peak_rss_gib()
+    values = [float(jax.block_until_ready(compiled(trained, frozen, inputs))[0]) for _ in range(args.steps)]
+    out = {"loss": args.loss, "shape": f"{args.batch} x {args.length} tokens", "compile_s": round(compile_s),
+           "xla_temp_bytes": compiled.memory_analysis().temp_size_in_bytes, "rss_after_load_gib": round(rss_loaded, 2),
+           "rss_after_compile_gib": round(rss_compiled, 2),
+           "loss_values": values, "rss_after_steps_gib": round(peak_rss_gib(), 2)}
+    if args.loss == "chunked":  # the same loss from the full float32 logits, forward only (a cheaper compile)
+        full = jax.jit(lambda t, f, inputs: loss.full_loss(nnx.merge(graphdef, t, f), **inputs))
+        out["loss_full_float32"] = float(full(trained, frozen, inputs))
     return out
 
 
-# --- SFT and GRPO: ours beside direct Tunix ----------------------------------------------------------------
+# --- SFT: ours beside direct Tunix ----------------------------------------------------------------
 def traces(tmp: str) -> str:
     path = Path(tmp) / "traces.jsonl"
     path.write_text(STEP.scale_fixture(400))
@@ -121,10 +106,16 @@ def sft(args) -> dict:
     sft_script = load_script(ROOT / "train" / "sft.py", "train_sft")
     sft_script.main(["--model", gguf(), "--data", data, "--steps", str(args.steps), "--out", str(RUNS / "sft"),
                      *flags], ours)
+    # sft.py reads batches ahead, so the gaps between pulls are not its steps: its own step_seconds are
+    metrics = [json.loads(line) for line in (RUNS / "sft" / "metrics.jsonl").read_text().splitlines()]
+    ours_s = [m["step_seconds"] for m in metrics if "step_seconds" in m and not m.get("compiled")]
     direct = STEP.Timed(args.steps)
     sft_direct(args.steps, data, direct)
-    tokens = SFT["batch"] * SFT["max_len"]
-    return {"shape": f"{SFT['batch']} x {SFT['max_len']} tokens, LoRA r{SFT['rank']}", **summary(ours, direct, tokens)}
+    tokens = SFT["batch"] * SFT["max_len"]  # padded tokens a step, on both sides
+    gaps = {"ours": ours_s, "direct": direct.gaps(1)}  # the first step compiles
+    return {"shape": f"{SFT['batch']} x {SFT['max_len']} tokens, LoRA r{SFT['rank']}",
+            "step_s": {k: [round(g, 2) for g in v] for k, v in gaps.items()},
+            "tokens_per_s": {k: round(tokens / statistics.median(v), 1) for k, v in gaps.items()}}
 
 
 def sft_direct(steps: int, data: str, timer) -> None:
@@ -155,24 +146,6 @@ def sft_direct(steps: int, data: str, timer) -> None:
     trainer.with_gen_model_input_fn(rows.model_inputs(ids["pad"]))
     with runs.mesh_context(mesh):
         trainer.train(timer(batches))
-
-
-def grpo(args) -> dict:
-    data = traces(tempfile.mkdtemp())
-    STEP.TRACES, STEP.GRPO = Path(data), {**STEP.GRPO, **GRPO}
-    ours = STEP.grpo_ours(args.steps, 0, str(RUNS / "sft"), tempfile.mkdtemp())
-    direct = STEP.grpo_direct(args.steps, 0, str(RUNS / "sft"), tempfile.mkdtemp())
-    tokens = GRPO["batch"] * GRPO["generations"] * GRPO["max_new"]
-    gaps = {"ours": ours[args.warmup:], "direct": direct[args.warmup:]}
-    return {"shape": f"{GRPO['batch']} prompts x {GRPO['generations']} completions of {GRPO['max_new']} tokens",
-            "step_s": {k: [round(g, 2) for g in v] for k, v in gaps.items()},
-            "rollout_tokens_per_step_s": {k: round(tokens / statistics.median(v), 1) for k, v in gaps.items()}}
-
-
-def summary(ours, direct, tokens: int) -> dict:
-    gaps = {"ours": ours.gaps(1), "direct": direct.gaps(1)}  # the first step compiles
-    return {"step_s": {k: [round(g, 2) for g in v] for k, v in gaps.items()},
-            "tokens_per_s": {k: round(tokens / statistics.median(v), 1) for k, v in gaps.items()}}
 
 
 # --- eval ----------------------------------------------------------------------------------------------------
@@ -212,30 +185,60 @@ def export(args) -> dict:
                if line.strip()]
     mesh = models.make_mesh(None)
     trained, cfg, tok, run = runs.load_run(str(RUNS / "sft"), mesh)
-    merged = adapters.merge(trained, cfg, mesh, run["lora"]["alpha"] / run["lora"]["rank"])
+    scale = run["lora"]["alpha"] / run["lora"]["rank"]
+    # scale 0 is the base without the adapter: how far training moved the greedy answers, the yardstick for
+    # what the merge loses (a merge that agrees only because training changed nothing shows nothing)
+    models_ = {"trained": trained, "merged_bf16": adapters.merge(trained, cfg, mesh, scale),
+               "merged_float32": merged_float32(trained, cfg, mesh, scale),
+               "base": adapters.merge(trained, cfg, mesh, 0.0)}
     ids = models.token_ids(tok)
     longest = max(len(tok.encode(p)) for p in prompts) + 1
-    outs = [Greedy(m, cfg, tok, ids, args.new, max_prompt_len=longest).token_ids(prompts, batch=8)
-            for m in (trained, merged)]
-    first = sum(a[:1] == b[:1] for a, b in zip(*outs))
-    whole = sum(a == b for a, b in zip(*outs))
+    outs = {k: Greedy(m, cfg, tok, ids, args.new, max_prompt_len=longest).token_ids(prompts, batch=8)
+            for k, m in models_.items()}
+
+    def agreement(a, b):
+        return {"top1": round(sum(x[:1] == y[:1] for x, y in zip(a, b)) / len(a), 3),
+                "greedy": round(sum(x == y for x, y in zip(a, b)) / len(a), 3)}
+
     return {"n": len(prompts), "new_tokens": args.new, "sft_steps": run.get("restored_step"),
-            "top1_agreement": round(first / len(prompts), 3), "greedy_agreement": round(whole / len(prompts), 3)}
+            "merged_bf16_vs_trained": agreement(outs["merged_bf16"], outs["trained"]),
+            "merged_float32_vs_trained": agreement(outs["merged_float32"], outs["trained"]),
+            "base_vs_trained": agreement(outs["base"], outs["trained"])}
+
+
+def merged_float32(trained, cfg, mesh, scale: float):
+    """What `export.py --hf-dtype float32` writes, as a user loads it: float32 weights, computed in float32."""
+    import dataclasses
+
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from tunix.models.gemma3 import model as gemma3
+
+    from tunixhack.train import lora as adapters
+
+    cfg32 = dataclasses.replace(cfg, param_dtype=jnp.float32)
+    plain = nnx.eval_shape(lambda: gemma3.Gemma3(cfg32, rngs=nnx.Rngs(params=0)))
+    merged = adapters.merged_params(trained, scale, jnp.float32)  # the norms and embedding stay bf16 there
+    nnx.update(plain, nnx.from_flat_state({k: v.astype(jnp.float32) for k, v in merged.items()}))
+    state = nnx.state(plain)
+    nnx.update(plain, jax.device_put(state, nnx.get_named_sharding(state, mesh)))
+    return plain
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("section", choices=["memory", "sft", "grpo", "eval", "export"])
-    p.add_argument("--steps", type=int, default=4, help="sft/grpo: steps per side (the first compiles)")
-    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("section", choices=["memory", "sft", "eval", "export"])
+    p.add_argument("--steps", type=int, default=4, help="sft: steps per side (the first compiles); memory: steps run")
     p.add_argument("--length", type=int, default=256, help="memory: tokens per sequence")
-    p.add_argument("--batches", type=int, nargs=2, default=[1, 2], help="memory: two batch sizes (the slope)")
-    p.add_argument("--run", choices=["plain", "chunked"], default="chunked", help="memory: the loss run for RSS")
+    p.add_argument("--batch", type=int, default=2, help="memory: sequences per step")
+    p.add_argument("--loss", choices=["plain", "chunked"], default="chunked",
+                   help="memory: Tunix's default loss (full logits) or tunixhack/train/loss.py's chunked loss")
     p.add_argument("--new", type=int, default=256, help="eval/export: new tokens")
     args = p.parse_args()
     STEP.runs_setup()
     started = time.perf_counter()
-    figures = {"memory": memory, "sft": sft, "grpo": grpo, "eval": evaluate, "export": export}[args.section](args)
+    figures = {"memory": memory, "sft": sft, "eval": evaluate, "export": export}[args.section](args)
     print(json.dumps({"section": args.section, **figures, "peak_rss_gib": round(peak_rss_gib(), 2),
                       "wall_s": round(time.perf_counter() - started), "load_avg": list(__import__("os").getloadavg())}),
           flush=True)

@@ -10,6 +10,26 @@ accelerator measures step time, tokens/s, MFU and peak memory per device at exac
 to bench/README.md: run it before the first real session and adjust here if memory is short.
 """
 
+# Estimate, scaled by FLOPs from the 270M on a 2-core CPU (bench/README.md, real_gemma.py; not measured on a TPU):
+# - Per token, a forward pass is 2 x (non-embedding + tied-output) weights: 0.54 GFLOP on the 270M (100M + 168M),
+#   2.0 GFLOP on Gemma3-1B (698M + 302M), 3.7x; a LoRA training token ~3x forward (6 GFLOP on the 1B). On the CPU
+#   the 270M trained at 42-47 tokens/s (2 x 256, bf16) and decoded 8 x 256 tokens in 49 s (0.19 s a step): scaled by
+#   FLOPs, the 1B would be 3.7x slower there. The 270M's output layer is 63% of its FLOPs, the 1B's 30%.
+# - Eval: 2,069 questions x 3 models x up to 768 tokens = 4.8M tokens, 9.5 PFLOP: 6 s of the v5e-8's 1.58 PFLOP/s
+#   bf16 peak, so decoding is bound by reading memory, not FLOPs: each of the 99 batches of 64 is 768 steps that
+#   each read a quarter of the 2 GB of weights (tp 4) plus the KV cache, >= ~1.7 ms at 819 GB/s a chip: 2 minutes
+#   at the floor, ~20 at 10x the floor (the sampler's per-step overhead). BUDGET["eval"] = 80 keeps a 4x margin.
+# - GRPO step: rollout 64 completions x 768 steps (memory-bound as above: ~1.3 s floor, ~13 s at 10x), then the
+#   actor's forward and backward and the reference's forward over 64 x 1024 tokens, ~8 GFLOP a token: 0.5 PFLOP,
+#   ~1.1 s at 30% MFU. ~15 s a step: 240 minutes hold ~950 steps at most; the rollout is what to measure first.
+# - Memory: on the 270M at 2 x 256, Tunix's default SFT loss needs 3.78 GB of XLA temp, the chunked loss 2.18 GB
+#   (3.1 MB a token less, the full float32 logits and their one-hot). SFT's 8 x 1024 micro-batch (4,096 tokens a
+#   chip under fsdp 2) would need ~13 GB of a v5e chip's 16 for the plain loss's logits if tp does not shard
+#   them: SFT's chunked loss (now its default) is what lets it fit. GRPO's actor step still takes Tunix's
+#   full-logits log-probabilities: 4 prompts x 4 completions x 1024 tokens is 8,192 tokens a chip, ~1 MiB of
+#   float32 logits each (8 GiB) before their gradient: not measured, the first thing device_check.sh must see;
+#   lower micro_batch if it is short.
+
 MESH = "2,4"   # fsdp 2 x tp 4: all 8 chips (tp must divide Gemma3-1B's 4 heads)
 
 # SFT: LoRA rank 64 on every projection; 2 micro-batches of 8 x 1024 tokens per step (the 262k-word vocabulary's
