@@ -160,36 +160,23 @@ def test_a_loop_is_resampled_under_attempts(tmp_path, make):
 
 
 @pytest.mark.parametrize("make", backends())
-def test_budgets_stop_a_long_reply_as_too_long(tmp_path, make):
+@pytest.mark.parametrize("flags, says, spent", [
+    (["--max-reasoning-tokens", "50"], "too_long: thinking past 50 tokens", 60),
+    # --budget-from: the whole row, counted in words here (an empty Hugging Face cache: no Gemma tokenizer)
+    (["--budget-from", "120"], "too_long: the training row past 120 words", 299)], ids=["teacher-tokens", "row"])
+def test_budgets_stop_a_long_reply_as_too_long(tmp_path, make, flags, says, spent):
+    # through both backends, LM Studio through its real SDK: the request is cancelled on the wire
     long_thinking = " ".join(f"step{i}" for i in range(300))
     script = {**SCRIPT, "rules": [{**SCRIPT["rules"][0], "reasoning": long_thinking, "rate": RATE},
                                   *SCRIPT["rules"][1:]]}
     out = tmp_path / "gsm8k.jsonl"
     with make(script) as fake:
-        result = run_script("gsm8k/generate.py", *ARGS, "--teacher", teacher_of(fake), "--out", out,
-                            "--max-reasoning-tokens", "50")
+        result = run_script("gsm8k/generate.py", *ARGS, "--teacher", teacher_of(fake), "--out", out, *flags,
+                            env=script_env(HF_HOME=str(tmp_path / "empty-hf")))
     assert result.returncode == 0, result.stderr
     reject = next(r for r in read_rows(sibling(out, "rejects")) if r["id"] == "gsm8k/test/0")
-    assert reject["reason"] == "too_long: thinking past 50 tokens" and reject["finish"] == "cancelled"
-    assert reject["usage"]["completion_tokens"] <= 60
-    assert summary_of(out)["spent"]["cancelled"]["too_long"]["replies"] == 1
-
-
-@pytest.mark.parametrize("make", backends())
-def test_the_student_budget_stops_a_long_reply_on_the_stream(tmp_path, make):
-    # --budget-from through both backends (LM Studio through its real SDK): the row, counted in words here (an
-    # empty Hugging Face cache, so no Gemma tokenizer), passes 120 and the request is cancelled on the wire.
-    long_thinking = " ".join(f"step{i}" for i in range(300))
-    script = {**SCRIPT, "rules": [{**SCRIPT["rules"][0], "reasoning": long_thinking, "rate": RATE},
-                                  *SCRIPT["rules"][1:]]}
-    out = tmp_path / "gsm8k.jsonl"
-    with make(script) as fake:
-        result = run_script("gsm8k/generate.py", *ARGS, "--teacher", teacher_of(fake), "--out", out,
-                            "--budget-from", "120", env=script_env(HF_HOME=str(tmp_path / "empty-hf")))
-    assert result.returncode == 0, result.stderr
-    reject = next(r for r in read_rows(sibling(out, "rejects")) if r["id"] == "gsm8k/test/0")
-    assert reject["reason"].startswith("too_long: the training row past 120 words") and reject["finish"] == "cancelled"
-    assert reject["usage"]["completion_tokens"] < 300
+    assert reject["reason"].startswith(says) and reject["finish"] == "cancelled"
+    assert reject["usage"]["completion_tokens"] <= spent
     assert summary_of(out)["spent"]["cancelled"]["too_long"]["replies"] == 1
 
 
