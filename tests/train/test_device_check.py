@@ -12,7 +12,9 @@ pytestmark = pytest.mark.train
 
 
 def test_without_an_accelerator_it_says_so_and_exits_0(train_env):
-    done = subprocess.run(["bash", str(ROOT / "bench" / "device_check.sh")], cwd=ROOT, env=train_env,
+    # PYTHON: this interpreter, wherever its venv is (the script's default is the checkout's .venv)
+    done = subprocess.run(["bash", str(ROOT / "bench" / "device_check.sh")], cwd=ROOT,
+                          env={**train_env, "PYTHON": sys.executable},
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "no accelerator here" in done.stdout, done.stderr[-2000:]
 
