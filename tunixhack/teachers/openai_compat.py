@@ -28,8 +28,10 @@ from .probe import PROBE_TIMEOUT_S, llama_cpp_slots, lmstudio_parallel, vllm_sta
 FINISH = {"stop": "stop", "length": "length", "content_filter": "other", "tool_calls": "other"}
 CONNECT_TIMEOUT_S = 10.0  # the whole request is timed by the router
 # Pooled connections idle longer than this are not reused: llama.cpp's server (cpp-httplib) closes one idle for
-# 5 s, and a request sent on a connection the server has just closed fails ("Server disconnected").
-KEEPALIVE_S = 4.0
+# 5 s, and a request sent on a connection the server has just closed fails ("Server disconnected"). 2 s, not
+# just under 5: on a loaded machine the client's and the server's clocks for "idle" drift apart by more than 1 s
+# (seen: one such failure in a test run beside real-model training).
+KEEPALIVE_S = 2.0
 
 
 class OpenAITeacher:
