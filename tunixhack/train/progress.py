@@ -96,7 +96,8 @@ class StageProgress:
             return
         step, key = parsed
         try:
-            self.values.setdefault(step, {})[key] = float(value)
+            # rounded as metrics.jsonl rounds it, so the line shows exactly what the log holds
+            self.values.setdefault(step, {})[key] = round(float(value), 6)
         except (TypeError, ValueError):
             return
         for old in [s for s in self.values if s < step - 2]:  # a line needs its own step's values only
