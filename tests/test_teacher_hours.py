@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.helpers import run_script
 
 
@@ -37,5 +39,8 @@ def test_the_bench_figures_are_consistent(tmp_path):
         elif i not in loops:
             assert room < c["spent"][str(i)] <= min(size, room + 4000), (i, size, length)
     assert a["tokens"] == b["tokens"] > c["tokens"] and c["wasted"] < b["wasted"]
+    # A real card's lag after a cancel (the client's count + 1) changes only ours, which alone cancels, and only down
+    assert a["real_lag_hours"] == pytest.approx(a["hours"]) and b["real_lag_hours"] == pytest.approx(b["hours"])
+    assert c["real_lag_hours"] <= c["hours"] and c["real_lag_wasted"] <= c["wasted"]
     assert a["hours"] > b["hours"] > c["hours"]   # one slot is slower than four; ours decodes less
     assert "| (c) ours |" in result.stdout
