@@ -7,9 +7,11 @@ fake OpenAI server (tests/fakes/openai_server.py) streams each reply one token a
 the card's own simulated clock, so the figures do not depend on the machine's load; a run takes seconds.
 
 The workload: N GSM8K-style rows ("Item i: what is i plus i?"), each reply a trace of L tokens then the right
-answer. L is log-normal with median 1,500 tokens (the issue's "good trace") and p90 4,000 (a heavy tail: one
-trace in ten runs past 4,000), drawn as the N stratified quantiles (the same lengths in every run), shuffled by
---seed. The words are real text (GSM8K's human solutions from tests/fixtures/real_texts, one word a token),
+answer. L is log-normal, by default with median 1,500 tokens (the issue's "good trace") and p90 4,000 (a heavy
+tail: one trace in ten runs past 4,000; mean 2,010), drawn as the N stratified quantiles (the same lengths in
+every run), shuffled by --seed. --median/--p90 set another; --mean M keeps the shape (p90 / median) and scales
+it to mean M (the issue's arithmetic, "2% of replies loop and a good trace is 1,500 tokens: those 2% burn about
+30% of all teacher tokens", holds for a MEAN of 1,500: --mean 1500). The words are real text (GSM8K's human solutions from tests/fixtures/real_texts, one word a token),
 so the loop detector sees prose, not a pattern. A share p of the rows loop: half of their trace, then the same
 26-word passage again and again until the server stops them. A row is usable if it did not loop, ended by
 itself and fits the student's budget B as crap.py mix counts it (the whole training row: chat prompt, thinking
@@ -20,9 +22,12 @@ and answer, tunixhack.tokens.row_length; in words here, which the fake streams o
     (b) parallel, 4 slots, nothing stopped on the stream (Curator, distilabel): loops and traces over the
         budget are generated in full and thrown away after (a quality check, the mix);
     (c) ours: tunixhack.generate.engine.generate with the GSM8K recipe, --concurrency 4 and --budget-from B:
-        a loop is cancelled when the watch sees it, a trace is cut once its row passes B words.
+        a loop is cancelled when the watch sees it, a trace is cut once its row passes B words;
+    (c) oracle: not a run but the ceiling of any detector on this workload: (c) with every loop stopped at the very
+        token it starts (its honest half and one token) and every row over B at the first token past B.
 
-    python bench/teacher_hours.py [--rows 100] [--loops 0,1,3,5] [--budget 4096,8192] [--seed 0] [--json OUT]
+    python bench/teacher_hours.py [--rows 100] [--loops 0,1,3,5] [--budget 4096,8192] [--seed 0]
+                                  [--median 1500 --p90 4000 | --mean M] [--json OUT]
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from tunixhack.generate.store import sibling  # noqa: E402
 from tunixhack.tokens import WordCounter, row_length  # noqa: E402
 from tunixhack.verify import quality  # noqa: E402
 
-MEDIAN, P90 = 1500, 4000
+MEDIAN, P90 = 1500, 4000    # the default trace lengths, in tokens
 CONTEXT = 32768          # Qwen3's native context: where a loop ends when nothing else stops it
 SLOTS = 4                # 4 x 8k tokens of Qwen3-14B f16 KV cache (160 KiB a token: 5 GiB) beside 9 GB of weights
 LOOP = ("Wait, let me double-check that. She sells the remaining eggs at two dollars each, so the total "
@@ -62,10 +67,24 @@ LOOP = ("Wait, let me double-check that. She sells the remaining eggs at two dol
 TEXTS = ROOT / "tests" / "fixtures" / "real_texts" / "texts.ndjson.gz"
 
 
-def lengths(n: int, seed: int) -> list[int]:
-    """n trace lengths: the stratified quantiles of the log-normal with MEDIAN and P90, shuffled."""
-    sigma = math.log(P90 / MEDIAN) / NormalDist().inv_cdf(0.9)   # 0.77
-    out = [round(MEDIAN * math.exp(sigma * NormalDist().inv_cdf((i + 0.5) / n))) for i in range(n)]
+def sigma_of(median: float, p90: float) -> float:
+    """The log-normal's shape from its median and p90 (0.77 for the defaults)."""
+    return math.log(p90 / median) / NormalDist().inv_cdf(0.9)
+
+
+def shape(median: float, p90: float, mean: float | None) -> tuple[float, float]:
+    """(median, p90) as given, or with a mean: the same shape scaled so that the log-normal's mean is `mean`
+    (a log-normal's mean is its median x exp(sigma^2 / 2))."""
+    if mean is None:
+        return median, p90
+    scale = mean / (median * math.exp(sigma_of(median, p90) ** 2 / 2))
+    return median * scale, p90 * scale
+
+
+def lengths(n: int, seed: int, median: float = MEDIAN, p90: float = P90) -> list[int]:
+    """n trace lengths: the stratified quantiles of the log-normal with this median and p90, shuffled."""
+    sigma = sigma_of(median, p90)
+    out = [round(median * math.exp(sigma * NormalDist().inv_cdf((i + 0.5) / n))) for i in range(n)]
     random.Random(seed).shuffle(out)
     return out
 
@@ -78,9 +97,10 @@ def words(seed: int) -> list[str]:
     return " ".join(texts).split()
 
 
-def workload(n: int, loop_share: float, seed: int) -> tuple[dict, set[int], list[int]]:
+def workload(n: int, loop_share: float, seed: int, median: float = MEDIAN,
+             p90: float = P90) -> tuple[dict, set[int], list[int]]:
     """The fake's script, the rows that loop, and each row's trace length in tokens."""
-    sizes, pool = lengths(n, seed), words(seed)
+    sizes, pool = lengths(n, seed, median, p90), words(seed)
     loops = set(random.Random(seed + 1).sample(range(n), round(loop_share * n)))
     rules, at = [], 0
     for i, size in enumerate(sizes):
@@ -193,20 +213,44 @@ def run(way: str, script: dict, n: int, budgets: list[int], folder: Path, scale:
     return results
 
 
+def oracle(ours: dict, loops: set[int], sizes: list[int], row_lens: list[int]) -> dict:
+    """(c) as a perfect detector would have it, on the same card: every loop stopped at the very token it starts
+    (its honest half and that token), every row over the budget at the first token past it (the trace's room, the
+    budget less the row's prompt and tags, and one), every other reply decoded in full. The same rows are kept as
+    in ours (none stopped is usable, and ours stops no other); the card's hours per token are ours'."""
+    budget, spent = ours["budget"], {}
+    for i, (size, length) in enumerate(zip(sizes, row_lens)):
+        room = size - (length - budget)   # the trace's tokens the budget has room for
+        spent[i] = size // 2 + 1 if i in loops else min(size, room + 1) if length > budget else size
+    kept = {i for i, length in enumerate(row_lens) if i not in loops and length <= budget}
+    total = sum(spent.values())
+    hours = total * ours["hours"] / ours["tokens"]
+    wasted = 1 - sum(spent[i] for i in kept) / total
+    return {"way": "o", "budget": budget, "usable": len(kept), "hours": hours, "clock_hours": None,
+            "real_lag_hours": hours, "tokens": total, "real_lag_wasted": wasted, "wasted": wasted,
+            "kept": sorted(kept), "spent": spent, "wall_s": 0.0}
+
+
 def table(results: list[dict]) -> str:
     lines = ["| p (loops) | B | way | usable rows | GPU-hours | usable rows / GPU-hour | vs (b) | teacher tokens | "
              "tokens on rows not kept | this run's clock: h, rows/h | a real card's lag after a cancel: vs (b), not kept |",
              "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    names = {"a": "(a) one at a time", "b": "(b) parallel, judged after", "c": "(c) ours"}
+    names = {"a": "(a) one at a time", "b": "(b) parallel, judged after", "c": "(c) ours",
+             "o": "(c) oracle: each stop at its first token"}
     for r in results:
         rate = r["usable"] / r["hours"]
         base = next(b for b in results if b["way"] == "b" and b["p"] == r["p"] and b["budget"] == r["budget"])
         lines.append(f"| {r['p']:.0%} | {r['budget']:,} | {names[r['way']]} | {r['usable']} | {r['hours']:.2f} | "
                      f"{rate:.1f} | {rate / (base['usable'] / base['hours']):.2f} | {r['tokens']:,} | {r['wasted']:.1%} | "
-                     f"{r['clock_hours']:.2f}, {r['usable'] / r['clock_hours']:.1f} | "
+                     f"{clock(r)} | "
                      f"{r['usable'] / r['real_lag_hours'] / (base['usable'] / base['real_lag_hours']):.3f}, "
                      f"{r['real_lag_wasted']:.1%} |")
     return "\n".join(lines)
+
+
+def clock(r: dict) -> str:
+    """The run's own simulated clock: hours, usable rows an hour (none for the oracle, which is computed)."""
+    return "computed" if r["clock_hours"] is None else f"{r['clock_hours']:.2f}, {r['usable'] / r['clock_hours']:.1f}"
 
 
 def main():
@@ -216,21 +260,35 @@ def main():
     p.add_argument("--budget", default="4096,8192", help="comma list of student budgets B, the whole training row in words (one a token here; default "
                    "4096,8192)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--median", type=float, default=MEDIAN, help="median trace length in tokens (default 1500)")
+    p.add_argument("--p90", type=float, default=P90, help="90th percentile trace length in tokens (default 4000)")
+    p.add_argument("--mean", type=float, help="scale the --median/--p90 shape to this mean trace length in tokens "
+                   "(default: none; the defaults' mean is 2,010; the issue's arithmetic is --mean 1500)")
     p.add_argument("--scale", type=float, default=100, help="the card's time runs at most this many times real time "
                    "(default 100: a client's few ms between requests cost the slots what they do on a real card)")
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     args = p.parse_args()
+    if not 0 < args.median < args.p90 or (args.mean is not None and args.mean <= 0):
+        p.error(f"trace lengths need 0 < --median < --p90 and --mean > 0, got --median {args.median:g} "
+                f"--p90 {args.p90:g} --mean {args.mean}")
+    median, p90 = shape(args.median, args.p90, args.mean)
     results, budgets = [], [int(x) for x in args.budget.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         for share in (float(x) / 100 for x in args.loops.split(",")):
-            script, loops, sizes = workload(args.rows, share, args.seed)
+            script, loops, sizes = workload(args.rows, share, args.seed, median, p90)
+            row_lens = row_lengths(script, args.rows)
             for way in "abc":
-                for r in run(way, script, args.rows, budgets, Path(tmp) / f"{share}-{way}", args.scale):
-                    r.update(p=share, loops=sorted(loops), sizes=sizes, lengths=row_lengths(script, args.rows))
-                    results.append(r)
-                    print(f"p={share:.0%} B={r['budget']} ({way}): {r['usable']} usable, {r['hours']:.2f} h, "
-                          f"{r['wasted']:.1%} wasted, {r['wall_s']:.1f} s", file=sys.stderr)
+                for result in run(way, script, args.rows, budgets, Path(tmp) / f"{share}-{way}", args.scale):
+                    for r in [result, oracle(result, loops, sizes, row_lens)] if way == "c" else [result]:
+                        r.update(p=share, loops=sorted(loops), sizes=sizes, lengths=row_lens)
+                        results.append(r)
+                        print(f"p={share:.0%} B={r['budget']} ({r['way']}): {r['usable']} usable, {r['hours']:.2f} h, "
+                              f"{r['wasted']:.1%} wasted, {r['wall_s']:.1f} s", file=sys.stderr)
     results.sort(key=lambda r: (r["budget"], r["p"], r["way"]))
+    drawn = lengths(args.rows, args.seed, median, p90)
+    mean = median * math.exp(sigma_of(median, p90) ** 2 / 2)
+    print(f"trace lengths: log-normal, median {median:,.0f}, p90 {p90:,.0f}, mean {mean:,.0f} tokens (the {args.rows} "
+          f"drawn: mean {sum(drawn) / len(drawn):,.0f}, median {sorted(drawn)[len(drawn) // 2]:,})")
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps(results))
