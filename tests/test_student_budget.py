@@ -103,6 +103,46 @@ def test_a_long_prompt_leaves_less_room(tmp_path):
     assert long_["usage"] == {} and long_["attempt"] == 0
 
 
+@pytest.mark.parametrize("settings, prompt_budget", [("mix.json", 100), ("mix.toml", 256)],
+                         ids=["mix.json", "config-without-it"])
+def test_a_prompt_over_the_mix_prompt_budget_is_not_sent(tmp_path, settings, prompt_budget):
+    # crap.py mix drops a row whose GRPO prompt is over max_prompt_tokens, however short its trace: with the mix's
+    # settings, generation does not ask the teacher for it. mix.json names every setting; a config that leaves
+    # max_prompt_tokens out gets the mix's default (256), as crap.py mix --config does.
+    padding = " ".join(["Consider the question carefully."] * 70)   # 280 words
+    rows = [{"question": f"Item 0: {padding} What is 5 plus 6?", "answer": "#### 11"}, SHORT]
+    rules = [{"match": "Item ", "reasoning": "5 + 6 = 11, so the sum is eleven.", "content": "\\boxed{11}",
+              "rate": 2000}]
+    counter, budget = WordCounter(), 1000
+    long_prompt = tokens.prompt_length(rows[0]["question"], counter)
+    assert prompt_budget < long_prompt and row_length(rows[0]["question"], rules[0]["reasoning"], "x", counter) < budget
+    path = tmp_path / settings
+    path.write_text(json.dumps({"recipe": {"max_tokens": budget, "max_prompt_tokens": prompt_budget},
+                                "length_unit": "words"}) if settings == "mix.json" else f"max_tokens = {budget}\n")
+    result, kept, rejects, summary = generate(tmp_path, rows, rules, path)
+    assert f"a row whose prompt is over {prompt_budget} words (the mix's max_prompt_tokens)" in result.stderr
+    assert set(kept) == {"gsm8k/test/1"}
+    assert len(result.asked) == 1 and "Item 1:" in result.asked[0]   # the teacher never saw row 0
+    reject = rejects["gsm8k/test/0"]
+    assert reject["reason"] == (f"too_long: the prompt is {long_prompt} words, over the {prompt_budget} a GRPO "
+                                "prompt may have (the mix's max_prompt_tokens); the teacher was not asked")
+    assert reject["usage"] == {} and reject["attempt"] == 0 and reject["prompt"] == rows[0]["question"]
+    assert summary["rejected"] == {"too_long": 1} and summary["accepted"] == 1
+
+    # --budget-from N sets no prompt cut: the row is asked for and kept, and the mix at that prompt budget drops it,
+    # which is the teacher time the cut saves.
+    (tmp_path / "n").mkdir()
+    result, kept, rejects, _ = generate(tmp_path / "n", rows, rules, budget)
+    assert "a row whose prompt is over" not in result.stderr
+    assert len(result.asked) == 2 and set(kept) == {"gsm8k/test/0", "gsm8k/test/1"} and rejects == {}
+    made = run_script("crap.py", "mix", tmp_path / "n" / "gsm8k.jsonl", "--out", tmp_path / "mix", "--no-decontam",
+                      "--max-tokens", budget, "--max-prompt-tokens", prompt_budget,
+                      env=script_env(HF_HOME=str(tmp_path / "empty-hf")))
+    assert made.returncode == 0, made.stderr
+    removed = read_rows(tmp_path / "mix" / "removed.jsonl")
+    assert [(r["id"], r["stage"]) for r in removed] == [("gsm8k/test/0", "too_long")]
+
+
 def test_a_reply_that_ends_before_the_stream_count_catches_up_is_still_rejected(tmp_path):
     # 30 short words, under one segment: the stream counts none of them, the reply ends; the row is over anyway.
     thinking = " ".join(f"w{i}" for i in range(30))

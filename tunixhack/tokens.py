@@ -15,6 +15,7 @@ from .student import render_completion, render_prompt
 
 
 GEMMA_REPO = "google/gemma-3-1b-it"  # the student: tunixhack/train/model.py's HF_REPO
+MAX_PROMPT_TOKENS = 256  # the GRPO prompt's budget by default: train/grpo.py --max-prompt-len, crap.py mix's too
 SEGMENT_CHARS = 200      # StreamCount encodes a streamed text in pieces of about this many characters
 LONGEST_WORD = 1000      # a run without whitespace longer than this is encoded as it stands (no seam to wait for)
 WHITESPACE = " \n\t"

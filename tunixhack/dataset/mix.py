@@ -22,7 +22,7 @@ from pathlib import Path
 from .decontam import ROW_FIELDS, SHORT_MIN, build_index, decontaminate
 from .dedup import MINHASH_SEED, NUM_PERM, SHINGLE, deduplicate, removal
 from ..errors import UserError
-from ..tokens import completion_length, prompt_length
+from ..tokens import MAX_PROMPT_TOKENS, completion_length, prompt_length
 from .traces import file_fingerprint, read_traces, write_json, write_jsonl
 from ..verify import with_check
 
@@ -36,7 +36,7 @@ class MixRecipe:
     sft_share: float = 0.2
     eval_share: float = 0.05
     max_tokens: int = 1024        # whole SFT example (train/sft.py --max-len), in the counter's unit
-    max_prompt_tokens: int = 256  # chat prompt with <bos> (train/grpo.py --max-prompt-len): any row may go to RL
+    max_prompt_tokens: int = MAX_PROMPT_TOKENS  # chat prompt with <bos> (train/grpo.py --max-prompt-len): any row may go to RL
     ngram: int = 13
     near_dup_threshold: float = 0.8
     decontaminate: bool = True

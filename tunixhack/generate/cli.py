@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .argtypes import concurrency, positive, shard, show_defaults
 from .engine import generate
 from ..errors import UserError
+from ..tokens import MAX_PROMPT_TOKENS
 from .recipe import Recipe
 from .settings import DEFAULT_MAX_CONCURRENCY, Settings, budget_lines
 from .summary import print_summary
@@ -74,7 +75,9 @@ def build_parser(recipe: Recipe) -> argparse.ArgumentParser:
     g.add_argument("--budget-from", metavar="MIX_SETTINGS|N",
                    help="the student's budget (crap.py mix's max_tokens, SFT's --max-len): a number, a mix folder, "
                         "mix.json or a mix config; cancel a reply once the training row (prompt, thinking and answer, "
-                        "counted as the mix counts them) passes it, as too_long: the mix would drop it (default: no cut)")
+                        "counted as the mix counts them) passes it, as too_long: the mix would drop it; from mix "
+                        f"settings, a row whose prompt is over their max_prompt_tokens (default {MAX_PROMPT_TOKENS}) is rejected before "
+                        "the teacher is asked; a number N sets no prompt cut (default: no cut)")
     g.add_argument("--tokenizer", metavar="PATH",
                    help="with --budget-from: the student's SentencePiece .model or HF tokenizer folder (default: "
                         "Gemma3's from the Hugging Face cache, else words, said so), as crap.py mix --tokenizer")

@@ -186,8 +186,9 @@ class Generation:
     async def _attempts(self, job: Job) -> None:
         timed_out = ""  # the last attempt's verify_timeout (its test), if it ran out of time
         sampling = self._sampling_for(job)
-        if sampling.budget.row is not None and sampling.budget.row.room <= 0:
-            self._over_budget_before_asking(job, sampling.budget.row)
+        unfit = sampling.budget.row.unfit_prompt() if sampling.budget.row is not None else None
+        if unfit:
+            self._over_budget_before_asking(job, unfit)
             return
         for attempt in range(1, self.attempts + 1):
             try:
@@ -268,12 +269,12 @@ class Generation:
         row = budget.row.for_prompt(job.fields["prompt"])
         return replace(self.sampling, budget=replace(budget, row=row))
 
-    def _over_budget_before_asking(self, job: Job, row) -> None:
-        """The prompt alone leaves no room in the student's budget: no reply could make a row the mix keeps, so the
-        teacher is not asked (no tokens spent). Written as a reject, so a resumed run does not ask either."""
+    def _over_budget_before_asking(self, job: Job, why: str) -> None:
+        """The prompt alone leaves no room in the student's budget, or is over the GRPO prompt's: no reply could
+        make a row the mix keeps, so the teacher is not asked (no tokens spent). Written as a reject, so a resumed
+        run does not ask either."""
         record = self._record(job, Reply(content="", reasoning="", finish="cancelled", thinking_closed=False), 0)
-        record["reason"] = (f"too_long: the prompt alone is {row.total - row.room:,} of the {row.total:,} "
-                            f"{row.counter.unit} the training row may have; the teacher was not asked")
+        record["reason"] = f"too_long: {why}; the teacher was not asked"
         self.store.write("rejects", record)
         self.tally.rejected["too_long"] += 1
 

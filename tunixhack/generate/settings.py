@@ -11,12 +11,13 @@ import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from ..errors import UserError
 from .store import shard_path
 from ..teachers.base import Sampling
 from ..teachers.watch import Budget, RowBudget
-from ..tokens import student_counter
+from ..tokens import MAX_PROMPT_TOKENS, student_counter
 
 DEFAULT_MAX_CONCURRENCY = 256  # vLLM's default batch; LM Studio and small servers settle far below
 
@@ -92,9 +93,9 @@ def budget_of(args) -> Budget:
     counted by --tokenizer's counter, as crap.py mix counts it) as one Budget (None where not given)."""
     row = None
     if args.budget_from:
-        total, _ = student_budget(args.budget_from)
-        row = RowBudget(total, student_counter(args.tokenizer),
-                        ("answer",) if args.style == "written" else ("reasoning", "answer"))
+        student = student_budget(args.budget_from)
+        row = RowBudget(student.total, student_counter(args.tokenizer),
+                        ("answer",) if args.style == "written" else ("reasoning", "answer"), prompt_total=student.prompt)
     return Budget(args.max_reasoning_tokens, args.max_answer_tokens, row)
 
 
@@ -105,21 +106,31 @@ def budget_lines(args, budget: Budget) -> list[str]:
         return []
     lines = [f"budget: the training row (prompt, thinking and answer) within {row.total:,} {row.counter.unit}, "
              "as crap.py mix counts it; --max-reasoning-tokens/--max-answer-tokens count the teacher's tokens"]
+    if row.prompt_total is not None:
+        lines.append(f"budget: a row whose prompt is over {row.prompt_total:,} {row.counter.unit} (the mix's "
+                     "max_prompt_tokens) is rejected as too_long before the teacher is asked")
     if row.counter.note:
         lines.append(row.counter.note)
-    _, mix_unit = student_budget(args.budget_from)
+    mix_unit = student_budget(args.budget_from).unit
     if mix_unit and mix_unit != row.counter.unit:
         lines.append(f"warning: the mix counted lengths in {mix_unit}, this run counts in {row.counter.unit}: rows cut "
                      "or kept here may not be the mix's; give --tokenizer the mix's tokenizer")
     return lines
 
 
-def student_budget(text: str) -> tuple[int, str | None]:
+class StudentBudget(NamedTuple):
+    total: int            # the whole training row: the mix's max_tokens, SFT's --max-len
+    prompt: int | None    # the GRPO prompt: the mix's max_prompt_tokens (None for a number: no prompt cut)
+    unit: str | None      # the unit the mix counted lengths in, where it says
+
+
+def student_budget(text: str) -> StudentBudget:
     """--budget-from: a number, or the mix settings it comes from: a mix folder or its mix.json (the recipe's
-    max_tokens, and the length_unit the mix counted in), or a mix config file (.json or .toml with max_tokens),
-    as `crap.py mix --config` reads. Returns (budget, the mix's unit or None)."""
+    max_tokens and max_prompt_tokens, and the length_unit the mix counted in), or a mix config file (.json or
+    .toml with max_tokens), as `crap.py mix --config` reads. A file without max_prompt_tokens gets the mix's
+    default, as `crap.py mix` does (mix.json writes every setting of its recipe, so there it is always given)."""
     if text.strip().isdigit() and int(text) > 0:
-        return int(text), None
+        return StudentBudget(int(text), None, None)
     path = Path(text)
     if path.is_dir():
         path = path / "mix.json"
@@ -131,7 +142,10 @@ def student_budget(text: str) -> tuple[int, str | None]:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"--budget-from {text}: not valid {'TOML' if path.suffix == '.toml' else 'JSON'} ({e})")
     data = data if isinstance(data, dict) else {}
-    budget = (data.get("recipe") or data).get("max_tokens")
+    recipe = data.get("recipe") or data
+    budget, prompt = recipe.get("max_tokens"), recipe.get("max_prompt_tokens", MAX_PROMPT_TOKENS)
     if not isinstance(budget, int) or budget <= 0:
         raise UserError(f"--budget-from {text}: no max_tokens (a whole number > 0) in it; give {allowed}")
-    return budget, data.get("length_unit")
+    if not isinstance(prompt, int) or prompt <= 0:
+        raise UserError(f"--budget-from {text}: max_prompt_tokens must be a whole number > 0, got {prompt!r}")
+    return StudentBudget(budget, prompt, data.get("length_unit"))

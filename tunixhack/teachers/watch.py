@@ -25,7 +25,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, replace
 
-from ..tokens import StreamCount, row_length
+from ..tokens import StreamCount, completion_length, prompt_length
 
 NGRAM = 8
 MAX_NGRAM_REPEATS = 6          # the same 8 words more often than this: a loop,
@@ -121,16 +121,32 @@ class RepetitionWatch:
 @dataclass(frozen=True)
 class RowBudget:
     """--budget-from: the whole training row within `total` in the student counter's unit (tunixhack/tokens.py),
-    as crap.py mix and SFT count it. `room` is set per row: what `total` leaves for the streamed text after the
-    row's chat prompt and the fixed overhead (<bos>, the tags, <end_of_turn>)."""
+    as crap.py mix and SFT count it, and with `prompt_total` the GRPO prompt too (the mix drops a row whose prompt
+    is over its max_prompt_tokens). `room` and `prompt` are set per row: what `total` leaves for the streamed
+    text after the row's chat prompt and the fixed overhead (<bos>, the tags, <end_of_turn>), and the prompt's
+    own length as the mix counts it."""
 
     total: int
     counter: object                              # tokens.student_counter: Gemma's SentencePiece, or words
     parts: tuple[str, ...] = ("reasoning", "answer")  # the streamed parts the row is made of (--style written:
     room: int | None = None                           # the answer alone, which holds the tags itself)
+    prompt_total: int | None = None                   # None: no prompt cut (--budget-from N)
+    prompt: int | None = None
 
     def for_prompt(self, prompt: str) -> "RowBudget":
-        return replace(self, room=self.total - row_length(prompt, "", "", self.counter))
+        length = prompt_length(prompt, self.counter)
+        return replace(self, prompt=length, room=self.total - length - completion_length("", "", self.counter))
+
+    def unfit_prompt(self) -> str | None:
+        """Why no reply to this row's prompt could make a row the mix keeps (so the teacher need not be asked), or
+        None. The mix drops a row over either budget."""
+        if self.room <= 0:
+            return (f"the prompt alone is {self.total - self.room:,} of the {self.total:,} {self.counter.unit} the "
+                    "training row may have")
+        if self.prompt_total is not None and self.prompt > self.prompt_total:
+            return (f"the prompt is {self.prompt:,} {self.counter.unit}, over the {self.prompt_total:,} a GRPO prompt "
+                    "may have (the mix's max_prompt_tokens)")
+        return None
 
 
 @dataclass(frozen=True)
