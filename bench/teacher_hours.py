@@ -269,8 +269,9 @@ def main():
     p.add_argument("--json", type=Path, help="also write every run's figures here")
     args = p.parse_args()
     if not 0 < args.median < args.p90 or (args.mean is not None and args.mean <= 0):
-        p.error(f"trace lengths need 0 < --median < --p90 and --mean > 0, got --median {args.median:g} "
-                f"--p90 {args.p90:g} --mean {args.mean}")
+        print(f"error: trace lengths need 0 < --median < --p90 and --mean > 0, got --median {args.median:g} "
+              f"--p90 {args.p90:g} --mean {args.mean}", file=sys.stderr)
+        sys.exit(2)
     median, p90 = shape(args.median, args.p90, args.mean)
     results, budgets = [], [int(x) for x in args.budget.split(",")]
     with tempfile.TemporaryDirectory() as tmp:

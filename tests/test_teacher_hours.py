@@ -44,3 +44,35 @@ def test_the_bench_figures_are_consistent(tmp_path):
     assert c["real_lag_hours"] <= c["hours"] and c["real_lag_wasted"] <= c["wasted"]
     assert a["hours"] > b["hours"] > c["hours"]   # one slot is slower than four; ours decodes less
     assert "| (c) ours |" in result.stdout
+
+    # The oracle, the ceiling of any detector: each loop stopped at the token it starts (its honest half and one),
+    # each row over the budget at the first token past it, the rest decoded in full; the same rows kept as ours.
+    o = runs["o"]
+    assert set(o["kept"]) == fits
+    for i, (size, length) in enumerate(zip(c["sizes"], lengths)):
+        expected = size // 2 + 1 if i in loops else size - (length - 2000) + 1 if length > 2000 else size
+        assert o["spent"][str(i)] == expected <= c["spent"][str(i)], (i, size, length)
+    assert o["tokens"] == sum(o["spent"].values()) < c["tokens"]
+    assert o["hours"] == pytest.approx(c["hours"] * o["tokens"] / c["tokens"])   # the same card, busy the same
+    assert o["wasted"] < c["wasted"]
+    assert "| (c) oracle: each stop at its first token |" in result.stdout
+
+
+def test_the_workload_scales_to_a_mean_trace_length(tmp_path):
+    # The issue's arithmetic ("2% of replies loop and a good trace is 1,500 tokens: those 2% burn about 30% of all
+    # teacher tokens") is for a mean of 1,500: --mean keeps the default shape (p90 / median = 4,000 / 1,500).
+    out = tmp_path / "hours.json"
+    result = run_script("bench/teacher_hours.py", "--rows", "20", "--loops", "0", "--budget", "100000",
+                        "--scale", "1000", "--mean", "1500", "--json", out)
+    assert result.returncode == 0, result.stderr
+    assert "log-normal, median 1,119, p90 2,984, mean 1,500 tokens" in result.stdout
+    sizes = json.loads(out.read_text())[0]["sizes"]
+    assert 0.95 * 1500 < sum(sizes) / len(sizes) < 1500   # 20 stratified quantiles: a little of the tail left out
+    middle = sorted(sizes)[9:11]
+    assert sum(middle) / 2 == pytest.approx(1119, rel=0.01)   # the median, between the two middle quantiles
+
+
+def test_a_bad_length_distribution_is_one_line(tmp_path):
+    result = run_script("bench/teacher_hours.py", "--median", "5000", "--p90", "4000")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "trace lengths need 0 < --median < --p90 and --mean > 0, got --median 5000 --p90 4000" in result.stderr
