@@ -17,24 +17,20 @@ the tests below.
 
 from __future__ import annotations
 
-import math
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from tests.real import parity_texts
-from tests.real.greedy import bucket, llama_greedy, llama_ids, round_trip, tunix_greedy, until_stop
+from tests.real.greedy import (F32_KV_CACHE, WINDOW, llama_ids, max_logprob_diff, parity_figures, parity_rows,
+                               round_trip, write_f32_gguf)
 
 pytestmark = pytest.mark.train
 
 NEW_TOKENS = 24          # greedy continuation compared token by token
-# What fits the CI tier's CPU minutes; past the sliding window, a quarter of all prompts (531-551 tokens)
-SHORT_PROMPTS, LONG_PROMPTS = 18, 6
+# At least 50 prompts (issue 17), a quarter of them past the sliding window (531-579 tokens)
+SHORT_PROMPTS, LONG_PROMPTS = 38, 13
 SLOTS = SHORT_PROMPTS + LONG_PROMPTS  # llama-server decodes every prompt side by side
 LONG_BATCH = 2           # Tunix's batches: all the short prompts in one, the long ones (prefill-bound) in twos
 LOGPROB_TOLERANCE = 0.05
-F32_KV_CACHE = ("--cache-type-k", "f32", "--cache-type-v", "f32")  # llama.cpp's default KV cache is f16
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +74,9 @@ def test_both_sides_add_the_same_one_bos(gemma, llama_server):
 # --- the logits ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def f32_server(gemma, llama_server_factory, tmp_path_factory):
-    """llama-server on the F32 GGUF our exporter writes from the dequantized weights."""
-    from tunixhack.train import gguf_out, hf
-    from tunixhack.train import model as models
-
+    """llama-server on the F32 GGUF our exporter writes from the dequantized weights (float32 KV cache)."""
     source, tok = gemma
-    path = tmp_path_factory.mktemp("gguf") / "gemma-3-270m-f32.gguf"
-    cfg = hf.model_config(hf.read_config(source.path), "float32")
-    added = hf.read_tokenizer_config(source.path).get("added_tokens_decoder")
-    gguf_out.write(str(path), hf.read_tensors(source.path), cfg, tok, models.token_ids(tok), "f32", "gemma-3-270m",
-                   added)
+    path = write_f32_gguf(source, tok, tmp_path_factory.mktemp("gguf") / "gemma-3-270m-f32.gguf")
     return llama_server_factory(path, parallel=SLOTS, context=SLOTS * 1024, extra=F32_KV_CACHE)
 
 
@@ -95,40 +84,15 @@ def f32_server(gemma, llama_server_factory, tmp_path_factory):
 def compared(gemma, f32_server):
     """One row per prompt: its length, and both sides' greedy tokens and log-probabilities."""
     source, tok = gemma
-    short = parity_texts.short_prompts(SHORT_PROMPTS)
-    long = parity_texts.long_prompts(tok, LONG_PROMPTS, step=4)
-    prompts = short + long
-    ids = [[tok.bos_id()] + tok.encode(p) for p in prompts]
-    started = time.monotonic()
-    with ThreadPoolExecutor(SLOTS) as pool:
-        theirs = list(pool.map(lambda i: llama_greedy(f32_server, i, NEW_TOKENS), ids))
-    llama_s, started = time.monotonic() - started, time.monotonic()
-    ours = tunix_greedy(source, tok, [(short, len(short), bucket([len(i) for i in ids[: len(short)]])),
-                                      (long, LONG_BATCH, bucket([len(i) for i in ids[len(short) :]]))], NEW_TOKENS)
-    tunix_s = time.monotonic() - started
-    rows = []
-    for prompt_ids, (their_ids, their_lp), (our_ids, our_lp) in zip(ids, theirs, ours):
-        same = 0  # greedy tokens before the first difference
-        while same < min(len(their_ids), len(our_ids)) and their_ids[same] == our_ids[same]:
-            same += 1
-        rows.append({"length": len(prompt_ids), "theirs": until_stop(their_ids), "ours": until_stop(our_ids),
-                     "agree": same, "logprob_diffs": [abs(a - b) for a, b in zip(their_lp[:same], our_lp[:same])]})
-    long_rows = [r for r in rows if r["length"] > 512]
-    print(f"\nparity on {len(rows)} prompts ({len(long_rows)} past the 512-token window, "
-          f"{min(r['length'] for r in long_rows)}-{max(r['length'] for r in long_rows)} tokens): top-1 "
-          f"{sum(r['agree'] > 0 for r in rows)}/{len(rows)}, identical {NEW_TOKENS}-token continuations "
-          f"{sum(r['theirs'] == r['ours'] for r in rows)}/{len(rows)}, max log-prob difference "
-          f"{max_diff(rows, False):.4f} (short), {max_diff(rows, True):.4f} (long); llama.cpp {llama_s:.0f} s, "
-          f"Tunix {tunix_s:.0f} s (loading and compiling included)")
+    rows, seconds = parity_rows(source, tok, f32_server, parity_texts.short_prompts(SHORT_PROMPTS),
+                                parity_texts.long_prompts(tok, LONG_PROMPTS, step=4), NEW_TOKENS, LONG_BATCH)
+    print(f"\nparity (float32): {parity_figures(rows, NEW_TOKENS)}; llama.cpp {seconds['llama_cpp']:.0f} s, "
+          f"Tunix {seconds['tunix']:.0f} s (loading and compiling included)")
     return rows
 
 
-def max_diff(rows, long: bool) -> float:
-    return max((d for r in rows if (r["length"] > 512) == long for d in r["logprob_diffs"]), default=math.nan)
-
-
 def test_a_quarter_of_the_prompts_are_past_the_sliding_window(compared):
-    long = [r for r in compared if r["length"] > 512]
+    long = [r for r in compared if r["length"] > WINDOW]
     assert len(compared) == SHORT_PROMPTS + LONG_PROMPTS and len(long) >= len(compared) / 4
 
 
@@ -139,7 +103,7 @@ def test_the_next_token_agrees_on_every_prompt(compared):
 
 def test_log_probabilities_agree_within_tolerance(compared):
     """Each greedy token's log-probability, over the whole vocabulary, while both sides chose the same tokens."""
-    worst = max(max_diff(compared, False), max_diff(compared, True))
+    worst = max(max_logprob_diff(compared, False), max_logprob_diff(compared, True))
     assert worst <= LOGPROB_TOLERANCE, worst
 
 
