@@ -79,13 +79,21 @@ def test_lines_forged_on_the_result_pipe_decide_nothing_the_code_could_not_retur
     assert not result.passed, result
 
 
-@pytest.mark.xfail(strict=True, reason="the first VALUE line on the result pipe wins: a program that knows the "
-                   "expected values (MBPP prompts show the asserts) can write them there before the real ones, "
-                   "whatever its function returns; worth what hard-coding them is worth, but the check does not "
-                   "see the real values at all")
+@pytest.mark.xfail(strict=True, reason="the first VALUE line on the result pipe wins: a program that knows every "
+                   "expected value can write them there before the real ones, whatever its function returns. It "
+                   "gains what hard-coding those values gains (no more: the values leave the program's own process "
+                   "either way); MBPP's prompt shows one assert of three, so the others hold (next test)")
 def test_right_values_forged_on_the_result_pipe_do_not_pass_a_wrong_function(sandbox_level):
     program = "import os, sys\nos.write(int(sys.argv[-1]), b'VALUE 0 3\\nVALUE 1 0\\nVALUE 2 4\\n')\n" + WRONG_ADD
     assert not check(program).passed
+
+
+def test_forging_the_value_the_prompt_shows_does_not_pass_the_asserts_it_hides(sandbox_level):
+    # What a policy under GRPO can know: code/generate.py shows the first assert only (tests/test_code_recipe.py),
+    # so it can forge probe 0's value, as it could hard-code it; the hidden asserts still need a right function.
+    program = "import os, sys\nos.write(int(sys.argv[-1]), b'VALUE 0 3\\n')\n" + WRONG_ADD
+    result = check(program)
+    assert (result.passed, result.reason) == (False, "assertion_failed"), result
 
 
 # --- (4) processes that outlive the check -----------------------------------------------------------------
