@@ -221,7 +221,41 @@ def export(args) -> dict:
             "merged_bf16_vs_trained": agreement(outs["merged_bf16"], outs["trained"]),
             "merged_float32_vs_trained": agreement(outs["merged_float32"], outs["trained"]),
             "base_vs_trained": agreement(outs["base"], outs["trained"]),
-            "merged_bf16_vs_merged_float32": agreement(outs["merged_bf16"], outs["merged_float32"])}
+            "merged_bf16_vs_merged_float32": agreement(outs["merged_bf16"], outs["merged_float32"]),
+            "trained_logit_gap_where_parted": {k: parting_gaps(trained, tok, prompts, outs["trained"], outs[k],
+                                                               next_power_of_2(longest) + args.new)
+                                               for k in ("merged_bf16", "merged_float32", "base")}}
+
+
+def parting_gaps(model, tok, prompts, own, other, length: int) -> dict:
+    """Where `other` first parts from `own` (the model's greedy tokens), the model's float32 logit of its own
+    token minus that of other's, from one forward pass over the prompt and the shared tokens: near 0 is a
+    near-tie that any rounding can flip; a real change of answer is a clear gap."""
+    import numpy as np
+    from flax import nnx
+    from tunix.sft import utils
+
+    rows = []  # (the sampler's tokens up to the parting, own token, other's token)
+    for prompt, x, y in zip(prompts, own, other):
+        at = next((i for i, (s, t) in enumerate(zip(x, y)) if s != t), None)
+        if at is not None:
+            rows.append(([tok.bos_id(), *tok.encode(prompt), *x[:at]], x[at], y[at]))
+    forward = nnx.jit(lambda m, tokens, positions, mask: m(tokens, positions, None, mask)[0])
+    gaps = []
+    for start in range(0, len(rows), EXPORT_BATCH):
+        chunk = rows[start : start + EXPORT_BATCH]
+        tokens = np.zeros((EXPORT_BATCH, length), np.int32)  # one shape: one compile; pad id 0
+        for r, (ids, _, _) in enumerate(chunk):
+            tokens[r, : len(ids)] = ids
+        real = tokens != 0
+        logits = np.asarray(forward(model, tokens, utils.build_positions_from_mask(real),
+                                    utils.make_causal_attn_mask(real)), np.float32)
+        gaps += [float(logits[r, len(ids) - 1, a] - logits[r, len(ids) - 1, b]) for r, (ids, a, b) in enumerate(chunk)]
+    if not gaps:
+        return {"n": 0}
+    size = np.abs(gaps)
+    return {"n": len(gaps), "median_abs": round(float(np.median(size)), 3), "max_abs": round(float(size.max()), 3),
+            "under_0.1": int((size < 0.1).sum()), "own_token_lower": int((np.array(gaps) < 0).sum())}
 
 
 def normalized(text: str) -> str:
