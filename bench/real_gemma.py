@@ -10,7 +10,8 @@
 - sft: train/sft.py beside the same loop written directly on Tunix (bench/train_step.py's), on the 270M.
 - export: the merges export.py writes to hf/ (bfloat16, the default; float32, --hf-dtype float32) against the
   trained model (bfloat16 base + float32 adapter, unmerged) after sft's steps, and the base against it (how far
-  training moved the answers): first-token and whole-continuation greedy agreement over the held-out fixture prompts.
+  training moved the answers): first-token and whole-continuation greedy agreement over HELD_OUT_N prompts that
+  sft's run did not train on (checked), in batches of 8; and the two merges against each other.
 - eval: seconds per GSM8K question at --new tokens, greedy, batch 8 (the fixture's questions; per 100 extrapolated).
 Each section prints one JSON line; the process's peak RSS is in it.
 """
@@ -33,8 +34,17 @@ STEP = load_script(ROOT / "bench" / "train_step.py", "bench_train_step")  # Time
 RUNS = Path(tempfile.gettempdir()) / "tunixhack-real-bench"  # the sft section's run, which export reuses
 SFT = dict(batch=2, max_len=256, rank=16, alpha=16.0)
 DTYPE = "bfloat16"  # as the Kaggle run trains (a GGUF loads in float32 by default: --dtype auto)
-HELD_OUT = ["dolly/databricks-dolly-15k.jsonl", "gsm8k/test.jsonl", "mbpp/full.jsonl", "sciq/train.jsonl",
-            "creative/train.jsonl"]
+# export's held-out prompts: every question in these files under tests/ (deduplicated), then MBPP reference
+# solutions (tests/fixtures/real_texts) to explain, up to HELD_OUT_N; none may be a prompt sft's run trained on
+HELD_OUT = [f"fixtures/{name}" for name in [
+    "dolly/databricks-dolly-15k.jsonl", "gsm8k/test.jsonl", "mbpp/full.jsonl", "sciq/train.jsonl",
+    "creative/train.jsonl", "brainstorming/train.json", "rewriting/train.json", "traces/gsm8k.jsonl",
+    "traces/gsm8k.rejects.jsonl", "traces/databricks.jsonl", "traces/databricks.rejects.jsonl", "traces/sciq.jsonl",
+    "traces/evalsets/gsm8k_test.jsonl", "traces/evalsets/mbpp_test.jsonl", "traces/evalsets/sciq_test.jsonl",
+    "traces/evalsets/sciq_validation.jsonl", "traces/csv/brainstorming-thinking.csv",
+    "traces/csv/databricks_with_reason.csv"]] + ["train/fixtures/arithmetic_heldout.jsonl"]
+HELD_OUT_N, EXPORT_BATCH = 104, 8  # 13 full batches: no padded rows decoded for nothing
+EXPLAIN = "Explain what this Python function does.\n\n{code}"
 
 
 def gguf() -> str:
@@ -177,14 +187,12 @@ def export(args) -> dict:
     from tunixhack.train import lora as adapters
     from tunixhack.train import model as models
     from tunixhack.train import runs
-    from tunixhack.train.decode import Greedy
+    from tunixhack.train.decode import Greedy, next_power_of_2
 
-    prompts = [render_prompt(json.loads(line).get("question") or json.loads(line).get("instruction")
-                             or json.loads(line).get("text") or json.loads(line).get("prompt") or line)
-               for name in HELD_OUT for line in (ROOT / "tests" / "fixtures" / name).read_text().splitlines()
-               if line.strip()]
     mesh = models.make_mesh(None)
     trained, cfg, tok, run = runs.load_run(str(RUNS / "sft"), mesh)
+    questions, sources = held_out(trained_prompts(run))
+    prompts = [render_prompt(q) for q in questions]
     scale = run["lora"]["alpha"] / run["lora"]["rank"]
     # scale 0 is the base without the adapter: how far training moved the greedy answers, the yardstick for
     # what the merge loses (a merge that agrees only because training changed nothing shows nothing)
@@ -193,17 +201,119 @@ def export(args) -> dict:
                "base": adapters.merge(trained, cfg, mesh, 0.0)}
     ids = models.token_ids(tok)
     longest = max(len(tok.encode(p)) for p in prompts) + 1
-    outs = {k: Greedy(m, cfg, tok, ids, args.new, max_prompt_len=longest).token_ids(prompts, batch=8)
-            for k, m in models_.items()}
+    outs, seconds = {}, {}
+    for k, m in models_.items():  # one compile each (different weights' dtypes and graphs), then 13 batches
+        started = time.perf_counter()
+        outs[k] = Greedy(m, cfg, tok, ids, args.new, max_prompt_len=longest).token_ids(prompts, EXPORT_BATCH)
+        seconds[k] = round(time.perf_counter() - started)
 
     def agreement(a, b):
+        # where two continuations part: late (after many shared tokens) is a near-tie flipped by rounding,
+        # at the first token is a different answer
+        parted = [next((i for i, (s, t) in enumerate(zip(x, y)) if s != t), min(len(x), len(y)))
+                  for x, y in zip(a, b) if x != y]
         return {"top1": round(sum(x[:1] == y[:1] for x, y in zip(a, b)) / len(a), 3),
-                "greedy": round(sum(x == y for x, y in zip(a, b)) / len(a), 3)}
+                "greedy": round(sum(x == y for x, y in zip(a, b)) / len(a), 3),
+                "same_tokens_before_parting_median": statistics.median(parted) if parted else None}
 
-    return {"n": len(prompts), "new_tokens": args.new, "sft_steps": run.get("restored_step"),
+    return {"n": len(prompts), "sources": sources, "prompt_tokens_padded_to": next_power_of_2(longest),
+            "batch": EXPORT_BATCH, "new_tokens": args.new, "sft_steps": run.get("restored_step"), "seconds": seconds,
             "merged_bf16_vs_trained": agreement(outs["merged_bf16"], outs["trained"]),
             "merged_float32_vs_trained": agreement(outs["merged_float32"], outs["trained"]),
-            "base_vs_trained": agreement(outs["base"], outs["trained"])}
+            "base_vs_trained": agreement(outs["base"], outs["trained"]),
+            "merged_bf16_vs_merged_float32": agreement(outs["merged_bf16"], outs["merged_float32"]),
+            "trained_logit_gap_where_parted": {k: parting_gaps(trained, tok, prompts, outs["trained"], outs[k],
+                                                               next_power_of_2(longest) + args.new)
+                                               for k in ("merged_bf16", "merged_float32", "base")}}
+
+
+def parting_gaps(model, tok, prompts, own, other, length: int) -> dict:
+    """Where `other` first parts from `own` (the model's greedy tokens), the model's float32 logit of its own
+    token minus that of other's, from one forward pass over the prompt and the shared tokens: near 0 is a
+    near-tie that any rounding can flip; a real change of answer is a clear gap."""
+    import numpy as np
+    from flax import nnx
+    from tunix.sft import utils
+
+    rows = []  # (the sampler's tokens up to the parting, own token, other's token)
+    for prompt, x, y in zip(prompts, own, other):
+        at = next((i for i, (s, t) in enumerate(zip(x, y)) if s != t), None)
+        if at is not None:
+            rows.append(([tok.bos_id(), *tok.encode(prompt), *x[:at]], x[at], y[at]))
+    forward = nnx.jit(lambda m, tokens, positions, mask: m(tokens, positions, None, mask)[0])
+    gaps = []
+    for start in range(0, len(rows), EXPORT_BATCH):
+        chunk = rows[start : start + EXPORT_BATCH]
+        tokens = np.zeros((EXPORT_BATCH, length), np.int32)  # one shape: one compile; pad id 0
+        for r, (ids, _, _) in enumerate(chunk):
+            tokens[r, : len(ids)] = ids
+        real = tokens != 0
+        logits = np.asarray(forward(model, tokens, utils.build_positions_from_mask(real),
+                                    utils.make_causal_attn_mask(real)), np.float32)
+        gaps += [float(logits[r, len(ids) - 1, a] - logits[r, len(ids) - 1, b]) for r, (ids, a, b) in enumerate(chunk)]
+    if not gaps:
+        return {"n": 0}
+    size = np.abs(gaps)
+    return {"n": len(gaps), "median_abs": round(float(np.median(size)), 3), "max_abs": round(float(size.max()), 3),
+            "under_0.1": int((size < 0.1).sum()), "own_token_lower": int((np.array(gaps) < 0).sum())}
+
+
+def normalized(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def trained_prompts(run: dict) -> set[str]:
+    """The prompts (normalized) of the rows sft's run trained on: its data file, or sft's traces() again when the
+    temporary file is gone, checked against the fingerprint in run.json."""
+    import hashlib
+
+    from tunixhack.dataset.traces import file_fingerprint, read_traces
+
+    path = Path(run["data"]["data"])
+    path = path if path.is_file() else Path(traces(tempfile.mkdtemp()))
+    if hashlib.sha256(file_fingerprint(path).encode()).hexdigest() != run["data"]["sha256"]:
+        sys.exit(f"{RUNS / 'sft'} was trained on rows other than {path}'s: run `bench/real_gemma.py sft` again")
+    return {normalized(row["prompt"]) for row in read_traces(path)}
+
+
+def held_out(trained: set[str]) -> tuple[list[str], dict]:
+    """The first HELD_OUT_N distinct questions, as user text (before render_prompt), and how many each source
+    gave. Stops at a question sft's run trained on: then the figures would not be held-out ones."""
+    questions, sources = {}, {}  # normalized -> text, in order
+    for source, text in candidate_questions():
+        if normalized(text) in trained:
+            sys.exit(f"held-out prompt {text[:60]!r} ({source}) is a prompt sft's run trained on: take it out")
+        if normalized(text) not in questions:
+            questions[normalized(text)] = text
+            sources[source] = sources.get(source, 0) + 1
+        if len(questions) == HELD_OUT_N:
+            return list(questions.values()), sources
+    sys.exit(f"only {len(questions)} distinct held-out prompts, {HELD_OUT_N} wanted: add files to HELD_OUT")
+
+
+def candidate_questions():
+    """(source, question) from every row of HELD_OUT's files, then MBPP's reference solutions to explain."""
+    import csv
+    import gzip
+
+    for name in HELD_OUT:
+        path = ROOT / "tests" / name
+        if path.suffix == ".csv":
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        else:
+            lines = path.read_text()
+            rows = json.loads(lines) if path.suffix == ".json" else [json.loads(x) for x in lines.splitlines() if x]
+        for row in rows:
+            human = [turn["value"] for turn in row.get("conversations") or [] if turn["from"] == "human"]
+            question = (row.get("question") or row.get("instruction") or row.get("text") or row.get("prompt")
+                        or row.get("Prompt") or (human or [""])[0]).strip()
+            if question:  # a reject row for an empty question has none
+                yield name, question
+    with gzip.open(ROOT / "tests" / "fixtures" / "real_texts" / "texts.ndjson.gz", "rt") as texts:
+        for row in map(json.loads, texts):
+            if row["source"] == "mbpp" and len(row["text"]) < 160:  # short: prompts pad to 128 tokens, not 256
+                yield "fixtures/real_texts (MBPP code to explain)", EXPLAIN.format(code=row["text"].replace("\r", ""))
 
 
 def merged_float32(trained, cfg, mesh, scale: float):
