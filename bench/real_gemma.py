@@ -1,12 +1,21 @@
 """The real Gemma 3 270M (the [dev] extra's Q4_K_M GGUF, dequantized to bfloat16) on this CPU: figures, not pass/fail.
 
     flock /tmp/real.lock python bench/real_gemma.py memory --loss plain|chunked   # one loss per process
+    flock /tmp/real.lock python bench/real_gemma.py grpo-memory --loss plain|chunked --batch 4 --length 256
+    flock /tmp/real.lock python bench/real_gemma.py rollout --batch 8 --new 128
     flock /tmp/real.lock python bench/real_gemma.py sft | export | eval          # export reuses sft's run
 
 - memory: one SFT gradient step (value_and_grad over the LoRA weights) with Tunix's default loss (full
   [batch, length, 262k] logits) or tunixhack/train/loss.py's chunked loss: one compile (six in one process, with
   the base closed over as constants, ran past 25 minutes), XLA's temp bytes for it, --steps runs for peak RSS and
   the loss value; the chunked run also gives the same loss from the full float32 logits.
+- grpo-memory: GRPO's actor step the same way: value_and_grad over the LoRA weights of Tunix's policy loss
+  (tunix.rl.algo_core.grpo_loss_fn: full logits, their log-softmax and entropy) or tunixhack/train/grpo_loss.py's
+  chunked one, on a TrainExample of --batch completions of --length tokens after a PROMPT_LEN-token prompt,
+  at GRPO's defaults (temperature 0.9, beta 0.08, a reference's log-probabilities); the chunked run also
+  evaluates Tunix's loss forward only on the same inputs, for the loss values side by side.
+- rollout: Tunix's sampler through our SeededRollout (the engine grpo.py uses) on --batch held-out prompts,
+  --new tokens at GRPO's sampling settings: one call to compile, then --steps timed calls.
 - sft: train/sft.py beside the same loop written directly on Tunix (bench/train_step.py's), on the 270M.
 - export: the merges export.py writes to hf/ (bfloat16, the default; float32, --hf-dtype float32) against the
   trained model (bfloat16 base + float32 adapter, unmerged) after sft's steps, and the base against it (how far
@@ -100,6 +109,118 @@ def memory(args) -> dict:
     return out
 
 
+# --- GRPO: the actor step's memory, and the rollout --------------------------------------------------------
+PROMPT_LEN = 100  # tokens before each completion in grpo-memory, the first rows left-padded as Tunix pads them
+
+
+def grpo_example(cfg, ids, batch: int, length: int):
+    """A TrainExample as GRPOLearner builds one (random tokens): left-padded prompts, completions that end in eos
+    and are right-padded, advantages of both signs, a reference's log-probabilities, no old ones (mu = 1)."""
+    import jax.numpy as jnp
+    import numpy as np
+    from tunix.rl import common
+
+    rng = np.random.default_rng(0)
+    prompts = rng.integers(4, cfg.num_embed, (batch, PROMPT_LEN)).astype(np.int32)
+    completions = rng.integers(4, cfg.num_embed, (batch, length)).astype(np.int32)
+    for i in range(batch):
+        prompts[i, :(i % 2) * 20] = ids["pad"]
+        end = length - 1 - (i % 3) * length // 4
+        completions[i, end], completions[i, end + 1:] = ids["eos"], ids["pad"]
+    return common.TrainExample(
+        prompt_ids=jnp.asarray(prompts), prompt_mask=jnp.asarray(prompts != ids["pad"]),
+        completion_ids=jnp.asarray(completions), completion_mask=jnp.asarray(completions != ids["pad"]),
+        advantages=jnp.asarray(rng.normal(0, 1, batch), jnp.float32),
+        ref_per_token_logps=jnp.asarray(rng.normal(-8, 1, (batch, length)), jnp.float32), old_per_token_logps=None)
+
+
+def grpo_memory(args) -> dict:
+    """One GRPO actor step's program with one policy loss: XLA temp bytes, peak RSS, the loss and its aux."""
+    import jax
+    from flax import nnx
+    from tunix.rl import algo_core
+    from tunix.rl.grpo.grpo_learner import GRPOConfig
+
+    from tunixhack.train import grpo_loss
+    from tunixhack.train import lora as adapters
+    from tunixhack.train import model as models
+
+    source = models.resolve(gguf())
+    ids = models.token_ids(models.load_tokenizer(source))
+    mesh = models.make_mesh(None)
+    base, cfg = models.load_base(source, mesh, DTYPE)
+    net = adapters.apply_lora(base, mesh, SFT["rank"], SFT["alpha"])
+    graphdef, trained, frozen = nnx.split(net, nnx.LoRAParam, ...)
+    example = grpo_example(cfg, ids, args.batch, args.length)
+    algo = GRPOConfig(num_generations=args.batch, beta=0.08, epsilon=0.2)
+    algo.temperature = 0.9  # grpo.py's default rollout temperature, which GRPOLearner copies here
+    fns = {"plain": algo_core.grpo_loss_fn, "chunked": grpo_loss.policy_loss}
+
+    def policy_loss(fn, t, f, ex):
+        return fn(nnx.merge(graphdef, t, f), ex, algo, pad_id=ids["pad"], eos_id=ids["eos"])
+
+    rss_loaded = peak_rss_gib()
+    started = time.perf_counter()
+    fn = fns[args.loss]
+    step = jax.jit(lambda t, f, ex: jax.value_and_grad(lambda t: policy_loss(fn, t, f, ex), has_aux=True)(t))
+    compiled = step.lower(trained, frozen, example).compile()
+    compile_s = time.perf_counter() - started
+    rss_compiled = peak_rss_gib()
+    runs_s, values = [], []
+    for _ in range(args.steps):
+        started = time.perf_counter()
+        (value, aux), _ = jax.block_until_ready(compiled(trained, frozen, example))
+        runs_s.append(round(time.perf_counter() - started, 1))
+        values.append(float(value))
+    tokens = args.batch * (PROMPT_LEN + args.length)
+    out = {"loss": args.loss, "shape": f"{args.batch} completions x {args.length} tokens after {PROMPT_LEN}",
+           "compile_s": round(compile_s), "step_s": runs_s,
+           "xla_temp_bytes": compiled.memory_analysis().temp_size_in_bytes,
+           "xla_temp_bytes_per_token": round(compiled.memory_analysis().temp_size_in_bytes / tokens),
+           "rss_after_load_gib": round(rss_loaded, 2), "rss_after_compile_gib": round(rss_compiled, 2),
+           "rss_after_steps_gib": round(peak_rss_gib(), 2), "loss_values": values,
+           "aux": {k: round(float(aux[k]), 6) for k in ("kl", "entropy", "pg_clipfrac")}}
+    if args.loss == "chunked":  # Tunix's loss on the same inputs, forward only (after the peak RSS was read)
+        plain, plain_aux = jax.jit(lambda t, f, ex: policy_loss(algo_core.grpo_loss_fn, t, f, ex))(trained, frozen,
+                                                                                                    example)
+        out["plain_forward"] = {"loss": float(plain), **{k: round(float(plain_aux[k]), 6) for k in out["aux"]}}
+    return out
+
+
+def rollout(args) -> dict:
+    """Tokens/s of the rollout engine grpo.py uses, on --batch prompts, --new tokens, GRPO's sampling defaults."""
+    from tunix.generate.tokenizer_adapter import TokenizerAdapter
+    from tunix.rl.rollout.base_rollout import RolloutConfig
+
+    from tunixhack.train import model as models
+    from tunixhack.train.rl import SeededRollout
+
+    prompts = held_out_prompts()[:args.batch]
+    source = models.resolve(gguf())
+    tok = models.load_tokenizer(source)
+    ids = models.token_ids(tok)
+    mesh = models.make_mesh(None)
+    net, _ = models.load_base(source, mesh, DTYPE)
+    longest = max(len(tok.encode(p)) for p in prompts) + 1
+    config = RolloutConfig(max_tokens_to_generate=args.new, max_prompt_length=longest,
+                           kv_cache_size=longest + args.new + 8, temperature=0.9, top_p=1.0, top_k=50,
+                           eos_tokens=[ids["eos"], ids["end_of_turn"]])
+    engine = SeededRollout(net, TokenizerAdapter(tok), mesh, config, seed=0)
+    engine.generate(prompts, config)  # compiles
+    calls = []
+    for _ in range(args.steps):
+        out = engine.generate(prompts, config)
+        lengths = [len(t) for t in out.tokens]
+        calls.append({"seconds": round(engine.seconds[-1], 1), "completion_tokens": sum(lengths),
+                      "decode_steps": max(lengths)})
+    seconds = sum(c["seconds"] for c in calls)
+    return {"prompts": len(prompts), "prompt_tokens_max": longest - 1, "new_tokens": args.new,
+            "compile_call_s": round(engine.seconds[0], 1), "calls": calls,
+            "completion_tokens_per_s": round(sum(c["completion_tokens"] for c in calls) / seconds, 1),
+            "slots_per_s": round(sum(c["decode_steps"] for c in calls) * len(prompts) / seconds, 1),
+            "seconds_per_decode_step": round(seconds / sum(c["decode_steps"] for c in calls), 3)}
+
+
 # --- SFT: ours beside direct Tunix ----------------------------------------------------------------
 def traces(tmp: str) -> str:
     path = Path(tmp) / "traces.jsonl"
@@ -183,7 +304,6 @@ def evaluate(args) -> dict:
 
 # --- export --------------------------------------------------------------------------------------------------
 def export(args) -> dict:
-    from tunixhack.student import render_prompt
     from tunixhack.train import lora as adapters
     from tunixhack.train import model as models
     from tunixhack.train import runs
@@ -316,6 +436,13 @@ def candidate_questions():
                 yield "fixtures/real_texts (MBPP code to explain)", EXPLAIN.format(code=row["text"].replace("\r", ""))
 
 
+def held_out_prompts() -> list[str]:
+    """The held-out fixture prompts (export's, in order), rendered as the student sees them."""
+    from tunixhack.student import render_prompt
+
+    return [render_prompt(q) for q in held_out(set())[0]]
+
+
 def merged_float32(trained, cfg, mesh, scale: float):
     """What `export.py --hf-dtype float32` writes, as a user loads it: float32 weights, computed in float32."""
     import dataclasses
@@ -338,17 +465,19 @@ def merged_float32(trained, cfg, mesh, scale: float):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("section", choices=["memory", "sft", "eval", "export"])
-    p.add_argument("--steps", type=int, default=4, help="sft: steps per side (the first compiles); memory: steps run")
-    p.add_argument("--length", type=int, default=256, help="memory: tokens per sequence")
-    p.add_argument("--batch", type=int, default=2, help="memory: sequences per step")
+    p.add_argument("section", choices=["memory", "grpo-memory", "rollout", "sft", "eval", "export"])
+    p.add_argument("--steps", type=int, default=4,
+                   help="sft: steps per side (the first compiles); memory, grpo-memory: steps run; rollout: calls")
+    p.add_argument("--length", type=int, default=256, help="memory: tokens per sequence; grpo-memory: completion")
+    p.add_argument("--batch", type=int, default=2, help="memory: sequences; grpo-memory: completions; rollout: prompts")
     p.add_argument("--loss", choices=["plain", "chunked"], default="chunked",
-                   help="memory: Tunix's default loss (full logits) or tunixhack/train/loss.py's chunked loss")
-    p.add_argument("--new", type=int, default=256, help="eval/export: new tokens")
+                   help="memory, grpo-memory: Tunix's loss (full logits) or tunixhack/train's chunked loss")
+    p.add_argument("--new", type=int, default=256, help="eval/export/rollout: new tokens")
     args = p.parse_args()
     STEP.runs_setup()
     started = time.perf_counter()
-    figures = {"memory": memory, "sft": sft, "eval": evaluate, "export": export}[args.section](args)
+    figures = {"memory": memory, "grpo-memory": grpo_memory, "rollout": rollout, "sft": sft, "eval": evaluate,
+               "export": export}[args.section](args)
     print(json.dumps({"section": args.section, **figures, "peak_rss_gib": round(peak_rss_gib(), 2),
                       "wall_s": round(time.perf_counter() - started), "load_avg": list(__import__("os").getloadavg())}),
           flush=True)

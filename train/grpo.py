@@ -151,8 +151,8 @@ def main(argv=None, batches=None) -> None:
     # A step makes batch / rollout-batch rollout calls; counting a resumed run's calls from steps x 1000 keeps
     # them apart from the first run's, so it draws new random numbers.
     cluster.rollout.calls = trainer.train_steps * 1000
-    runs.record(out, dtypes=runs.dtypes(actor, trainer.optimizer))
     learner = make_learner(cluster, reward_fns, args)
+    runs.record(out, dtypes={**runs.dtypes(actor, trainer.optimizer), "loss_logits": loss_logits(learner)})
     # The learner closes the cluster when the batches end, which saves the latest step.
     stream = traces.grpo_dataset(prompts.examples, args.batch, args.seed)
     shown.begin(trainer.train_steps)
@@ -307,10 +307,26 @@ def make_learner(cluster, reward_fns, args):
 
     from tunixhack.train.rl import ADVANTAGE_ESTIMATOR, REWARD_MANAGER
 
+    from tunixhack.train.grpo_loss import POLICY_LOSS
+
+    # The chunked policy loss: Tunix's "grpo" would hold [completions, length, 262k] logits for the backward pass.
     algo = GRPOConfig(num_generations=args.generations, num_iterations=args.iterations, beta=args.beta,
-                      epsilon=args.epsilon, reward_manager=REWARD_MANAGER, advantage_estimator=ADVANTAGE_ESTIMATOR)
+                      epsilon=args.epsilon, reward_manager=REWARD_MANAGER, advantage_estimator=ADVANTAGE_ESTIMATOR,
+                      policy_loss_fn=POLICY_LOSS)
     # Not under jax.set_mesh: RLCluster enters each role's mesh itself (an outer one crashes it).
     return GRPOLearner(rl_cluster=cluster, reward_fns=reward_fns, algo_config=algo)
+
+
+def loss_logits(learner) -> str:
+    """run.json's dtypes.loss_logits: how the policy loss the learner looked up computes its logits."""
+    from tunix.rl import function_registry
+
+    from tunixhack.train import grpo_loss
+
+    name = learner.algo_config.policy_loss_fn
+    if function_registry.get_policy_loss_fn(name) is grpo_loss.policy_loss:
+        return grpo_loss.LOGITS
+    return f"the model's output dtype, all positions at once: Tunix's {name}"
 
 
 if __name__ == "__main__":

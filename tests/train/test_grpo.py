@@ -65,6 +65,10 @@ def test_rows_no_reward_scores_and_rows_sft_saw_are_left_out(sft_run, tmp_path, 
     assert f"code sandbox: {code.isolation()}" in result.stderr
     assert run["micro_batch"] == 2 and run["batch"] == 4
     assert run["dtypes"]["trainable"] == "float32" and run["budget"]["steps_done"] == 2
+    from tunixhack.train import grpo_loss
+
+    # the learner looked up the chunked policy loss: the [completions, length, vocab] logits never exist at once
+    assert run["dtypes"]["loss_logits"] == grpo_loss.LOGITS
 
 
 def test_grpo_refuses_when_no_row_is_left(sft_run, tmp_path, train_env):

@@ -22,13 +22,22 @@ to bench/README.md: run it before the first real session and adjust here if memo
 # - GRPO step: rollout 64 completions x 768 steps (memory-bound as above: ~1.3 s floor, ~13 s at 10x), then the
 #   actor's forward and backward and the reference's forward over 64 x 1024 tokens, ~8 GFLOP a token: 0.5 PFLOP,
 #   ~1.1 s at 30% MFU. ~15 s a step: 240 minutes hold ~950 steps at most; the rollout is what to measure first.
+#   Measured on the 270M on the CPU, where FLOPs bound both: the rollout (SeededRollout, 8 x 128 new tokens) at
+#   33 tokens/s, ~30 ms a completion token, the actor step (4 x 256 completions after 100 prompt tokens, forward
+#   and backward) ~14 ms a completion token: the rollout is two thirds of a step even there; on the TPU, where
+#   decoding is bound by memory and the update by FLOPs, its share is larger (the ~13 of ~15 s above).
 # - Memory: on the 270M at 2 x 256, Tunix's default SFT loss needs 3.78 GB of XLA temp, the chunked loss 2.18 GB
 #   (3.1 MB a token less, the full float32 logits and their one-hot). SFT's 8 x 1024 micro-batch (4,096 tokens a
 #   chip under fsdp 2) would need ~13 GB of a v5e chip's 16 for the plain loss's logits if tp does not shard
-#   them: SFT's chunked loss (now its default) is what lets it fit. GRPO's actor step still takes Tunix's
-#   full-logits log-probabilities: 4 prompts x 4 completions x 1024 tokens is 8,192 tokens a chip, ~1 MiB of
-#   float32 logits each (8 GiB) before their gradient: not measured, the first thing device_check.sh must see;
-#   lower micro_batch if it is short.
+#   them: SFT's chunked loss (now its default) is what lets it fit. GRPO's actor step, same method, 4 completions
+#   x 256 tokens: Tunix's `grpo` loss 9.05 GB, the chunked `grpo_chunked` (grpo.py's default) 4.61 GB, 4.3 MB less
+#   per completion token (bf16 logits, their float32 casts, log-softmax and entropy, kept for the backward). At
+#   the plan's micro-batch (16 completions x 768 tokens, 8 a chip under fsdp 2: 6,144 completion tokens) that is
+#   ~26 GB a chip that Tunix's loss would hold if tp does not shard the vocabulary: it could not fit; the chunked
+#   loss holds one 128-position chunk of 8 completions at a time (~4.4 GB at the CPU's rate, a bound). Still
+#   full logits, forward only, no backward: the reference's log-probabilities (Tunix computes them), 8 x 768 x
+#   262k in bf16 = 3.2 GB a chip. The 1B's activations over 8,192 tokens a chip are not measured: the first thing
+#   device_check.sh must see; lower micro_batch if it is short.
 
 MESH = "2,4"   # fsdp 2 x tp 4: all 8 chips (tp must divide Gemma3-1B's 4 heads)
 

@@ -9,6 +9,8 @@ float32 for 4 x 256 tokens, and in a bfloat16 model they are bfloat16, where nea
   states: it projects CHUNK positions at a time inside `jax.checkpoint`, so the forward pass keeps one chunk's
   logits and the backward pass recomputes each chunk's (the fused linear-cross-entropy idea). It equals the
   full-logits loss in float32, and its gradient too (tests/train/test_chunked_loss.py).
+- `over_chunks` is that chunked projection for any per-position function of the logits: SFT's loss and GRPO's
+  policy loss (tunixhack/train/grpo_loss.py) both run on it.
 """
 
 from __future__ import annotations
@@ -48,27 +50,38 @@ def hidden_states(model, input_tokens, positions, attention_mask):
     return hidden
 
 
-def token_nll_sum(hidden, embedding, targets, mask):
-    """Sum over positions of -log p(target) * mask, CHUNK positions at a time. hidden [B, L, D]."""
-    b, length, d = hidden.shape
+def over_chunks(step, hidden, embedding, *per_position):
+    """`step(logits, *per_position_chunks)` -> a tuple of [B, CHUNK] arrays, run CHUNK positions at a time inside
+    `jax.checkpoint` on the float32 logits of `hidden` [B, L, D] against `embedding` [V, D]; returns the tuple
+    as [B, L] arrays. Only one chunk's logits exist at a time, forward and backward (each chunk's are recomputed
+    for its gradient), so [B, L, V] never does. `per_position` are [B, L] arrays (targets, masks)."""
+    b, length, _ = hidden.shape
     pad = -length % CHUNK
     if pad:
         hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
-        targets, mask = (jnp.pad(x, ((0, 0), (0, pad))) for x in (targets, mask))
+        per_position = tuple(jnp.pad(x, ((0, 0), (0, pad))) for x in per_position)
     n = (length + pad) // CHUNK
     # [n, B, CHUNK, ...]: the batch axis stays whole (it is the one sharded over fsdp)
     split = lambda x: jnp.moveaxis(x.reshape(b, n, CHUNK, *x.shape[2:]), 1, 0)  # noqa: E731
 
     @jax.checkpoint
     def chunk(carry, xs):
-        h, t, m = xs
-        logits = project(h, embedding)
-        picked = jnp.take_along_axis(logits, t[..., None], axis=-1)[..., 0]
-        nll = jax.nn.logsumexp(logits, axis=-1) - picked
-        return carry + jnp.sum(nll * m), None
+        h, *rest = xs
+        return carry, tuple(step(project(h, embedding), *rest))
 
-    total, _ = jax.lax.scan(chunk, jnp.zeros((), jnp.float32), (split(hidden), split(targets), split(mask)))
-    return total
+    _, outs = jax.lax.scan(chunk, None, (split(hidden), *map(split, per_position)))
+    return tuple(jnp.moveaxis(y, 0, 1).reshape(b, n * CHUNK)[:, :length] for y in outs)
+
+
+def token_nll_sum(hidden, embedding, targets, mask):
+    """Sum over positions of -log p(target) * mask, CHUNK positions at a time. hidden [B, L, D]."""
+
+    def nll(logits, t):
+        picked = jnp.take_along_axis(logits, t[..., None], axis=-1)[..., 0]
+        return (jax.nn.logsumexp(logits, axis=-1) - picked,)
+
+    (per_token,) = over_chunks(nll, hidden, embedding, targets)
+    return jnp.sum(per_token * mask)
 
 
 def chunked_loss(model, input_tokens, input_mask, positions, attention_mask):

@@ -7,6 +7,8 @@
   of counting as 0, and logs each reward's mean over the values it did compute.
 - The "grpo_valid" advantage estimator is GRPO's group normalisation over the completions whose total is a
   number; a NaN completion gets advantage 0 (no push either way) and does not move its group's mean or spread.
+- The "grpo_chunked" policy loss is Tunix's GRPO loss without the full [batch, length, 262k] logits
+  (tunixhack/train/grpo_loss.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from tunix.rl import function_registry
 from tunix.rl.reward_manager import SequenceRewardManager
 from tunix.rl.rollout import base_rollout
 from tunix.rl.rollout.vanilla_rollout import VanillaRollout
+
+from tunixhack.train import grpo_loss
 
 REWARD_MANAGER = "tunixhack"
 ADVANTAGE_ESTIMATOR = "grpo_valid"
@@ -86,9 +90,11 @@ def valid_group_advantages(rewards: np.ndarray, num_generations: int) -> np.ndar
 
 
 def register() -> None:
-    """Put the manager and the estimator in Tunix's registry (once per process)."""
+    """Put the manager, the estimator and the policy loss in Tunix's registry (once per process)."""
     registry = function_registry.default_registry
     if REWARD_MANAGER not in registry.list_functions(function_registry._REWARD_MANAGER_CATEGORY):
         function_registry.register_reward_manager(REWARD_MANAGER)(NanAwareRewardManager)
     if ADVANTAGE_ESTIMATOR not in registry.list_functions(function_registry._ADVANTAGE_ESTIMATOR_CATEGORY):
         function_registry.register_advantage_estimator(ADVANTAGE_ESTIMATOR)(valid_group_advantages)
+    if grpo_loss.POLICY_LOSS not in registry.list_functions(function_registry._POLICY_LOSS_FN_CATEGORY):
+        function_registry.register_policy_loss_fn(grpo_loss.POLICY_LOSS)(grpo_loss.policy_loss)
