@@ -304,6 +304,7 @@ def evaluate(args) -> dict:
 
 # --- export --------------------------------------------------------------------------------------------------
 def export(args) -> dict:
+    from tunixhack.student import render_prompt
     from tunixhack.train import lora as adapters
     from tunixhack.train import model as models
     from tunixhack.train import runs
