@@ -92,6 +92,10 @@ class Recipe:
             return verify.Verdict(self.verify(record))
         return verify.verdict(record, record["answer"], locate=True)
 
+    def instant_verdict(self, record: dict) -> bool:
+        """Whether verdict(record) takes microseconds (verify.instant); never for an overridden verify()."""
+        return type(self).verify is Recipe.verify and verify.instant(record, record["answer"])
+
     # --- identity ------------------------------------------------------------------------------
     def row_id(self, split: str, row: dict, index: int) -> str:
         native = row.get(self.id_column) if self.id_column else None

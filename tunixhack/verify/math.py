@@ -83,6 +83,15 @@ def verify_math(text: str | None, gold: str | None) -> bool | None:
     return math_equal(pred, str(gold))
 
 
+def needs_math_verify(text: str | None, gold: str | None) -> bool:
+    """Whether verify_math(text, gold) would ask math-verify (milliseconds or more, in a thread of its own), or
+    is decided in microseconds: no gold, no answer, or an answer and a gold that are both plain numbers."""
+    if gold is None or str(gold).strip() == "":
+        return False
+    pred = extract_answer(text)
+    return pred is not None and (as_number(pred) is None or as_number(str(gold)) is None)
+
+
 def _math_verify_equal(pred: str, gold: str) -> bool:
     from math_verify import parse, verify
 
