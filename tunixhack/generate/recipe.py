@@ -92,9 +92,12 @@ class Recipe:
             return verify.Verdict(self.verify(record))
         return verify.verdict(record, record["answer"], locate=True)
 
-    def instant_verdict(self, record: dict) -> bool:
-        """Whether verdict(record) takes microseconds (verify.instant); never for an overridden verify()."""
-        return type(self).verify is Recipe.verify and verify.instant(record, record["answer"])
+    def instant_verdict(self, record: dict) -> verify.Verdict | None:
+        """verdict(record) where it takes microseconds (verify.instant_verdict), else None; None for a recipe with
+        its own verify(), which may take any time."""
+        if type(self).verify is not Recipe.verify:
+            return None
+        return verify.instant_verdict(record, record["answer"])
 
     # --- identity ------------------------------------------------------------------------------
     def row_id(self, split: str, row: dict, index: int) -> str:

@@ -248,9 +248,8 @@ class Generation:
             return r.reason + (f": {r.detail}" if r.detail else "")
         # A check that breaks (the sandbox cannot start, a recipe bug) is not a verdict on the answer: it
         # propagates, and the row goes to the errors file to be tried again on the next run.
-        if self.recipe.instant_verdict(record):  # microseconds: less than a hop to a worker thread and back
-            verdict = self.recipe.verdict(record)
-        else:
+        verdict = self.recipe.instant_verdict(record)  # microseconds: less than a hop to a worker thread and back
+        if verdict is None:
             loop = asyncio.get_running_loop()
             self._checking += 1
             try:
