@@ -10,7 +10,7 @@ from tests.test_recipes_harness import load_recipe
 from tunixhack.generate.source import load_rows
 from tunixhack.student import answer_of
 from tunixhack.train import rewards
-from tunixhack.verify import check_many, check_of
+from tunixhack.verify import Verdict, check_many, check_of
 from tunixhack.verify.legacy import derive_check
 
 FIXTURES = "tests/fixtures"
@@ -104,3 +104,33 @@ def test_importing_a_check_loads_no_engine():
             "if m in sys.modules]; print(loaded); assert not loaded")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+MATH = {"kind": "math", "gold": "0.5"}
+CHOICE = {"kind": "choice", "options": {"A": "carbon", "B": "oxygen"}, "answer": "A"}
+
+
+@pytest.mark.parametrize("check, answer, instant, ok", [
+    (MATH, "So \\boxed{0.5}.", True, True),              # plain numbers: decided without math-verify
+    (MATH, "It is \\boxed{1/2}", True, True),
+    (MATH, "It is \\boxed{0.25}", True, False),
+    (MATH, "I cannot tell.", True, False),                # no answer at all
+    ({"kind": "math", "gold": ""}, "\\boxed{3}", True, None),
+    (MATH, "It is \\boxed{\\frac{1}{2}}", False, True),   # LaTeX: math-verify, which may take seconds
+    ({"kind": "math", "gold": "\\sqrt{2}"}, "\\boxed{1.41}", False, False),
+    (CHOICE, "\\boxed{A}", False, True),                  # only math and no check are taken as instant
+    (None, "anything", True, None),
+])
+def test_generation_checks_on_its_event_loop_only_what_needs_no_math_verify(check, answer, instant, ok):
+    """The runner checks an instant verdict on its event loop instead of a worker thread: a check that may take
+    seconds (math-verify, code, choice over long replies) must never be taken as instant. The verdict is the same."""
+    from tunixhack import Recipe
+
+    class OwnVerify(Recipe):
+        def verify(self, record):
+            return True
+
+    record = {"check": check, "answer": answer}
+    assert Recipe().verdict(record).ok is ok
+    assert Recipe().instant_verdict(record) == (Verdict(ok) if instant else None)
+    assert OwnVerify().instant_verdict(record) is None  # an overridden verify() may be slow: a worker runs it

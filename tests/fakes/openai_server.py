@@ -3,6 +3,7 @@
     with OpenAIFake(script) as fake:          # in-process, on a free port
         fake.url                               # "http://127.0.0.1:PORT/v1"
         fake.requests                          # every chat request body received (JSON), in arrival order
+        fake.headers                           # their HTTP headers, in the same order
 
     python -m tests.fakes.openai_server --script FILE.json [--port N] [--slots S] [--reports lmstudio|llama.cpp|vllm]
                                         [--gpu SCALE]
@@ -80,6 +81,7 @@ class Handler(BaseHTTPRequestHandler):
         fake = self.server
         with fake.lock:
             fake.requests.append(body)
+            fake.headers.append(dict(self.headers))
         if body.get("model") not in fake.script.models:
             return self._json(404, {"error": {"message": f"model '{body.get('model')}' not found", "type": "not_found"}})
         rule, misbehave = fake.script.pick(body.get("messages", []))
@@ -261,6 +263,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
         self.reasoning_field = reasoning_field
         self.lock = threading.Lock()
         self.requests: list[dict] = []
+        self.headers: list[dict] = []   # each chat request's HTTP headers, in the same order
         self.in_flight = self.peak = self.cancelled = 0
         self.streams: list[dict] = []   # word-by-word replies: prompt, words sent, whether the client left
 
@@ -280,6 +283,10 @@ class OpenAIFake:
     @property
     def requests(self) -> list[dict]:
         return self.server.requests
+
+    @property
+    def headers(self) -> list[dict]:
+        return self.server.headers
 
     def __enter__(self) -> "OpenAIFake":
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

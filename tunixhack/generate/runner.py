@@ -1,9 +1,9 @@
 """Drive a recipe over its rows: bounded concurrency, resampling, verification, resume, progress, summary.
 
 Rows come lazily from the plan (tunixhack/generate/rows.py) and are prepared as they are dispatched. Teacher calls are
-bounded per endpoint by the router (tunixhack/teachers/router.py); verification runs in a thread pool beside them (so a
-slow check never holds a teacher slot), and the rows in progress are bounded by twice what the endpoints take
-at once, so memory stays flat however large the dataset is.
+bounded per endpoint by the router (tunixhack/teachers/router.py). A check that may be slow (code, math-verify) runs in a
+thread pool beside them, so that it never holds up the event loop; one decided in microseconds runs on the loop. The
+rows in progress are bounded by twice what the endpoints take at once, so memory stays flat however large the dataset is.
 """
 
 from __future__ import annotations
@@ -248,12 +248,14 @@ class Generation:
             return r.reason + (f": {r.detail}" if r.detail else "")
         # A check that breaks (the sandbox cannot start, a recipe bug) is not a verdict on the answer: it
         # propagates, and the row goes to the errors file to be tried again on the next run.
-        loop = asyncio.get_running_loop()
-        self._checking += 1
-        try:
-            verdict = await loop.run_in_executor(self.verify_pool, self.recipe.verdict, record)
-        finally:
-            self._checking -= 1
+        verdict = self.recipe.instant_verdict(record)  # microseconds: less than a hop to a worker thread and back
+        if verdict is None:
+            loop = asyncio.get_running_loop()
+            self._checking += 1
+            try:
+                verdict = await loop.run_in_executor(self.verify_pool, self.recipe.verdict, record)
+            finally:
+                self._checking -= 1
         record["verified"] = verdict.ok
         if verdict.ok is False:
             return f"verify_timeout: {verdict.detail}" if verdict.reason == "timeout" else "verify_failed"

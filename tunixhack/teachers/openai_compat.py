@@ -15,9 +15,12 @@ import asyncio
 import json
 import os
 import time
+from contextlib import suppress
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.helpers import basicauth_from_netrc, get_env_proxy_for_url, netrc_from_env
+from yarl import URL
 
 from ..errors import FatalTeacherError, TransientError, UserError
 from .reasoning import THINK_CLOSE, THINK_OPEN, split_reasoning
@@ -43,9 +46,14 @@ class OpenAITeacher:
         self._session: aiohttp.ClientSession | None = None
         self.reported_slots: int | None = None  # the slots the server said it has (not a start guessed from vLLM)
         self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        # The environment as curl and httpx read it, looked up once: aiohttp's trust_env looks it up again on
+        # every request, in a thread each time (two thread hops a request, a third of the client's CPU).
         key = os.environ.get("OPENAI_API_KEY")
-        if key:  # local servers need none; a hosted API names the variable in its 401, see _status_error
-            self._headers["Authorization"] = f"Bearer {key}"
+        auth = f"Bearer {key}" if key else netrc_auth(self.endpoint)
+        if auth:  # local servers need none; a hosted API names the variable in its 401, see _status_error
+            self._headers["Authorization"] = auth
+        self._proxy, proxy_credentials = env_proxy(self.endpoint)
+        self._headers.update(proxy_credentials)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -55,14 +63,14 @@ class OpenAITeacher:
             # limit=0: the router bounds what is in flight
             connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_S)
             self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=True,  # HTTP(S)_PROXY and NO_PROXY, as curl and httpx read them
+                connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S),
             )
         return self._session
 
     async def check(self) -> None:
         try:
-            async with self.session.get(f"{self.endpoint}/models", headers=self._headers) as response:
+            async with self.session.get(f"{self.endpoint}/models", headers=self._headers, **self._proxy) as response:
                 body = await response.read()
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise UserError(f"cannot reach the teacher at {self.endpoint}: {cause(e)}; is the server running?") from None
@@ -86,7 +94,7 @@ class OpenAITeacher:
                                     ("/props", llama_cpp_slots, True),
                                     ("/metrics", vllm_start, False)):
             try:
-                async with self.session.get(origin + path, headers=self._headers,
+                async with self.session.get(origin + path, headers=self._headers, **self._proxy,
                                             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as response:
                     if response.status != 200:
                         continue
@@ -107,7 +115,8 @@ class OpenAITeacher:
         }, ensure_ascii=False).encode()
         stream = Stream(self.endpoint, sampling.budget)
         try:
-            response = await self.session.post(f"{self.endpoint}/chat/completions", data=body, headers=self._headers)
+            response = await self.session.post(f"{self.endpoint}/chat/completions", data=body, headers=self._headers,
+                                               **self._proxy)
             try:
                 if response.status >= 400:
                     raise self._status_error(response.status, await response.read())
@@ -240,6 +249,27 @@ class Stream:
             usage=usage_dict(None, self.watch.completion_tokens, seconds,
                              reasoning_tokens=self.watch.tokens["reasoning"]),
         )
+
+
+def env_proxy(endpoint: str) -> tuple[dict, dict]:
+    """The proxy for this endpoint from HTTP(S)_PROXY and NO_PROXY: a request's keyword arguments, and headers
+    for the request itself ({}, {} for none). The proxy's credentials go in the request over http and in the
+    CONNECT over https, as aiohttp's proxy_auth (deprecated) sends them."""
+    with suppress(LookupError):
+        url = URL(endpoint)
+        proxy, auth = get_env_proxy_for_url(url)
+        credentials = {"Proxy-Authorization": auth.encode()} if auth else {}
+        if url.scheme == "https":
+            return {"proxy": proxy, "proxy_headers": credentials}, {}
+        return {"proxy": proxy}, credentials
+    return {}, {}
+
+
+def netrc_auth(endpoint: str) -> str | None:
+    """Basic auth for this endpoint's host from ~/.netrc (or $NETRC), as an Authorization header."""
+    with suppress(LookupError):
+        return basicauth_from_netrc(netrc_from_env(), URL(endpoint).host).encode()
+    return None
 
 
 def error_detail(body: bytes) -> str:

@@ -1,0 +1,75 @@
+"""The OpenAI-compatible backend reads the environment as curl and httpx do: HTTP(S)_PROXY and NO_PROXY, and
+basic auth for the server's host from ~/.netrc ($NETRC) unless OPENAI_API_KEY is set. It looks them up once per
+teacher, not on every request (aiohttp's trust_env did, in a thread each time); these tests hold the behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from tests.fakes.openai_server import OpenAIFake
+from tunixhack.teachers.base import Sampling
+from tunixhack.teachers.openai_compat import OpenAITeacher
+
+SCRIPT = {"default": {"reasoning": "2 + 2 = 4.", "content": "\\boxed{4}"}}
+MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
+UNRESOLVABLE = "http://teacher.invalid/v1"  # .invalid never resolves: only a proxy can reach it
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no.netrc"))  # never the machine's own ~/.netrc
+
+
+def ask(url: str, calls: int = 2) -> list:
+    async def run():
+        teacher = OpenAITeacher(url, "qwen3-14b")
+        try:
+            await teacher.check()
+            return [await teacher.complete(MESSAGES, Sampling()) for _ in range(calls)]
+        finally:
+            await teacher.close()
+
+    return asyncio.run(run())
+
+
+def origin(url: str) -> str:
+    return url.removesuffix("/v1")
+
+
+def test_requests_go_through_the_proxy_from_the_environment(monkeypatch):
+    with OpenAIFake(SCRIPT) as proxy:  # the fake answers whatever absolute URL it is sent, as a proxy would
+        monkeypatch.setenv("HTTP_PROXY", origin(proxy.url).replace("http://", "http://carol:pw@"))
+        replies = ask(UNRESOLVABLE)
+        headers = proxy.headers
+    assert [r.content for r in replies] == ["\\boxed{4}"] * 2
+    assert len(headers) == 2 and all(h["Proxy-Authorization"] == "Basic " + base64.b64encode(b"carol:pw").decode()
+                                     for h in headers)
+
+
+def test_no_proxy_sends_the_host_direct(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # the discard port: nothing answers there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with OpenAIFake(SCRIPT) as fake:
+        replies = ask(fake.url)
+        headers = fake.headers
+    assert [r.content for r in replies] == ["\\boxed{4}"] * 2 and "Proxy-Authorization" not in headers[0]
+
+
+def test_netrc_gives_basic_auth_and_an_api_key_wins_over_it(monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with OpenAIFake(SCRIPT) as fake:
+        ask(fake.url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        ask(fake.url, calls=1)  # both would be refused by aiohttp (two Authorization headers): the key is sent
+        headers = fake.headers
+    basic = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+    assert [h["Authorization"] for h in headers] == [basic, basic, "Bearer sk-test"]
