@@ -120,6 +120,7 @@ CHOICE = {"kind": "choice", "options": {"A": "carbon", "B": "oxygen"}, "answer":
     ({"kind": "math", "gold": "\\sqrt{2}"}, "\\boxed{1.41}", False, False),
     (CHOICE, "\\boxed{A}", False, True),                  # only math and no check are taken as instant
     (None, "anything", True, None),
+    (MATH, "\\text{" * 2000 + " #### 0.5", False, True),  # long: the pool, where a slow regex stalls no stream
 ])
 def test_generation_checks_on_its_event_loop_only_what_needs_no_math_verify(check, answer, instant, ok):
     """The runner checks an instant verdict on its event loop instead of a worker thread: a check that may take
@@ -130,7 +131,42 @@ def test_generation_checks_on_its_event_loop_only_what_needs_no_math_verify(chec
         def verify(self, record):
             return True
 
+    class OwnVerdict(Recipe):
+        def verdict(self, record):
+            return Verdict(True)
+
     record = {"check": check, "answer": answer}
     assert Recipe().verdict(record).ok is ok
     assert Recipe().instant_verdict(record) == (Verdict(ok) if instant else None)
-    assert OwnVerify().instant_verdict(record) is None  # an overridden verify() may be slow: a worker runs it
+    # an overridden verify() or verdict() may be slow: a worker runs it
+    assert OwnVerify().instant_verdict(record) is None and OwnVerdict().instant_verdict(record) is None
+
+
+def rescanned_last_boxed(text: str) -> str | None:
+    """last_boxed as it was: from each \\boxed{, last first, scan forward until its braces balance."""
+    from tunixhack.verify.math import BOXED
+
+    for start in reversed([m.end() for m in BOXED.finditer(text)]):
+        depth = 1
+        for i in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            if depth == 0:
+                return text[start:i].strip()
+    return None
+
+
+def test_the_last_boxed_answer_is_read_in_one_pass_as_the_rescan_read_it():
+    """A model can write thousands of unclosed \\boxed{ (each rescanned to the end made it quadratic: 5 s for
+    21 KB on the event loop); the one pass must read every text as the rescan did."""
+    import random
+
+    from tunixhack.verify.math import last_boxed
+
+    pieces = ["\\boxed{", "\\fbox {", "{", "}", "7", "x", " ", "\\{", "\\frac{1}{2}"]
+    rng = random.Random(0)
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randrange(1, 30))) for _ in range(3000)]
+    texts += ["\\boxed{5} \\boxed{", "}} \\boxed{a{b}c}", "\\boxed{}", "\\boxed{\\boxed{1}} \\boxed{2"]
+    assert sum(rescanned_last_boxed(t) is not None for t in texts) > 500  # the cases that find one are many
+    for text in texts:
+        assert last_boxed(text) == rescanned_last_boxed(text), text
+    assert last_boxed("\\boxed{" * 20000 + "\n#### 5") is None  # one pass: returns at once

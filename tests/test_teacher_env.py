@@ -73,3 +73,15 @@ def test_netrc_gives_basic_auth_and_an_api_key_wins_over_it(monkeypatch, tmp_pat
         headers = fake.headers
     basic = "Basic " + base64.b64encode(b"alice:s3cret").decode()
     assert [h["Authorization"] for h in headers] == [basic, basic, "Bearer sk-test"]
+
+
+def test_credentials_in_the_url_win_over_netrc(monkeypatch, tmp_path):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with OpenAIFake(SCRIPT) as fake:
+        replies = ask(fake.url.replace("http://", "http://bob:pw@"), calls=1)  # aiohttp refused both at once
+        headers = fake.headers
+    assert replies[0].content == "\\boxed{4}"
+    assert headers[0]["Authorization"] == "Basic " + base64.b64encode(b"bob:pw").decode()

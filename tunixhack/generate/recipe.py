@@ -94,8 +94,8 @@ class Recipe:
 
     def instant_verdict(self, record: dict) -> verify.Verdict | None:
         """verdict(record) where it takes microseconds (verify.instant_verdict), else None; None for a recipe with
-        its own verify(), which may take any time."""
-        if type(self).verify is not Recipe.verify:
+        its own verify() or verdict(), which may take any time."""
+        if type(self).verify is not Recipe.verify or type(self).verdict is not Recipe.verdict:
             return None
         return verify.instant_verdict(record, record["answer"])
 

@@ -266,9 +266,13 @@ def env_proxy(endpoint: str) -> tuple[dict, dict]:
 
 
 def netrc_auth(endpoint: str) -> str | None:
-    """Basic auth for this endpoint's host from ~/.netrc (or $NETRC), as an Authorization header."""
+    """Basic auth for this endpoint's host from ~/.netrc (or $NETRC), as an Authorization header; none where the
+    URL carries its own credentials (they win, as with aiohttp's trust_env)."""
+    url = URL(endpoint)
+    if url.user is not None:
+        return None
     with suppress(LookupError):
-        return basicauth_from_netrc(netrc_from_env(), URL(endpoint).host).encode()
+        return basicauth_from_netrc(netrc_from_env(), url.host).encode()
     return None
 
 

@@ -83,6 +83,11 @@ def verdict(row: dict, answer: str | None, locate: bool = False) -> Verdict:
     raise ValueError(f"check kind must be one of {', '.join(KINDS)}, got {kind!r}")
 
 
+# The longest answer checked on the event loop: reading a number out of a reply is linear, but the unit-stripping
+# regex is not on every text a model can write (many unclosed \\text{); a longer answer goes to the pool, as all did.
+INSTANT_MAX_CHARS = 4096
+
+
 def instant_verdict(row: dict, answer: str | None) -> Verdict | None:
     """verdict(row, answer) where it takes microseconds: no check, or a math check decided without math-verify
     (nearly all of GSM8K); None where it may take longer (math-verify, code, choice over a long reply). Generation
@@ -90,7 +95,7 @@ def instant_verdict(row: dict, answer: str | None) -> Verdict | None:
     spec = check_of(row)
     if not spec:
         return Verdict(None)
-    if spec.get("kind") == "math":
+    if spec.get("kind") == "math" and len(answer or "") <= INSTANT_MAX_CHARS:
         from .math import verify_math_plain
 
         decided, ok = verify_math_plain(answer, spec.get("gold"))

@@ -15,6 +15,7 @@ from fractions import Fraction
 TIME_LIMIT = 5.0  # seconds for one math-verify comparison; past that the answer counts as uncheckable
 
 BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+BRACES = re.compile(r"[{}]")
 HASHES = re.compile(r"####\s*([^\n]+)")
 ANSWER_IS = re.compile(r"(?:final answer|the answer)\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE)
 NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\.\d+")
@@ -24,15 +25,20 @@ WRAPPING_PARENS = re.compile(r"^\\?\(|\\?\)$")
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last \\boxed{...}, braces balanced."""
-    starts = [m.end() for m in BOXED.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for i in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                return text[start:i].strip()
-    return None
+    """The content of the last \\boxed{...} whose braces close, braces balanced. One pass over the braces: a
+    reply of many unclosed \\boxed{ (a model can write one) costs linear time, not a rescan from each."""
+    boxed = {m.end() for m in BOXED.finditer(text)}  # where each \\boxed{'s content starts
+    if not boxed:
+        return None
+    opened, last = [], None
+    for brace in BRACES.finditer(text):
+        if brace.group() == "{":
+            opened.append(brace.end())
+        elif opened:
+            start = opened.pop()
+            if start in boxed and (last is None or start > last[0]):
+                last = (start, brace.start())
+    return text[last[0]:last[1]].strip() if last else None
 
 
 def extract_answer(text: str | None) -> str | None:
