@@ -105,10 +105,10 @@ class LlamaServer:
         with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
             return json.loads(response.read())
 
-    def post(self, path: str, body: dict):
+    def post(self, path: str, body: dict, timeout: float = 120.0):
         request = urllib.request.Request(f"{self.url}{path}", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
 
     def log_tail(self, lines: int = 30) -> str:
