@@ -8,7 +8,10 @@ server, over N = rows-per-slot x S rows, after a warm-up of S rows; the clients 
 each round, so that whatever else runs on the machine weighs on all of them alike. Clients:
 - ours: `generate(recipe, settings)` with the GSM8K recipe, given S requests at a time (--concurrency S):
   routing, retries, math verification and JSONL writes included;
-- bare: aiohttp and asyncio, S requests at a time, the stream read and each event parsed, nothing else;
+- bare: aiohttp and asyncio, S requests at a time, the stream read and each event parsed; beyond that only
+  ours' connection rules (KEEPALIVE_S, and Connection: close to llama.cpp) and openai-python's default retries
+  of a connection error (twice, after 0.5 and 1 s), so that it finishes against a real server as a user's
+  client would;
 - curator: Bespoke Curator's OpenAI backend with max_concurrent_requests=S, when `bespokelabs` imports in
   --curator-python (default: this interpreter);
 - auto: ours with --concurrency auto, not told S (reported as the share of the ideal and the settled value).
@@ -17,7 +20,8 @@ rows/s is rows over the time from a client's first request to its last reply; CP
 
 `--teacher URL` runs the same clients against a real server instead (llama-server, vLLM, LM Studio's /v1): S
 defaults to the slots it reports, every client sends the same GSM8K prompts and sampling with `--max-tokens`,
-and, since real replies differ in length, completion tokens/s is printed beside rows/s.
+and, since real replies differ in length, completion tokens/s is printed beside rows/s, and the retries each
+client spent (ours': the requests its router retried).
 
     python bench/throughput.py [--latency 0.2] [--slots 1,4,16,64] [--rows-per-slot 20] [--rounds 3]
                                [--curator-python .venv-curator/bin/python]
@@ -41,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENT_TIMEOUT_S = 600
 FAKE_MODEL = "qwen3-14b"   # what the fake serves
 SAMPLING = {"temperature": 0.6, "top_p": 0.95, "top_k": 20, "min_p": 0.0}  # ours' defaults, sent by every client
+BARE_RETRIES = 2  # openai-python's default max_retries
 
 
 def prompts(n: int, offset: int = 0) -> list[dict]:
@@ -84,36 +89,61 @@ def client_ours(url: str, rows: int, slots: int, folder: Path, auto: bool, model
         assert summary["errors"] == 0 and (summary["accepted"] == len(data) or model != FAKE_MODEL), summary
         endpoint = next(iter(summary["endpoints"].values()))
         result = {"rows_per_s": summary["rows_per_second"], "cpu_ms_per_row": summary["client_cpu_ms_per_row"],
-                  "tokens_per_s": summary["tokens_per_second"], "settled": endpoint["concurrency"]}
+                  "tokens_per_s": summary["tokens_per_second"], "settled": endpoint["concurrency"],
+                  "retries": endpoint["failed"]}
     return result
 
 
 def client_bare(url: str, rows: int, slots: int, model: str, max_tokens: int) -> dict:
+    """A plain aiohttp loop, with what any client needs to finish against a real server: the connection rules
+    ours follows (a pooled connection idle past KEEPALIVE_S is not reused; to llama.cpp, which closes after
+    every streamed reply, each request says Connection: close) and openai-python's default retries."""
+    import random
+
     import aiohttp
 
-    recipe, completion = gsm8k_recipe(), [0]
+    from tunixhack.teachers.openai_compat import CLOSES_AFTER_STREAM, KEEPALIVE_S
+
+    recipe, completion, retried, headers = gsm8k_recipe(), [0], [0], {}
+
+    async def post(session, body):
+        """openai-python's default (max_retries=2): a connection error is retried twice, after 0.5 then 1 s,
+        each less up to a quarter at random."""
+        for attempt in range(BARE_RETRIES + 1):
+            try:
+                return await session.post(f"{url}/chat/completions", json=body, headers=headers)
+            except aiohttp.ClientConnectionError:
+                if attempt == BARE_RETRIES:
+                    raise
+                retried[0] += 1
+                await asyncio.sleep(0.5 * 2**attempt * (1 - 0.25 * random.random()))
 
     async def one(session, gate, item):
         body = {"model": model, "messages": [{"role": "user", "content": recipe.teacher_prompt(item)}],
                 "stream": True, "stream_options": {"include_usage": True}, "max_tokens": max_tokens, **SAMPLING}
-        async with gate, session.post(f"{url}/chat/completions", json=body) as response:
-            async for line in response.content:
-                if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
-                    usage = json.loads(line[5:]).get("usage")
-                    completion[0] += (usage or {}).get("completion_tokens") or 0
+        async with gate:
+            async with await post(session, body) as response:
+                async for line in response.content:
+                    if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
+                        usage = json.loads(line[5:]).get("usage")
+                        completion[0] += (usage or {}).get("completion_tokens") or 0
 
     async def batch(items):
         gate = asyncio.Semaphore(slots)
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0)  # as ours: llama.cpp closes idle ones at 5 s
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
         async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.get(f"{url}/models") as response:
+                if response.headers.get("Server", "").startswith(CLOSES_AFTER_STREAM):
+                    headers["Connection"] = "close"
             await asyncio.gather(*(one(session, gate, item) for item in prompts(slots, rows)))  # warm-up
-            completion[0] = 0
+            completion[0] = retried[0] = 0
             cpu, wall = time.process_time(), time.perf_counter()
             await asyncio.gather(*(one(session, gate, item) for item in items))
             return time.perf_counter() - wall, time.process_time() - cpu
 
     wall, cpu = asyncio.run(batch(prompts(rows)))
-    return {"rows_per_s": rows / wall, "cpu_ms_per_row": 1000 * cpu / rows, "tokens_per_s": completion[0] / wall}
+    return {"rows_per_s": rows / wall, "cpu_ms_per_row": 1000 * cpu / rows, "tokens_per_s": completion[0] / wall,
+            "retries": retried[0]}
 
 
 def client_curator(url: str, rows: int, slots: int, folder: Path, model: str, max_tokens: int) -> dict:
@@ -206,6 +236,7 @@ def table_row(slots: int, ideal: float | None, results: dict[str, list[dict]]) -
              spread(paired("ours"), "{:.3f}"), spread(cpu["ours"], "{:.2f}"), spread(cpu["bare"], "{:.2f}")]
     if ideal is None:
         cells += [spread([r["tokens_per_s"] for r in results[name]]) for name in ("bare", "ours")]
+        cells.append(" / ".join(str(sum(r["retries"] for r in results[name])) for name in ("bare", "ours")))
     if "curator" in results:
         cells += [spread(rate["curator"]), spread(cpu["curator"], "{:.2f}")]
     auto = results.get("auto") or []
@@ -285,7 +316,7 @@ def main():
               f"{args.rounds} rounds, clients interleaved; load average {os.getloadavg()[0]:.1f} at the start")
     header = ["S", "ideal S/L", "bare rows/s", "ours rows/s", "ours / bare", "ours CPU ms/row", "bare CPU ms/row"]
     if args.teacher:
-        header += ["bare tok/s", "ours tok/s"]
+        header += ["bare tok/s", "ours tok/s", "retries: bare / ours"]
     if "curator" in clients:
         header += ["Curator rows/s", "Curator CPU ms/row"]
     header += ["auto / bare" if args.teacher else "auto: share of ideal", "auto: settled at"]

@@ -4,6 +4,7 @@
         fake.url                               # "http://127.0.0.1:PORT/v1"
         fake.requests                          # every chat request body received (JSON), in arrival order
         fake.headers                           # their HTTP headers, in the same order
+        fake.ports                             # their client ports (requests on one connection share one)
 
     python -m tests.fakes.openai_server --script FILE.json [--port N] [--slots S] [--reports lmstudio|llama.cpp|vllm]
                                         [--gpu SCALE]
@@ -16,7 +17,9 @@ each reply's prompt, tokens decoded, finish and whether its client left (bench/t
 `slots` bounds how many replies are generated at once, like a server's parallel slots: requests beyond it
 wait in the server. `reports` says where the server tells its slots, as real ones do: "lmstudio" serves
 LM Studio 0.4's `GET /api/v1/models` (each loaded instance's `config.parallel` = slots), "llama.cpp"
-llama-server's `GET /props` (`total_slots` = slots), "vllm" serves a
+llama-server's `GET /props` (`total_slots` = slots) and behaves as llama-server does with connections: every
+reply says `Server: llama.cpp`, and a streamed reply ends with the connection closed although it was kept
+alive (unless the request said `Connection: close`: then the reply says so too); "vllm" serves a
 Prometheus `GET /metrics` with vLLM's gauges; None (the default) tells nothing, so a client must find out. `reasoning_field` picks where the thinking goes: reasoning_content (LM Studio,
 llama.cpp, DeepSeek), reasoning (vLLM, Ollama, OpenRouter), think_tags (<think> in content) or
 lone_close (the template opened <think>: content holds only the closing tag).
@@ -37,6 +40,10 @@ from .gpu import GPU
 from .script import Rule, Script, last_user_text, split_chunks
 
 HANG_LIMIT = 120.0  # seconds a hanging request waits for its client to give up
+# How long a llama.cpp fake waits, after a streamed reply, for the next request on the same connection before
+# it closes. llama-server closes at once and a client's next request loses the race often (bench/README.md);
+# waiting for that request makes the loss certain, so a test of a client that reuses the connection always fails.
+REUSE_WAIT_S = 1.0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -45,6 +52,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args):  # quiet
         pass
+
+    def version_string(self) -> str:  # the Server header
+        return "llama.cpp" if self.server.reports == "llama.cpp" else super().version_string()
 
     def setup(self):
         super().setup()
@@ -82,6 +92,7 @@ class Handler(BaseHTTPRequestHandler):
         with fake.lock:
             fake.requests.append(body)
             fake.headers.append(dict(self.headers))
+            fake.ports.append(self.client_address[1])
         if body.get("model") not in fake.script.models:
             return self._json(404, {"error": {"message": f"model '{body.get('model')}' not found", "type": "not_found"}})
         rule, misbehave = fake.script.pick(body.get("messages", []))
@@ -94,6 +105,9 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 with fake.lock:
                     fake.in_flight -= 1
+        if fake.reports == "llama.cpp" and body.get("stream") and not self.close_connection:
+            select.select([self.connection], [], [], REUSE_WAIT_S)  # the next request, unread: it is lost
+            self.close_connection = True
 
     def _answer(self, body: dict, rule: Rule, misbehave: bool):
         fake = self.server
@@ -119,7 +133,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")  # keep-alive, as real servers do
-        self.end_headers()
+        self._end_headers()
         pieces = [{fake.reasoning_field: p} for p in split_chunks(reasoning, rule.chunks)]
         pieces += [{"content": p} for p in split_chunks(content, rule.chunks)]
         try:
@@ -148,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+        self._end_headers()
         field_ = fake.reasoning_field if fake.reasoning_field in ("reasoning_content", "reasoning") else None
         opened = False
 
@@ -188,6 +202,11 @@ class Handler(BaseHTTPRequestHandler):
                 fake.cancelled += 1
             self.close_connection = True
 
+    def _end_headers(self):
+        if self.close_connection:  # the request said Connection: close
+            self.send_header("Connection", "close")
+        self.end_headers()
+
     def _texts(self, rule: Rule) -> tuple[str, str, str]:
         """(reasoning field text, content text, finish) in the configured server style."""
         style = self.server.reasoning_field
@@ -225,7 +244,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
+        self._end_headers()
         self.wfile.write(data)
 
 
@@ -264,6 +283,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.requests: list[dict] = []
         self.headers: list[dict] = []   # each chat request's HTTP headers, in the same order
+        self.ports: list[int] = []      # each chat request's client port: one port, one connection
         self.in_flight = self.peak = self.cancelled = 0
         self.streams: list[dict] = []   # word-by-word replies: prompt, words sent, whether the client left
 
@@ -287,6 +307,10 @@ class OpenAIFake:
     @property
     def headers(self) -> list[dict]:
         return self.server.headers
+
+    @property
+    def ports(self) -> list[int]:
+        return self.server.ports
 
     def __enter__(self) -> "OpenAIFake":
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -30,11 +30,17 @@ from .probe import PROBE_TIMEOUT_S, llama_cpp_slots, lmstudio_parallel, vllm_sta
 
 FINISH = {"stop": "stop", "length": "length", "content_filter": "other", "tool_calls": "other"}
 CONNECT_TIMEOUT_S = 10.0  # the whole request is timed by the router
-# Pooled connections idle longer than this are not reused: llama.cpp's server (cpp-httplib) closes one idle for
-# 5 s, and a request sent on a connection the server has just closed fails ("Server disconnected"). 2 s, not
-# just under 5: on a loaded machine the client's and the server's clocks for "idle" drift apart by more than 1 s
-# (seen: one such failure in a test run beside real-model training).
+# Pooled connections idle longer than this are not reused: uvicorn (vLLM) and cpp-httplib (llama.cpp's plain
+# replies) close one idle for 5 s, and a request sent on a connection the server has just closed fails ("Server
+# disconnected"). 2 s, not just under 5: on a loaded machine the client's and the server's clocks for "idle"
+# drift apart by more than 1 s.
 KEEPALIVE_S = 2.0
+# Servers (by their `Server` header) that close the connection after every streamed reply, though the reply says
+# "Keep-Alive: timeout=5, max=100": llama-server's stream provider returns false when it ends, which cpp-httplib
+# takes for a cancelled write, so it closes. aiohttp pools the connection the moment the body ends and hands it to
+# the next request before the close arrives: that request fails, half of them at least (bench/README.md). To such
+# a server every chat request says `Connection: close`; it answers the same and aiohttp does not pool it.
+CLOSES_AFTER_STREAM = ("llama.cpp",)
 
 
 class OpenAITeacher:
@@ -54,6 +60,7 @@ class OpenAITeacher:
             self._headers["Authorization"] = auth
         self._proxy, proxy_credentials = env_proxy(self.endpoint)
         self._headers.update(proxy_credentials)
+        self._chat_headers = self._headers  # + Connection: close once the server is one that closes after streams
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -72,6 +79,7 @@ class OpenAITeacher:
         try:
             async with self.session.get(f"{self.endpoint}/models", headers=self._headers, **self._proxy) as response:
                 body = await response.read()
+                self._note_server(response)  # before any chat request: the engine checks first
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as e:
             raise UserError(f"cannot reach the teacher at {self.endpoint}: {cause(e)}; is the server running?") from None
         if response.status == 404:
@@ -115,8 +123,9 @@ class OpenAITeacher:
         }, ensure_ascii=False).encode()
         stream = Stream(self.endpoint, sampling.budget)
         try:
-            response = await self.session.post(f"{self.endpoint}/chat/completions", data=body, headers=self._headers,
-                                               **self._proxy)
+            response = await self.session.post(f"{self.endpoint}/chat/completions", data=body,
+                                               headers=self._chat_headers, **self._proxy)
+            self._note_server(response)
             try:
                 if response.status >= 400:
                     raise self._status_error(response.status, await response.read())
@@ -130,6 +139,10 @@ class OpenAITeacher:
         except (aiohttp.ClientError, OSError) as e:
             raise TransientError(f"{self.endpoint}: {cause(e)}") from None
         return stream.reply(self, time.monotonic() - start)
+
+    def _note_server(self, response: aiohttp.ClientResponse) -> None:
+        if self._chat_headers is self._headers and response.headers.get("Server", "").startswith(CLOSES_AFTER_STREAM):
+            self._chat_headers = {**self._headers, "Connection": "close"}
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
