@@ -48,8 +48,7 @@ def test_requests_go_through_the_proxy_from_the_environment(monkeypatch):
         replies = ask(UNRESOLVABLE)
         headers = proxy.headers
     assert [r.content for r in replies] == ["\\boxed{4}"] * 2
-    assert len(headers) == 2 and all(h["Proxy-Authorization"] == "Basic " + base64.b64encode(b"carol:pw").decode()
-                                     for h in headers)
+    assert len(headers) == 2 and all(h["Proxy-Authorization"] == basic(b"carol:pw") for h in headers)
 
 
 def test_no_proxy_sends_the_host_direct(monkeypatch):
@@ -61,27 +60,32 @@ def test_no_proxy_sends_the_host_direct(monkeypatch):
     assert [r.content for r in replies] == ["\\boxed{4}"] * 2 and "Proxy-Authorization" not in headers[0]
 
 
-def test_netrc_gives_basic_auth_and_an_api_key_wins_over_it(monkeypatch, tmp_path):
+def alice_in_netrc(monkeypatch, tmp_path) -> None:
+    """A $NETRC file with alice's password for 127.0.0.1, where the fakes listen."""
     netrc = tmp_path / "netrc"
     netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
     netrc.chmod(0o600)
     monkeypatch.setenv("NETRC", str(netrc))
+
+
+def basic(user_password: bytes) -> str:
+    return "Basic " + base64.b64encode(user_password).decode()
+
+
+def test_netrc_gives_basic_auth_and_an_api_key_wins_over_it(monkeypatch, tmp_path):
+    alice_in_netrc(monkeypatch, tmp_path)
     with OpenAIFake(SCRIPT) as fake:
         ask(fake.url)
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         ask(fake.url, calls=1)  # both would be refused by aiohttp (two Authorization headers): the key is sent
         headers = fake.headers
-    basic = "Basic " + base64.b64encode(b"alice:s3cret").decode()
-    assert [h["Authorization"] for h in headers] == [basic, basic, "Bearer sk-test"]
+    assert [h["Authorization"] for h in headers] == [basic(b"alice:s3cret")] * 2 + ["Bearer sk-test"]
 
 
 def test_credentials_in_the_url_win_over_netrc(monkeypatch, tmp_path):
-    netrc = tmp_path / "netrc"
-    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
-    netrc.chmod(0o600)
-    monkeypatch.setenv("NETRC", str(netrc))
+    alice_in_netrc(monkeypatch, tmp_path)
     with OpenAIFake(SCRIPT) as fake:
         replies = ask(fake.url.replace("http://", "http://bob:pw@"), calls=1)  # aiohttp refused both at once
         headers = fake.headers
     assert replies[0].content == "\\boxed{4}"
-    assert headers[0]["Authorization"] == "Basic " + base64.b64encode(b"bob:pw").decode()
+    assert headers[0]["Authorization"] == basic(b"bob:pw")
