@@ -17,7 +17,8 @@ from tunixhack.teachers.base import Sampling
 from tunixhack.teachers.openai_compat import OpenAITeacher
 
 MAX_TOKENS = 48
-REASONS = {"truncated", "verify_failed", "empty_answer"}  # what a base model's replies can earn here
+# what a base model's replies can earn here (one that loops is cut on the stream)
+REASONS = {"truncated", "verify_failed", "empty_answer", "repetition_loop"}
 
 
 def source(tmp_path, easy: int = 4) -> str:
@@ -66,9 +67,13 @@ def test_rows_rejects_and_usage_from_a_real_server(llama_server, tmp_path):
 
     for row in rows + rejects:
         usage = row["usage"]
+        # the server's count: its usage at the end of a reply, its per-token timings for one cut on the stream
         assert usage["prompt_tokens"] == prompt_tokens(llama_server, row["messages"]), row["id"]
         if row["finish"] == "length":
             assert usage["completion_tokens"] == MAX_TOKENS
+        elif row["finish"] == "cancelled":  # a loop, cut: the tokens streamed before the cut, one an event
+            assert row["reason"].startswith("repetition_loop: ") and usage["completion_tokens"] < MAX_TOKENS, row
+            assert abs(usage["completion_tokens"] - tokens(llama_server, row["reasoning"] + row["answer"])) <= 2
         else:  # the text's own tokens, and the end-of-turn token the server counts but does not send
             assert row["finish"] == "stop"
             assert abs(usage["completion_tokens"] - tokens(llama_server, row["reasoning"] + row["answer"])) <= 2
@@ -81,8 +86,9 @@ def test_rows_rejects_and_usage_from_a_real_server(llama_server, tmp_path):
     for row in rows:
         assert row["verified"] is True and verify.check(row, row["answer"]) is True
     for row in rejects:
-        assert row["reason"] in REASONS, row["reason"]
+        assert row["reason"].split(":")[0] in REASONS, row["reason"]
         assert (row["reason"] == "truncated") == (row["finish"] == "length"), row
+        assert row["reason"].startswith("repetition_loop") == (row["finish"] == "cancelled"), row
         if row["reason"] == "verify_failed":
             assert verify.check(row, row["answer"]) is False
 
@@ -97,6 +103,26 @@ def test_rows_rejects_and_usage_from_a_real_server(llama_server, tmp_path):
     # errors file, which was not.
     assert (f"rows: {out}" in result.stderr) == bool(rows) and "errors:" not in result.stderr
     assert (f"rejects: {sibling(out, 'rejects')}" in result.stderr) == bool(rejects)
+    assert idle(llama_server)
+
+
+def test_replies_cut_on_the_stream_count_the_prompt_the_server_read(llama_server, tmp_path):
+    """A reply cancelled on the stream gets no usage from the server; llama.cpp's per-token timings (asked of it
+    once its Server header says llama.cpp) still say what the prompt cost, so the spend is whole."""
+    out = tmp_path / "gsm8k.jsonl"
+    result = generate(llama_server, source(tmp_path, easy=0), out, "--limit", "4", "--concurrency", "4",
+                      "--max-answer-tokens", "6")
+    assert result.returncode == 0, result.stderr
+    cut = [r for r in read_rows(sibling(out, "rejects")) if r["finish"] == "cancelled"]
+    assert cut, "no reply of the 4 ran past 6 tokens"  # a base model's replies to GSM8K run on
+    for row in cut:
+        usage = row["usage"]
+        assert row["reason"] == "too_long: answer past 6 tokens" and usage["completion_tokens"] == 7
+        assert usage["prompt_tokens"] == prompt_tokens(llama_server, row["messages"]), row["id"]
+        assert usage["tokens_per_second"] > usage["completion_tokens"] / usage["seconds"]  # the server's decode rate
+    spent = summary_of(out)["spent"]["cancelled"]["too_long"]
+    assert spent == {"replies": len(cut), "prompt": sum(r["usage"]["prompt_tokens"] for r in cut),
+                     "completion": 7 * len(cut)}
     assert idle(llama_server)
 
 

@@ -41,6 +41,10 @@ KEEPALIVE_S = 2.0
 # the next request before the close arrives: that request fails, half of them at least (bench/README.md). To such
 # a server every chat request says `Connection: close`; it answers the same and aiohttp does not pool it.
 CLOSES_AFTER_STREAM = ("llama.cpp",)
+# Servers that put their `timings` (prompt_n, cache_n, predicted_per_second) in every streamed event when asked
+# (`timings_per_token`): a reply cancelled on the stream then still says what its prompt cost. Others send usage
+# only at the end (vLLM could, with stream_options.continuous_usage_stats; OpenAI refuses unknown fields).
+TIMINGS_PER_TOKEN = ("llama.cpp",)
 
 
 class OpenAITeacher:
@@ -61,6 +65,7 @@ class OpenAITeacher:
         self._proxy, proxy_credentials = env_proxy(self.endpoint)
         self._headers.update(proxy_credentials)
         self._chat_headers = self._headers  # + Connection: close once the server is one that closes after streams
+        self._timings_per_token = False     # set once the server is one that streams its timings when asked
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -116,11 +121,14 @@ class OpenAITeacher:
 
     async def complete(self, messages: list[dict], sampling: Sampling) -> Reply:
         start = time.monotonic()
-        body = json.dumps({
+        request = {
             "model": self.model, "messages": messages, "max_tokens": sampling.max_tokens,
             "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k,
             "min_p": sampling.min_p, "stream": True, "stream_options": {"include_usage": True},
-        }, ensure_ascii=False).encode()
+        }
+        if self._timings_per_token:
+            request["timings_per_token"] = True
+        body = json.dumps(request, ensure_ascii=False).encode()
         stream = Stream(self.endpoint, sampling.budget)
         try:
             response = await self.session.post(f"{self.endpoint}/chat/completions", data=body,
@@ -141,8 +149,10 @@ class OpenAITeacher:
         return stream.reply(self, time.monotonic() - start)
 
     def _note_server(self, response: aiohttp.ClientResponse) -> None:
-        if self._chat_headers is self._headers and response.headers.get("Server", "").startswith(CLOSES_AFTER_STREAM):
+        server = response.headers.get("Server", "")
+        if self._chat_headers is self._headers and server.startswith(CLOSES_AFTER_STREAM):
             self._chat_headers = {**self._headers, "Connection": "close"}
+        self._timings_per_token = self._timings_per_token or server.startswith(TIMINGS_PER_TOKEN)
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -253,14 +263,18 @@ class Stream:
 
 
     def stopped_reply(self, teacher: OpenAITeacher, seconds: float) -> Reply:
-        """What came before the stop; the server sent no usage, so the tokens are the events counted (servers
-        stream one token an event)."""
+        """What came before the stop. The server sent no usage, so the completion tokens are the events counted
+        (servers stream one token an event), and the prompt's are what llama.cpp's per-token timings said (its
+        usage counts the cached part too); None from a server that says nothing before the end."""
         thinking, answer, closed = split_reasoning("".join(self.content), "".join(self.reasoning) or None)
+        timings = self.timings
+        prompt = timings["prompt_n"] + timings.get("cache_n", 0) if "prompt_n" in timings else None
         return Reply(
             content=answer, reasoning=thinking, finish="cancelled", thinking_closed=closed, model=teacher.model,
             endpoint=teacher.endpoint, backend=teacher.backend, stopped=self.watch.stop,
-            usage=usage_dict(None, self.watch.completion_tokens, seconds,
-                             reasoning_tokens=self.watch.tokens["reasoning"]),
+            usage=usage_dict(prompt, self.watch.completion_tokens, seconds,
+                             reasoning_tokens=self.watch.tokens["reasoning"],
+                             tokens_per_second=timings.get("predicted_per_second") or None),
         )
 
 
