@@ -146,6 +146,26 @@ def test_a_looping_reply_is_cancelled_on_the_wire_and_rejected_with_its_tokens(t
     assert "cancelled repetition_loop" in result.stderr
 
 
+@pytest.mark.parametrize("reports", [None, "llama.cpp"])
+def test_a_cut_reply_counts_its_prompt_where_the_server_says_it_mid_stream(tmp_path, reports):
+    """A server sends its usage at the end of a reply, which a cut reply never reaches; llama.cpp, asked (its
+    Server header says llama.cpp), times every token, the prompt it read and the part it had cached apart."""
+    out = tmp_path / "gsm8k.jsonl"
+    with OpenAIFake(Script.from_dict(LOOPING), reports=reports) as fake:
+        result = run_script("gsm8k/generate.py", *ARGS, "--teacher", fake.url, "--out", out)
+    assert result.returncode == 0, result.stderr
+    loop = next(r for r in read_rows(sibling(out, "rejects")) if r["id"] == "gsm8k/test/0")
+    kept = read_rows(out)[0]["usage"]  # a reply that ran to its end: the server's usage
+    usage, spent = loop["usage"], summary_of(out)["spent"]["cancelled"]["repetition_loop"]
+    assert loop["finish"] == "cancelled" and usage["completion_tokens"] > 60
+    if reports is None:
+        assert usage["prompt_tokens"] is None and spent["prompt"] == 0
+    else:  # the fake counts a word a token: Janet's prompt, as its usage would have said
+        words = sum(len(m["content"].split()) for m in loop["messages"])
+        assert usage["prompt_tokens"] == words == spent["prompt"] and kept["prompt_tokens"] is not None
+        assert usage["tokens_per_second"] == RATE  # the server's decode rate, not the client's wall clock
+
+
 @pytest.mark.parametrize("make", backends())
 def test_a_loop_is_resampled_under_attempts(tmp_path, make):
     script = {**LOOPING, "rules": [{**LOOPING["rules"][0], "loop_calls": 1}, *LOOPING["rules"][1:]]}

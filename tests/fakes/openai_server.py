@@ -166,8 +166,14 @@ class Handler(BaseHTTPRequestHandler):
         field_ = fake.reasoning_field if fake.reasoning_field in ("reasoning_content", "reasoning") else None
         opened = False
 
+        prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        # llama.cpp, asked, times every token: the prompt read and the part cached apart, the tokens decoded
+        # and its decode rate (here the rule's rate, exactly, so a test can tell where a rate came from)
+        timed = fake.reports == "llama.cpp" and body.get("timings_per_token")
+        decoded = 0
+
         def send(token: tuple[str, str]):
-            nonlocal opened
+            nonlocal opened, decoded
             part, word = token
             if part == "reasoning" and field_:
                 delta = {field_: word}
@@ -175,7 +181,12 @@ class Handler(BaseHTTPRequestHandler):
                 delta, opened = {"content": word if opened else "<think>\n" + word}, True
             else:
                 delta, opened = {"content": ("\n</think>\n\n" if opened and not field_ else "") + word}, False
-            self._event({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}, body)
+            event = {"choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+            decoded += 1
+            if timed:
+                event["timings"] = {"cache_n": prompt // 2, "prompt_n": prompt - prompt // 2, "predicted_n": decoded,
+                                    "predicted_per_second": float(rule.rate if decoded > 1 else 0)}
+            self._event(event, body)
 
         tokens = rule.words(int(body.get("max_tokens") or 32768))
         try:
@@ -190,8 +201,7 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(1 / rule.rate)
             record["finish"] = "length" if rule.runs_out() or record["sent"] >= int(body.get("max_tokens") or 32768) \
                 else "stop"
-            usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
-                     "completion_tokens": record["sent"]}
+            usage = {"prompt_tokens": prompt, "completion_tokens": record["sent"]}
             self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": record["finish"]}]}, body)
             self._event({"choices": [], "usage": usage}, body)
             self._chunk(b"data: [DONE]\n\n")

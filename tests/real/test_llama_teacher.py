@@ -51,6 +51,15 @@ def prompt_tokens(server, messages: list[dict]) -> int:
     return len(server.post("/tokenize", {"content": prompt, "add_special": True, "parse_special": True})["tokens"])
 
 
+def assert_the_servers_decode_rate(usage: dict) -> None:
+    """The rate is the server's (its `timings`, as LM Studio reports its own), not the client's tokens over its
+    seconds. The server's counts the tokens after the first over the time since the first, which the client's
+    seconds hold with more (the request, the wait for a slot, the prompt): above (tokens - 1) / seconds however
+    loaded the machine."""
+    tokens_, seconds, rate = usage["completion_tokens"], usage["seconds"], usage["tokens_per_second"]
+    assert rate != round(tokens_ / seconds, 2) and rate > (tokens_ - 1) / seconds, usage
+
+
 def idle(server) -> bool:
     return not any(slot["is_processing"] for slot in server.get("/slots"))
 
@@ -72,15 +81,14 @@ def test_rows_rejects_and_usage_from_a_real_server(llama_server, tmp_path):
         if row["finish"] == "length":
             assert usage["completion_tokens"] == MAX_TOKENS
         elif row["finish"] == "cancelled":  # a loop, cut: the tokens streamed before the cut, one an event
-            assert row["reason"].startswith("repetition_loop: ") and usage["completion_tokens"] < MAX_TOKENS, row
-            assert abs(usage["completion_tokens"] - tokens(llama_server, row["reasoning"] + row["answer"])) <= 2
+            assert row["reason"].startswith("repetition_loop: ") and usage["completion_tokens"] <= MAX_TOKENS, row
+            # a looped pattern may tokenize into fewer pieces as one text ("hahaha"), never into more
+            assert tokens(llama_server, row["reasoning"] + row["answer"]) <= usage["completion_tokens"] + 2
         else:  # the text's own tokens, and the end-of-turn token the server counts but does not send
             assert row["finish"] == "stop"
             assert abs(usage["completion_tokens"] - tokens(llama_server, row["reasoning"] + row["answer"])) <= 2
         assert 0 < usage["seconds"] < wall
-        # the server's decode rate (its `timings`, as LM Studio reports its own): above the rate over the whole
-        # request, which includes reading the prompt and the wait for a slot
-        assert usage["tokens_per_second"] > usage["completion_tokens"] / usage["seconds"]
+        assert_the_servers_decode_rate(usage)
         assert row["teacher"]["model"] == llama_server.model and row["teacher"]["max_tokens"] == MAX_TOKENS
 
     for row in rows:
@@ -109,20 +117,21 @@ def test_rows_rejects_and_usage_from_a_real_server(llama_server, tmp_path):
 def test_replies_cut_on_the_stream_count_the_prompt_the_server_read(llama_server, tmp_path):
     """A reply cancelled on the stream gets no usage from the server; llama.cpp's per-token timings (asked of it
     once its Server header says llama.cpp) still say what the prompt cost, so the spend is whole."""
-    out = tmp_path / "gsm8k.jsonl"
-    result = generate(llama_server, source(tmp_path, easy=0), out, "--limit", "4", "--concurrency", "4",
-                      "--max-answer-tokens", "6")
-    assert result.returncode == 0, result.stderr
-    cut = [r for r in read_rows(sibling(out, "rejects")) if r["finish"] == "cancelled"]
-    assert cut, "no reply of the 4 ran past 6 tokens"  # a base model's replies to GSM8K run on
-    for row in cut:
-        usage = row["usage"]
-        assert row["reason"] == "too_long: answer past 6 tokens" and usage["completion_tokens"] == 7
-        assert usage["prompt_tokens"] == prompt_tokens(llama_server, row["messages"]), row["id"]
-        assert usage["tokens_per_second"] > usage["completion_tokens"] / usage["seconds"]  # the server's decode rate
-    spent = summary_of(out)["spent"]["cancelled"]["too_long"]
-    assert spent == {"replies": len(cut), "prompt": sum(r["usage"]["prompt_tokens"] for r in cut),
-                     "completion": 7 * len(cut)}
+    for run in ("first", "again"):  # again: the same prompts, which the slots now have cached (cache_n > 0)
+        out = tmp_path / run / "gsm8k.jsonl"
+        result = generate(llama_server, source(tmp_path, easy=0), out, "--limit", "4", "--concurrency", "4",
+                          "--max-answer-tokens", "6")
+        assert result.returncode == 0, result.stderr
+        cut = [r for r in read_rows(sibling(out, "rejects")) if r["finish"] == "cancelled"]
+        assert cut, "no reply of the 4 ran past 6 tokens"  # a base model's replies to GSM8K run on
+        for row in cut:
+            usage = row["usage"]
+            assert row["reason"] == "too_long: answer past 6 tokens" and usage["completion_tokens"] == 7
+            assert usage["prompt_tokens"] == prompt_tokens(llama_server, row["messages"]), (run, row["id"])
+            assert_the_servers_decode_rate(usage)
+        spent = summary_of(out)["spent"]["cancelled"]["too_long"]
+        assert spent == {"replies": len(cut), "prompt": sum(r["usage"]["prompt_tokens"] for r in cut),
+                         "completion": 7 * len(cut)}
     assert idle(llama_server)
 
 

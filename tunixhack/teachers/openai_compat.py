@@ -264,18 +264,24 @@ class Stream:
 
     def stopped_reply(self, teacher: OpenAITeacher, seconds: float) -> Reply:
         """What came before the stop. The server sent no usage, so the completion tokens are the events counted
-        (servers stream one token an event), and the prompt's are what llama.cpp's per-token timings said (its
-        usage counts the cached part too); None from a server that says nothing before the end."""
+        (servers stream one token an event); the prompt's, and the decode rate, are what llama.cpp's per-token
+        timings said, None from a server that says nothing before the end."""
         thinking, answer, closed = split_reasoning("".join(self.content), "".join(self.reasoning) or None)
-        timings = self.timings
-        prompt = timings["prompt_n"] + timings.get("cache_n", 0) if "prompt_n" in timings else None
+        prompt, rate = timed_so_far(self.timings)
         return Reply(
             content=answer, reasoning=thinking, finish="cancelled", thinking_closed=closed, model=teacher.model,
             endpoint=teacher.endpoint, backend=teacher.backend, stopped=self.watch.stop,
             usage=usage_dict(prompt, self.watch.completion_tokens, seconds,
-                             reasoning_tokens=self.watch.tokens["reasoning"],
-                             tokens_per_second=timings.get("predicted_per_second") or None),
+                             reasoning_tokens=self.watch.tokens["reasoning"], tokens_per_second=rate),
         )
+
+
+def timed_so_far(timings: dict) -> tuple[int | None, float | None]:
+    """llama.cpp's timings mid-reply: (what its usage would say of the prompt, its decode rate so far), None where
+    it did not say. Its prompt_tokens are the prompt it read (prompt_n) and the part it had cached (cache_n); its
+    rate is the one its last event reports too (0 after the first token: not a rate yet)."""
+    prompt = timings["prompt_n"] + timings["cache_n"] if {"prompt_n", "cache_n"} <= timings.keys() else None
+    return prompt, timings.get("predicted_per_second") or None
 
 
 def env_proxy(endpoint: str) -> tuple[dict, dict]:
