@@ -10,6 +10,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
+# pytest-timeout's limit (pyproject: 600 s) counts a test's fixture setup too, so a module whose shared fixture runs
+# a real training script or a 51-slot llama.cpp pass inside its first test gets more: minutes quiet, several times
+# that on a loaded 2-core machine. Still a limit, so a hang fails; the scripts inside have their own, lower.
+HEAVY_MODULE_TIMEOUT_S = 2400
 
 
 def script_env(**extra) -> dict:

@@ -137,7 +137,9 @@ def test_a_looping_reply_is_cancelled_on_the_wire_and_rejected_with_its_tokens(t
     assert loop["finish"] == "cancelled" and LOOP in loop["reasoning"]
     # Stopped at the 7th repeat (11 words each): about 80 tokens, not the 32,768 the server would have sent.
     assert 60 <= loop["usage"]["completion_tokens"] <= 120
-    assert janet["sent"] < 200 and (janet.get("client_left") or janet.get("cancelled"))
+    # (the fake writes by its clock whether the client reads or not, so a loaded client sees more go by; a loop
+    # left to run would send 32,768)
+    assert janet["sent"] < 2000 and (janet.get("client_left") or janet.get("cancelled"))
     assert len(read_rows(out)) == 3  # the other rows are untouched
     spent = summary_of(out)["spent"]
     assert spent["cancelled"]["repetition_loop"]["replies"] == 1

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import HEAVY_MODULE_TIMEOUT_S
 from tests.real import parity_texts
 from tests.real.greedy import (F32_KV_CACHE, WINDOW, llama_ids, max_logprob_diff, parity_figures, parity_rows,
                                round_trip, write_f32_gguf)
 
-pytestmark = pytest.mark.train
+pytestmark = [pytest.mark.train, pytest.mark.timeout(HEAVY_MODULE_TIMEOUT_S)]
 
 NEW_TOKENS = 24          # greedy continuation compared token by token
 # At least 50 prompts (issue 17), a quarter of them past the sliding window (531-579 tokens)

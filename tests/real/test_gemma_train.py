@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import HEAVY_MODULE_TIMEOUT_S
 from tests.real import parity_texts
 from tests.real.greedy import round_trip
 from tests.train.conftest import metrics, run_script, train_env  # noqa: F401 (the training tests' environment)
 
-pytestmark = pytest.mark.train
+pytestmark = [pytest.mark.train, pytest.mark.timeout(HEAVY_MODULE_TIMEOUT_S)]
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TRAIN_ROWS = Path(__file__).resolve().parents[1] / "train" / "fixtures" / "traces.jsonl"

@@ -57,6 +57,8 @@ def assert_the_servers_decode_rate(usage: dict) -> None:
     seconds hold with more (the request, the wait for a slot, the prompt): above (tokens - 1) / seconds however
     loaded the machine."""
     tokens_, seconds, rate = usage["completion_tokens"], usage["seconds"], usage["tokens_per_second"]
+    if tokens_ < 2:
+        return  # one token (an end of turn, at once) makes no rate: the server says 0
     assert rate != round(tokens_ / seconds, 2) and rate > (tokens_ - 1) / seconds, usage
 
 
@@ -84,9 +86,11 @@ def test_rows_rejects_and_usage_from_a_real_server(llama_server, tmp_path):
             assert row["reason"].startswith("repetition_loop: ") and usage["completion_tokens"] <= MAX_TOKENS, row
             # a looped pattern may tokenize into fewer pieces as one text ("hahaha"), never into more
             assert tokens(llama_server, row["reasoning"] + row["answer"]) <= usage["completion_tokens"] + 2
-        else:  # the text's own tokens, and the end-of-turn token the server counts but does not send
+        else:  # the text's own tokens, the end-of-turn token the server counts but does not send, and the
+            # whitespace split_reasoning strips (a leading and a trailing newline: a token each)
             assert row["finish"] == "stop"
-            assert abs(usage["completion_tokens"] - tokens(llama_server, row["reasoning"] + row["answer"])) <= 2
+            text = tokens(llama_server, row["reasoning"] + row["answer"])
+            assert text - 2 <= usage["completion_tokens"] <= text + 4, row
         assert 0 < usage["seconds"] < wall
         assert_the_servers_decode_rate(usage)
         assert row["teacher"]["model"] == llama_server.model and row["teacher"]["max_tokens"] == MAX_TOKENS
@@ -132,7 +136,12 @@ def test_replies_cut_on_the_stream_count_the_prompt_the_server_read(llama_server
         spent = summary_of(out)["spent"]["cancelled"]["too_long"]
         assert spent == {"replies": len(cut), "prompt": sum(r["usage"]["prompt_tokens"] for r in cut),
                          "completion": 7 * len(cut)}
-    assert idle(llama_server)
+    # the slots go free as llama.cpp sends each cut reply's next token and finds the client gone (in tokens: the
+    # cancel test); the generate process may end a moment before
+    deadline = time.monotonic() + 60
+    while not idle(llama_server):
+        assert time.monotonic() < deadline, llama_server.get("/slots")
+        time.sleep(0.05)
 
 
 def test_auto_concurrency_reads_the_servers_slots_and_stays_within_them(llama_server, tmp_path):
@@ -182,7 +191,7 @@ def test_a_cancelled_request_frees_its_slot_at_once(llama_server):
     """A timeout or Ctrl-C closes the stream; llama.cpp stops generating and frees the slot (its /slots says).
     "At once" is counted in tokens decoded after the cancel, not in seconds, so a loaded machine cannot fail it:
     llama.cpp notices a closed connection when it sends the next token."""
-    async def cancel_mid_reply() -> tuple[int, float]:
+    async def cancel_mid_reply() -> tuple[int, float] | None:
         teacher = OpenAITeacher(llama_server.base_url, llama_server.model)
         request = asyncio.ensure_future(teacher.complete(
             [{"role": "user", "content": "Count from 1 to 2000, one number a line."}], Sampling(max_tokens=1500)))
@@ -192,7 +201,8 @@ def test_a_cancelled_request_frees_its_slot_at_once(llama_server):
                 assert time.monotonic() < deadline and not request.done(), "the request never reached a slot"
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.5)
-            assert not request.done(), "the reply ended before it could be cancelled"
+            if request.done():
+                return None  # the model ended (or looped and was cut) before the cancel: sampled, so try again
             at_cancel = await asyncio.to_thread(decoded, llama_server)
             request.cancel()
             cancelled, last = time.monotonic(), at_cancel
@@ -204,9 +214,16 @@ def test_a_cancelled_request_frees_its_slot_at_once(llama_server):
             request.cancel()
             await teacher.close()
 
-    after, seconds = asyncio.run(cancel_mid_reply())
+    for _ in range(3):
+        tried = asyncio.run(cancel_mid_reply())
+        if tried is not None:
+            break
+    assert tried is not None, "three replies in a row ended before they could be cancelled"
+    after, seconds = tried
     print(f"slot freed {seconds:.2f} s and {after} tokens after the cancel")
-    assert after <= 8  # of the 1,500 the reply could still have cost
+    # of the 1,500 the reply could still have cost; a few more may come while a loaded client is descheduled
+    # between reading /slots and closing the stream
+    assert after <= 32
 
 
 def test_a_server_that_goes_down_leaves_errors_to_retry_and_a_rerun_finishes(gemma_270m_gguf, llama_server_factory,

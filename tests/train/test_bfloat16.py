@@ -13,9 +13,10 @@ import sys
 import numpy as np
 import pytest
 
+from tests.helpers import HEAVY_MODULE_TIMEOUT_S
 from tests.train.conftest import ROOT, TRACES, run_script
 
-pytestmark = pytest.mark.train
+pytestmark = [pytest.mark.train, pytest.mark.timeout(HEAVY_MODULE_TIMEOUT_S)]
 
 SMALL = ["--lora-rank", "8", "--lora-alpha", "16", "--max-len", "256"]
 

@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
+from tests.helpers import HEAVY_MODULE_TIMEOUT_S
 from tests.train.conftest import ROOT
 
-pytestmark = pytest.mark.train
+pytestmark = [pytest.mark.train, pytest.mark.timeout(HEAVY_MODULE_TIMEOUT_S)]
 
 
 def test_without_an_accelerator_it_says_so_and_exits_0(train_env):

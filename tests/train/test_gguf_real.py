@@ -8,7 +8,9 @@ import dataclasses
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.train
+from tests.helpers import HEAVY_MODULE_TIMEOUT_S
+
+pytestmark = [pytest.mark.train, pytest.mark.timeout(HEAVY_MODULE_TIMEOUT_S)]
 
 
 @pytest.fixture(scope="module")

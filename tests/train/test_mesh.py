@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
+from tests.helpers import HEAVY_MODULE_TIMEOUT_S
 from tests.train.conftest import GRPO_FLAGS, ROOT, SFT_FLAGS, TRACES
 
-pytestmark = pytest.mark.train
+pytestmark = [pytest.mark.train, pytest.mark.timeout(HEAVY_MODULE_TIMEOUT_S)]
 
 SCRIPT = """
 import json, sys

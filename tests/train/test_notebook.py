@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
+from tests.helpers import HEAVY_MODULE_TIMEOUT_S
 from tests.fakes.hub_server import HubFake
 from tests.train.conftest import ROOT, TRACES
 
-pytestmark = pytest.mark.train
+pytestmark = [pytest.mark.train, pytest.mark.timeout(HEAVY_MODULE_TIMEOUT_S)]
 
 RUNNER = """
 import json, sys
