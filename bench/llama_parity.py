@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from tests.real import parity_texts  # noqa: E402
-from tests.real.greedy import F32_KV_CACHE, parity_figures, parity_rows, write_f32_gguf  # noqa: E402
+from tests.real.greedy import (F32_KV_CACHE, PARITY_CONTEXT, PARITY_SLOTS, parity_figures, parity_rows,  # noqa: E402
+                               write_f32_gguf)
 from tests.real.llama import LlamaServer, gemma_270m  # noqa: E402
 
 NEW_TOKENS, LONG_BATCH = 24, 2  # as the test
@@ -43,8 +44,7 @@ def main() -> None:
         tok = models.load_tokenizer(source)
         gguf = write_f32_gguf(source, tok, Path(tmp) / "gemma-3-270m-f32.gguf")
         short, long = parity_texts.short_prompts(args.short), parity_texts.long_prompts(tok, args.long, step=4)
-        n = len(short) + len(long)
-        with LlamaServer(gguf, parallel=n, context=n * 1024, extra=F32_KV_CACHE) as server:
+        with LlamaServer(gguf, parallel=PARITY_SLOTS, context=PARITY_CONTEXT, extra=F32_KV_CACHE) as server:
             for dtype in args.dtype:
                 rows, seconds = parity_rows(source, tok, server, short, long, NEW_TOKENS, LONG_BATCH, dtype)
                 print(json.dumps({"tunix_dtype": dtype, **parity_figures(rows, NEW_TOKENS),

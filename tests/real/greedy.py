@@ -12,8 +12,14 @@ from pathlib import Path
 # llama.cpp's end-of-generation tokens for Gemma's vocabulary (<eos>, <end_of_turn>, and "</s>", which it
 # promotes to control); Tunix stops on the same ones
 STOP_IDS = (1, 106, 212)
-# One reply comes when every slot decoding beside it has been served its share: 51 prompts took 26 s on a quiet
-# machine and over 120 s beside a CI run; a parity test waits as long as it takes, it does not time the server.
+# llama.cpp decodes prompts sent together side by side, in one batch whose make-up depends on when each arrived,
+# and a batch of another size sums in another order: a near-tie between two tokens then tipped one way or the other
+# from run to run (one continuation in 51, sometimes). With one slot it decodes one prompt at a time, and every
+# run gives the same tokens.
+PARITY_SLOTS = 1
+PARITY_CONTEXT = 1024  # the slot's: the longest prompt (579 tokens) and its continuation
+# The requests wait in llama.cpp's queue, one reply after another (seconds each quiet, far longer beside a CI run):
+# a parity test waits as long as it takes, it does not time the server.
 GREEDY_TIMEOUT_S = 1200.0
 
 
@@ -80,7 +86,7 @@ def round_trip(export: Path, server_factory, prompts: list[str], new_tokens: int
     tok = models.load_tokenizer(source)
     stop = tuple(models.token_ids(tok)[k] for k in ("eos", "end_of_turn"))
     (gguf,) = (export / "gguf").glob("*.gguf")
-    server = server_factory(gguf, parallel=len(prompts), context=len(prompts) * 512)
+    server = server_factory(gguf, parallel=PARITY_SLOTS, context=PARITY_CONTEXT)
     ids = [[tok.bos_id()] + tok.encode(p) for p in prompts]
     assert [llama_ids(server, p) for p in prompts] == [i[1:] for i in ids]  # its tokenizer is ours
     with ThreadPoolExecutor(len(prompts)) as pool:
@@ -109,7 +115,7 @@ def write_f32_gguf(source, tok, path: Path) -> Path:
 
 def parity_rows(source, tok, server, short: list[str], long: list[str], new_tokens: int, long_batch: int,
                 dtype: str = "float32") -> tuple[list[dict], dict]:
-    """Both sides' greedy continuations of every prompt (BOS first; llama.cpp decodes them all side by side).
+    """Both sides' greedy continuations of every prompt (BOS first; `server` has PARITY_SLOTS).
 
     One row per prompt: its length, both sides' tokens up to an end of generation, how many greedy tokens agree
     before the first difference, and each agreed token's log-probability difference. Also the seconds each

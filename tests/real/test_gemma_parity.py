@@ -21,15 +21,14 @@ import pytest
 
 from tests.helpers import HEAVY_MODULE_TIMEOUT_S
 from tests.real import parity_texts
-from tests.real.greedy import (F32_KV_CACHE, WINDOW, llama_ids, max_logprob_diff, parity_figures, parity_rows,
-                               round_trip, write_f32_gguf)
+from tests.real.greedy import (F32_KV_CACHE, PARITY_CONTEXT, PARITY_SLOTS, WINDOW, llama_ids, max_logprob_diff,
+                               parity_figures, parity_rows, round_trip, write_f32_gguf)
 
 pytestmark = [pytest.mark.train, pytest.mark.timeout(HEAVY_MODULE_TIMEOUT_S)]
 
 NEW_TOKENS = 24          # greedy continuation compared token by token
 # At least 50 prompts (issue 17), a quarter of them past the sliding window (531-579 tokens)
 SHORT_PROMPTS, LONG_PROMPTS = 38, 13
-SLOTS = SHORT_PROMPTS + LONG_PROMPTS  # llama-server decodes every prompt side by side
 LONG_BATCH = 2           # Tunix's batches: all the short prompts in one, the long ones (prefill-bound) in twos
 LOGPROB_TOLERANCE = 0.05
 
@@ -78,7 +77,7 @@ def f32_server(gemma, llama_server_factory, tmp_path_factory):
     """llama-server on the F32 GGUF our exporter writes from the dequantized weights (float32 KV cache)."""
     source, tok = gemma
     path = write_f32_gguf(source, tok, tmp_path_factory.mktemp("gguf") / "gemma-3-270m-f32.gguf")
-    return llama_server_factory(path, parallel=SLOTS, context=SLOTS * 1024, extra=F32_KV_CACHE)
+    return llama_server_factory(path, parallel=PARITY_SLOTS, context=PARITY_CONTEXT, extra=F32_KV_CACHE)
 
 
 @pytest.fixture(scope="module")
