@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from tests.real.fixtures import gemma_270m_gguf, llama_server, llama_server_fact
 # points at (another worktree's, say): the tests test the code beside them.
 ROOT = str(Path(__file__).resolve().parent.parent)
 os.environ["PYTHONPATH"] = os.pathsep.join([ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+# A shell hands a command it starts in the background (`.ci/run &` from a script) SIGINT ignored, and every script a
+# test starts inherits that: the Ctrl-C tests then see a run go on after its Ctrl-C (two CI runs started so failed,
+# one run finishing with exit 0, one hanging). The scripts are tested as a user's terminal starts them.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_addoption(parser):

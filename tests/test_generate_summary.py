@@ -29,7 +29,7 @@ def source(tmp_path, n: int):
 
 def test_progress_at_ctrl_c_is_the_summary(tmp_path):
     out = tmp_path / "gsm8k.jsonl"
-    # half right; rows from the 60th on never get an answer, so the run cannot end by itself before the Ctrl-C
+    # half right; rows from the 60th on never get an answer: Ctrl-C ends a run with requests in flight
     script = {"default": {"content": "\\boxed{0}"}, "latency": 0.05,
               "rules": [{"match": f"Item {i}:", "hang": True} for i in range(60, 300)]
               + [{"match": f"Item {i}:", "content": f"\\boxed{{{2 * i}}}"} for i in range(0, 60, 2)]}
