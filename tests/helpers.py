@@ -40,6 +40,13 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def whole_rows(path: Path) -> list[dict]:
+    """The rows of a file another process is writing, or was killed writing: whole lines only (read_rows would
+    meet the one being written)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
+
+
 def sibling(out: Path, kind: str) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + f".{kind}.jsonl")
 

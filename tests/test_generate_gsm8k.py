@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.fakes.openai_server import OpenAIFake
-from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling, start_script
+from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling, start_script, whole_rows
 
 GSM8K = FIXTURES / "gsm8k" / "test.jsonl"
 
@@ -159,11 +159,11 @@ def test_sigkill_midway_then_rerun_gives_every_id_once(tmp_path):
         args = ["--source", source, "--split", "test", "--teacher", fake.url, "--out", out, "--concurrency", "4"]
         proc = start_script("gsm8k/generate.py", *args)
         deadline = time.monotonic() + 60
-        while len(read_rows(out)) < 15 and time.monotonic() < deadline:
+        while len(whole_rows(out)) < 15 and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        first = {r["id"] for r in read_rows(out) + read_rows(sibling(out, "rejects"))}
+        first = {r["id"] for r in whole_rows(out) + whole_rows(sibling(out, "rejects"))}
         assert 15 <= len(first) < 60
         # A kill can tear the last line; the next run cuts it off. Simulate the worst case too.
         with out.open("a") as f:
@@ -192,7 +192,7 @@ def test_ctrl_c_keeps_rows_and_exits_130(tmp_path):
         proc = start_script("gsm8k/generate.py", "--source", source, "--split", "test", "--teacher", fake.url,
                             "--out", out, "--concurrency", "4")
         deadline = time.monotonic() + 60
-        while len(read_rows(sibling(out, "rejects"))) < 10 and time.monotonic() < deadline:
+        while len(whole_rows(sibling(out, "rejects"))) < 10 and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)

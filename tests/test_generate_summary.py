@@ -12,7 +12,7 @@ import time
 from tests.fakes.lmstudio_server import LMStudioFake
 from tests.fakes.openai_server import OpenAIFake
 from tests.fakes.script import Script
-from tests.helpers import read_rows, run_script, sibling, start_script
+from tests.helpers import read_rows, run_script, sibling, start_script, whole_rows
 from tests.test_generate_gsm8k import ARGS, SCRIPT
 
 
@@ -37,7 +37,7 @@ def test_progress_at_ctrl_c_is_the_summary(tmp_path):
         proc = start_script("gsm8k/generate.py", "--source", source(tmp_path, 300), "--split", "test",
                             "--teacher", fake.url, "--out", out, "--concurrency", "8")
         deadline = time.monotonic() + 60
-        while len(read_rows(out)) < 15 and time.monotonic() < deadline:
+        while len(whole_rows(out)) < 15 and time.monotonic() < deadline:
             time.sleep(0.02)
         proc.send_signal(signal.SIGINT)  # with requests in flight: they are neither done nor counted
         _, stderr = proc.communicate(timeout=30)
