@@ -8,13 +8,14 @@ types them; in-process tests load a train/ script by path (train_script).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import whole_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "train"
@@ -68,7 +69,8 @@ def run_script(script: str, *args, env: dict, check: bool = True, extra_env: dic
 
 
 def metrics(out) -> list[dict]:
-    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    """metrics.jsonl's rows; whole lines only, as a test may read it while a run writes it."""
+    return whole_rows(Path(out) / "metrics.jsonl")
 
 
 @pytest.fixture(scope="session")
