@@ -47,6 +47,25 @@ def whole_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
 
 
+def replies_in_turn(url: str, model: str, prompts: list[str], **sampling) -> list:
+    """One OpenAI-compatible teacher's replies to each prompt, one after another, checked first as the engine
+    does (the check is where it learns what server it talks to)."""
+    import asyncio
+
+    from tunixhack.teachers.base import Sampling
+    from tunixhack.teachers.openai_compat import OpenAITeacher
+
+    async def run():
+        teacher = OpenAITeacher(url, model)
+        try:
+            await teacher.check()
+            return [await teacher.complete([{"role": "user", "content": p}], Sampling(**sampling)) for p in prompts]
+        finally:
+            await teacher.close()
+
+    return asyncio.run(run())
+
+
 def sibling(out: Path, kind: str) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + f".{kind}.jsonl")
 

@@ -4,27 +4,15 @@ any request sent on such a connection; tests/real/test_llama_teacher.py checks t
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.fakes.openai_server import OpenAIFake
 from tests.test_generate_scale import endpoint, generate, ids, script, source, summary_of
-from tests.helpers import sibling
-from tunixhack.teachers.base import Sampling
-from tunixhack.teachers.openai_compat import OpenAITeacher
+from tests.helpers import replies_in_turn, sibling
 
 
 def ask_in_turn(fake, n: int) -> list[str]:
-    """n replies one after another through one teacher, checked first as the engine does."""
-    async def run():
-        teacher = OpenAITeacher(fake.url, "qwen3-14b")
-        try:
-            await teacher.check()
-            return [(await teacher.complete([{"role": "user", "content": f"Item {i}: what is {i} plus {i}?"}],
-                                            Sampling(max_tokens=64))).content for i in range(n)]
-        finally:
-            await teacher.close()
-
-    return asyncio.run(run())
+    """n answers one after another through one teacher."""
+    prompts = [f"Item {i}: what is {i} plus {i}?" for i in range(n)]
+    return [r.content for r in replies_in_turn(fake.url, "qwen3-14b", prompts, max_tokens=64)]
 
 
 def test_a_server_that_closes_after_each_stream_gets_each_request_on_a_fresh_connection():

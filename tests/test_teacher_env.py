@@ -4,17 +4,15 @@ teacher, not on every request (aiohttp's trust_env did, in a thread each time); 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 
 import pytest
 
 from tests.fakes.openai_server import OpenAIFake
-from tunixhack.teachers.base import Sampling
-from tunixhack.teachers.openai_compat import OpenAITeacher
+from tests.helpers import replies_in_turn
 
 SCRIPT = {"default": {"reasoning": "2 + 2 = 4.", "content": "\\boxed{4}"}}
-MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
+QUESTION = "What is 2 + 2?"
 UNRESOLVABLE = "http://teacher.invalid/v1"  # .invalid never resolves: only a proxy can reach it
 
 
@@ -27,15 +25,7 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def ask(url: str, calls: int = 2) -> list:
-    async def run():
-        teacher = OpenAITeacher(url, "qwen3-14b")
-        try:
-            await teacher.check()
-            return [await teacher.complete(MESSAGES, Sampling()) for _ in range(calls)]
-        finally:
-            await teacher.close()
-
-    return asyncio.run(run())
+    return replies_in_turn(url, "qwen3-14b", [QUESTION] * calls)
 
 
 def origin(url: str) -> str:

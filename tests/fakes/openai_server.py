@@ -46,6 +46,11 @@ HANG_LIMIT = 120.0  # seconds a hanging request waits for its client to give up
 REUSE_WAIT_S = 1.0
 
 
+def prompt_words(body: dict) -> int:
+    """The fake's prompt tokens: a word a token, over every message."""
+    return sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "FakeHTTPServer"
@@ -119,7 +124,7 @@ class Handler(BaseHTTPRequestHandler):
         if (rule.word_by_word or fake.gpu) and body.get("stream"):
             return self._stream_words(body, rule)
         reasoning, content, finish = self._texts(rule)
-        usage = {"prompt_tokens": sum(len(str(m.get("content", "")).split()) for m in body.get("messages", [])),
+        usage = {"prompt_tokens": prompt_words(body),
                  "completion_tokens": len((reasoning + " " + content).split())}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]  # as real servers add
         if not body.get("stream"):
@@ -166,7 +171,7 @@ class Handler(BaseHTTPRequestHandler):
         field_ = fake.reasoning_field if fake.reasoning_field in ("reasoning_content", "reasoning") else None
         opened = False
 
-        prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+        prompt = prompt_words(body)
         # llama.cpp, asked, times every token: the prompt read and the part cached apart, the tokens decoded
         # and its decode rate (here the rule's rate, exactly, so a test can tell where a rate came from)
         timed = fake.reports == "llama.cpp" and body.get("timings_per_token")

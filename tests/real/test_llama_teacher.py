@@ -11,7 +11,8 @@ import asyncio
 import json
 import time
 
-from tests.helpers import FIXTURES, one_line_error, read_rows, run_script, sibling, start_script
+from tests.helpers import (FIXTURES, one_line_error, read_rows, replies_in_turn, run_script, sibling,
+                           start_script)
 from tunixhack import verify
 from tunixhack.teachers.base import Sampling
 from tunixhack.teachers.openai_compat import OpenAITeacher
@@ -170,16 +171,9 @@ def test_streamed_replies_in_turn_lose_no_request_to_a_closing_connection(llama_
     """llama-server closes the connection after every streamed reply, though it says keep-alive; a request sent
     on it before the close is seen was lost (one in two, sent at once after the last reply ended). The teacher
     asks for a fresh connection each time instead (CLOSES_AFTER_STREAM)."""
-    async def in_turn(n: int) -> list[str]:
-        teacher = OpenAITeacher(llama_server.base_url, llama_server.model)
-        try:
-            await teacher.check()
-            return [(await teacher.complete([{"role": "user", "content": f"What is {i} plus {i}?"}],
-                                            Sampling(max_tokens=4))).finish for i in range(n)]
-        finally:
-            await teacher.close()
-
-    assert set(asyncio.run(in_turn(12))) <= {"stop", "length"}  # twelve replies, none a TransientError
+    replies = replies_in_turn(llama_server.base_url, llama_server.model,
+                              [f"What is {i} plus {i}?" for i in range(12)], max_tokens=4)
+    assert {r.finish for r in replies} <= {"stop", "length"}  # twelve replies, none a TransientError
 
 
 def decoded(server) -> int:
